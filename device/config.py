@@ -1,0 +1,224 @@
+"""doorkeep's configuration: one TOML file read into typed, frozen dataclasses.
+
+Every field has a documented default (docs/config.md), so an empty file is a valid configuration. Anything refused
+raises :class:`ConfigError` naming the key path (``detect.threshold``), the value and why. Unknown keys are refused
+too: a typo must not silently fall back to a default.
+
+Sections are added by each area of the runtime; the loader below is generic over dataclasses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import ConfigError
+
+Check = Callable[[Any], str | None]
+
+
+def check(fn: Check, **kw: Any) -> Any:
+    """A dataclass field whose value must pass ``fn`` (returns ``None`` when fine, else why not)."""
+    return field(metadata={"check": fn}, **kw)
+
+
+def in_range(lo: float | None = None, hi: float | None = None) -> Check:
+    def _c(v: Any) -> str | None:
+        if lo is not None and v < lo:
+            return f"must be >= {lo}"
+        if hi is not None and v > hi:
+            return f"must be <= {hi}"
+        return None
+
+    return _c
+
+
+def one_of(*choices: str) -> Check:
+    def _c(v: Any) -> str | None:
+        return None if v in choices else f"must be one of {', '.join(map(repr, choices))}"
+
+    return _c
+
+
+def even_positive(v: Any) -> str | None:
+    return None if v > 0 and v % 2 == 0 else "must be a positive even number"
+
+
+Point = tuple[float, float]
+
+
+def polygon(v: Any) -> str | None:
+    if len(v) < 3:
+        return "a polygon needs at least 3 points"
+    for x, y in v:
+        if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+            return "polygon points are normalised: each coordinate must be within 0..1"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class DeviceSection:
+    name: str = "Front door"
+    #: Keys, outbox, vault and audit log live here. The systemd unit sets it to /var/lib/doorkeep.
+    state_dir: Path = Path("~/.local/state/doorkeep")
+
+
+@dataclass(frozen=True)
+class CaptureSection:
+    #: ``synthetic`` (built-in demo scene), ``file`` (a video file via PyAV), ``v4l2`` (a webcam via PyAV) or
+    #: ``picamera2`` (the Pi camera).
+    source: str = check(one_of("synthetic", "file", "v4l2", "picamera2"), default="synthetic")
+    #: Video file or V4L2 device path for ``file``/``v4l2``.
+    path: str = ""
+    #: ``file`` source: pace frames at the file's frame rate (True) or run as fast as possible (False).
+    realtime: bool = True
+    #: ``file`` source: start again at the end.
+    loop: bool = False
+    main_width: int = check(even_positive, default=1920)
+    main_height: int = check(even_positive, default=1080)
+    lores_width: int = check(even_positive, default=320)
+    lores_height: int = check(even_positive, default=240)
+    fps: float = check(in_range(1, 120), default=30.0)
+    #: Lores frames kept in the frame ring (latest-wins; readers that fall behind see drops counted).
+    ring_frames: int = check(in_range(2, 1024), default=8)
+    #: Seconds of encoded video kept before an event (pre-roll).
+    preroll_s: float = check(in_range(0, 60), default=5.0)
+    #: H.264 keyframe interval in frames for sources that encode (bounds pre-roll granularity).
+    gop: int = check(in_range(1, 600), default=30)
+
+
+@dataclass(frozen=True)
+class MotionSection:
+    #: Per-pixel luma change (0..255) that counts as changed; above sensor noise.
+    pixel_threshold: int = check(in_range(1, 255), default=20)
+    #: Share of (downscaled) pixels that must change for a frame to count as motion.
+    min_changed: float = check(in_range(0.0, 1.0), default=0.003)
+    #: Compare every ``step``-th pixel in each direction (4 → 1/16 of the pixels).
+    step: int = check(in_range(1, 16), default=2)
+    #: Keep running inference for this long after the last motion (people can stand still at a door).
+    hold_s: float = check(in_range(0, 600), default=3.0)
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), "", f"not valid TOML: {exc}") from None
+
+
+# -------------------------------------------------------------------------------------------------- the loader
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(tp: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, path)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(path, value, "must be a table")
+        return load_section(tp, value, path)  # type: ignore[arg-type]
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise ConfigError(path, value, "must be an array")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(path, value, f"must have exactly {len(args)} items")
+            return tuple(_convert(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+        item = args[0] if args else Any
+        conv = [_convert(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return tuple(conv)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(path, value, "must be true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(path, value, "must be an integer")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(path, value, "must be a number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(path, value, "must be a string")
+        return value
+    if tp is Path:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(path, value, "must be a non-empty path string")
+        return Path(value)
+    raise ConfigError(path, value, f"unsupported type {_type_name(tp)}")
+
+
+def load_section(cls: type[Any], data: dict[str, Any], path: str = "") -> Any:
+    """Build dataclass ``cls`` from a TOML table, refusing unknown keys and bad values by key path."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        kp = f"{path}.{key}" if path else key
+        if key not in fields:
+            raise ConfigError(kp, value, f"unknown key (known: {', '.join(sorted(fields))})")
+        f = fields[key]
+        converted = _convert(hints[key], value, kp)
+        chk = f.metadata.get("check")
+        if chk is not None:
+            items = converted if typing.get_origin(hints[key]) in (list, tuple) and f.metadata.get("each") else [converted]
+            for it in items:
+                why = chk(it)
+                if why:
+                    raise ConfigError(kp, value, why)
+        kwargs[key] = converted
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(path or "<root>", data, str(exc)) from None
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration. Each field is one TOML table."""
+
+    device: DeviceSection = field(default_factory=DeviceSection)
+    capture: CaptureSection = field(default_factory=CaptureSection)
+    motion: MotionSection = field(default_factory=MotionSection)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.device.state_dir.expanduser()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Config:
+        return load_section(cls, data)  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Config:
+        """Read a TOML file. Raises :class:`ConfigError` naming the key path on any bad value."""
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(str(p), "", "no such config file")
+        return cls.from_dict(_load_toml(p))
+
+    def replace(self, **sections: Any) -> Config:
+        return dataclasses.replace(self, **sections)

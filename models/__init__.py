@@ -1,0 +1,1 @@
+"""doorkeep.models — model manifests (TOML) and label files; never model binaries."""

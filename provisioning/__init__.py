@@ -1,0 +1,1 @@
+"""doorkeep.provisioning — identity, pairing, signed configuration, Pi deployment."""

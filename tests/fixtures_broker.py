@@ -1,0 +1,1 @@
+"""Fixtures for a real mosquitto broker on loopback (see [mqtt])."""

@@ -1,0 +1,1 @@
+"""Fixtures for the pinned model and real photos (see [detection])."""

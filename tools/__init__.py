@@ -1,0 +1,1 @@
+"""doorkeep.tools — the doorkeep command for devices, owners, hubs and requesters."""

@@ -1,0 +1,41 @@
+"""``doorkeep bench``: the speed and memory figures recorded in BENCHMARKS.md.
+
+Each area contributes one module ``doorkeep.tools.bench_<area>`` with ``run(quick: bool) -> dict[str, float]``.
+Ratios compare two measurements taken in the same run, because this kind of machine is shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+BENCH_MODULES = ("bench_foundation", "bench_detection", "bench_night", "bench_mqtt", "bench_vault")
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("bench", help="measure hot paths; --json prints one JSON object")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--quick", action="store_true", help="fewer repetitions (for smoke tests)")
+    p.add_argument("--only", action="append", default=[], metavar="AREA",
+                   help="run only these areas: " + ", ".join(m.removeprefix("bench_") for m in BENCH_MODULES))
+    p.set_defaults(func=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    results: dict[str, float] = {}
+    for name in BENCH_MODULES:
+        area = name.removeprefix("bench_")
+        if args.only and area not in args.only:
+            continue
+        mod = importlib.import_module(f"doorkeep.tools.{name}")
+        figures = mod.run(quick=args.quick)
+        results.update(figures)
+        if not args.json:
+            for k, v in figures.items():
+                print(f"{area:>11}  {k:<28} {v:>12.4g}")
+            sys.stdout.flush()
+    if args.json:
+        print(json.dumps(results, sort_keys=True))
+    return 0
