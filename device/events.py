@@ -33,3 +33,13 @@ class EventSink(Protocol):
     """Anything that consumes events: the MQTT publisher, the vault's clip writer, the audit log."""
 
     def on_event(self, event: Event) -> None: ...
+
+
+class Tracker(Protocol):
+    """Turns per-inference detections into event transitions (the person state machine implements this).
+
+    ``detections`` is ``None`` when no inference ran for this frame (the motion gate skipped it), so the machine
+    can still end an event by time.
+    """
+
+    def update(self, t: float, detections: list | None) -> list[Event]: ...

@@ -48,3 +48,10 @@ class Packet:
     t_wall: float
     keyframe: bool
     has_config: bool = False
+
+
+class PacketSink:
+    """Anything that takes encoded packets (pre-roll ring, clip writer). Called on the capture thread: never block."""
+
+    def on_packet(self, packet: Packet) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
