@@ -1,1 +1,300 @@
-"""Fixtures for a real mosquitto broker on loopback (see [mqtt])."""
+"""Fixtures for a real mosquitto broker on loopback (owned by [mqtt]; other areas use them too).
+
+Every test that talks MQTT gets a REAL ``/usr/sbin/mosquitto`` on a free 127.0.0.1 port, configured from a private
+temp dir. Fixtures:
+
+- ``mosquitto`` — a fresh plain broker per test (anonymous, no persistence). Attributes: ``host``, ``port``,
+  ``url`` (``"127.0.0.1:PORT"``), ``log_text()``; methods ``stop()``, ``start()``, ``restart()`` (same port,
+  for outage tests), ``kill()`` (SIGKILL, like a power cut).
+- ``mosquitto_module`` — one plain broker shared by a test module (use it only where broker state does not
+  matter: distinct topics per test, no retained leftovers relied upon).
+- ``mosquitto_tls`` — a broker with mutual TLS only (``require_certificate true``, ``use_identity_as_username
+  true``) and an ACL: a client whose certificate CN is a device id may only use ``doorkeep/<CN>/#``, its Home
+  Assistant discovery topic ``homeassistant/device/<CN>/config`` and read ``homeassistant/status``; CN ``hub``
+  reads everything under ``doorkeep/#`` and ``homeassistant/#`` and may write ``homeassistant/status`` and
+  ``doorkeep/+/recipient/#``/``doorkeep/+/pair/#`` (hub-side replies). ``mosquitto_tls.certs`` is a
+  :class:`CertAuthority`: ``.ca`` (CA cert path) and ``.client(cn) -> ClientCert(cert, key)``.
+- ``cert_authority`` — the same certificate factory on its own (CA + server cert), for tests that need certs
+  without a broker.
+
+Certificates are generated at test time with the ``openssl`` CLI (Debian package ``openssl``).
+
+Mosquitto started as root drops to user ``mosquitto``, so every file it reads lives in a 0755 temp dir with 0644
+files (keys included — they are throwaway test keys), and its log file is world-writable.
+
+If mosquitto is missing the MQTT tests are skipped with a clear message — except under ``CI=true``, where a missing
+broker fails the run (CI must prove these properties, not skip them).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/usr/bin/mosquitto")
+
+__all__ = [
+    "CertAuthority",
+    "ClientCert",
+    "Mosquitto",
+    "cert_authority",
+    "find_mosquitto",
+    "free_port",
+    "mosquitto",
+    "mosquitto_module",
+    "mosquitto_tls",
+]
+
+
+def find_mosquitto() -> str | None:
+    """Path of the mosquitto binary, or None."""
+    for p in MOSQUITTO_CANDIDATES:
+        if os.access(p, os.X_OK):
+            return p
+    return shutil.which("mosquitto")
+
+
+def _require(binary: str | None, what: str, install: str) -> str:
+    if binary:
+        return binary
+    msg = f"{what} not found; install it with: {install}"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"CI=true: {msg}", pytrace=False)
+    pytest.skip(msg)
+    raise AssertionError("unreachable")
+
+
+def free_port() -> int:
+    """A currently free TCP port on 127.0.0.1 (bind to 0, read, close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _private_dir(prefix: str) -> Path:
+    """A temp dir mosquitto (after dropping root) can read: 0755 under /tmp."""
+    d = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    d.chmod(0o755)
+    return d
+
+
+# ------------------------------------------------------------------------------------------------ certificates
+
+
+@dataclass(frozen=True)
+class ClientCert:
+    """A client certificate and its private key (PEM files)."""
+
+    cn: str
+    cert: Path
+    key: Path
+
+
+class CertAuthority:
+    """A throwaway CA (EC P-256) plus a server certificate for ``localhost``/``127.0.0.1``, made with openssl."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self._openssl = _require(shutil.which("openssl"), "openssl", "apt-get install -y openssl")
+        self.ca = directory / "ca.crt"
+        self.ca_key = directory / "ca.key"
+        self._run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                  "-keyout", str(self.ca_key), "-out", str(self.ca), "-days", "2", "-subj", "/CN=doorkeep-test-ca")
+        self.server = self._issue("localhost", "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+                                  "extendedKeyUsage=serverAuth\n")
+        self._clients: dict[str, ClientCert] = {}
+        for p in directory.iterdir():
+            p.chmod(0o644)
+
+    def _run(self, *args: str) -> None:
+        proc = subprocess.run([self._openssl, *args], capture_output=True, text=True, check=False)
+        if proc.returncode:
+            raise RuntimeError(f"openssl {' '.join(args[:2])} failed: {proc.stderr.strip()}")
+
+    def _issue(self, cn: str, extensions: str) -> ClientCert:
+        safe = cn.replace("/", "_")
+        key, csr, crt, ext = (self.dir / f"{safe}.{s}" for s in ("key", "csr", "crt", "ext"))
+        ext.write_text(extensions)
+        self._run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                  "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={cn}")
+        self._run("x509", "-req", "-in", str(csr), "-CA", str(self.ca), "-CAkey", str(self.ca_key),
+                  "-CAcreateserial", "-days", "2", "-out", str(crt), "-extfile", str(ext))
+        for p in (key, crt):
+            p.chmod(0o644)
+        return ClientCert(cn, crt, key)
+
+    def client(self, cn: str) -> ClientCert:
+        """A client certificate with common name ``cn`` (cached per CN)."""
+        if cn not in self._clients:
+            self._clients[cn] = self._issue(cn, "extendedKeyUsage=clientAuth\n")
+        return self._clients[cn]
+
+
+# ------------------------------------------------------------------------------------------------ the broker
+
+#: ACL for the TLS broker. With ``use_identity_as_username`` the username is the certificate CN (%u).
+TLS_ACL = """\
+user hub
+topic read doorkeep/#
+topic read homeassistant/#
+topic write homeassistant/status
+topic write doorkeep/+/recipient/#
+topic write doorkeep/+/pair/#
+
+pattern readwrite doorkeep/%u/#
+pattern readwrite homeassistant/device/%u/config
+pattern read homeassistant/status
+"""
+
+
+class Mosquitto:
+    """One real mosquitto process on 127.0.0.1:``port``; stop/start/restart keep the port."""
+
+    def __init__(self, *, tls: CertAuthority | None = None, acl: str | None = None, extra_conf: str = "") -> None:
+        self.binary = _require(find_mosquitto(), "mosquitto", "apt-get install -y mosquitto")
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.dir = _private_dir("dk-mosq-")
+        self.certs = tls
+        self.log = self.dir / "mosquitto.log"
+        self.log.touch()
+        self.log.chmod(0o666)
+        lines = [f"listener {self.port} {self.host}", "persistence false", f"log_dest file {self.log}",
+                 "log_type error", "log_type warning", "log_type notice", "log_type information",
+                 "max_queued_messages 100000"]
+        if tls is None:
+            lines.append("allow_anonymous true")
+        else:
+            lines += [f"cafile {tls.ca}", f"certfile {tls.server.cert}", f"keyfile {tls.server.key}",
+                      "require_certificate true", "use_identity_as_username true", "tls_version tlsv1.2"]
+        if acl is not None:
+            acl_file = self.dir / "acl"
+            acl_file.write_text(acl)
+            acl_file.chmod(0o644)
+            lines.append(f"acl_file {acl_file}")
+        self.conf = self.dir / "mosquitto.conf"
+        self.conf.write_text("\n".join(lines) + "\n" + extra_conf)
+        self.conf.chmod(0o644)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        """``host:port`` as the CLI's ``--broker`` takes it."""
+        return f"{self.host}:{self.port}"
+
+    def start(self) -> None:
+        """Start (or start again, on the same port) and wait until the port accepts connections."""
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {err}\n{self.log_text()}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.01)
+        self.kill()
+        raise RuntimeError(f"mosquitto did not accept connections on {self.url} within 10 s\n{self.log_text()}")
+
+    def stop(self) -> None:
+        """Graceful stop: SIGTERM (resent — one sent right after start can be ignored), then SIGKILL."""
+        p = self.proc
+        if p is None or p.poll() is not None:
+            self.proc = None
+            return
+        for _ in range(3):
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=1.0)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        else:
+            p.kill()
+            p.wait(timeout=5.0)
+        self._close(p)
+
+    def kill(self) -> None:
+        """Abrupt stop (SIGKILL), like pulling the broker's power."""
+        p = self.proc
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.wait(timeout=5.0)
+        if p is not None:
+            self._close(p)
+
+    def _close(self, p: subprocess.Popen[bytes]) -> None:
+        if p.stderr:
+            p.stderr.close()
+        self.proc = None
+
+    def restart(self) -> None:
+        """Stop and start again on the same port (retained state is lost: ``persistence false``)."""
+        self.stop()
+        self.start()
+
+    def log_text(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def mosquitto() -> Iterator[Mosquitto]:
+    """A fresh anonymous mosquitto on loopback for this test."""
+    broker = Mosquitto()
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+@pytest.fixture(scope="module")
+def mosquitto_module() -> Iterator[Mosquitto]:
+    """One anonymous mosquitto for the whole test module (only where broker state does not matter)."""
+    broker = Mosquitto()
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+@pytest.fixture(scope="session")
+def cert_authority() -> Iterator[CertAuthority]:
+    """A throwaway CA with a server cert for 127.0.0.1; ``.client(cn)`` issues client certs."""
+    d = _private_dir("dk-certs-")
+    try:
+        yield CertAuthority(d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def mosquitto_tls(cert_authority: CertAuthority) -> Iterator[Mosquitto]:
+    """Mutual-TLS mosquitto with the per-device ACL (:data:`TLS_ACL`); ``.certs`` issues client certs."""
+    broker = Mosquitto(tls=cert_authority, acl=TLS_ACL)
+    try:
+        yield broker
+    finally:
+        broker.close()
