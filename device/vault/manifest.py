@@ -1,0 +1,110 @@
+"""Device-signed clip manifests: what was recorded, and hashes that pin every encrypted byte of the clip.
+
+A manifest lives next to its clip (``<clip_id>.manifest``) and travels with it in an export bundle, so a recipient
+can prove the clip came unaltered from this device. ``complete`` is false for a clip the device recovered after a
+crash (no FINAL chunk); the recipient then accepts the stream without FINAL, up to exactly the listed chunks.
+Format: docs/formats.md#manifest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import nacl.exceptions
+import nacl.signing
+
+from ..errors import FormatError
+from ..identity import DeviceIdentity
+from .clips import Codec, check_clip_id, chunk_hash, iter_frames, parse_header
+from .codec import Fields, b64e, canonical, parse_json, signed_message
+
+FORMAT = "doorkeep-manifest"
+VERSION = 1
+SIG_DOMAIN = "doorkeep-manifest-v1"
+MAX_CHUNKS = 100_000
+_KEYS = ("format", "v", "clip_id", "device_id", "t_start", "t_end", "event_ids", "header_hash", "chunks", "packets",
+         "plain_bytes", "size", "dropped", "codec", "complete", "sig")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A clip's signed description. Build with :meth:`signed`; read with :meth:`from_bytes` then :meth:`verify`."""
+
+    clip_id: str
+    device_id: str
+    t_start: float
+    t_end: float | None
+    event_ids: tuple[str, ...]
+    header_hash: str
+    chunks: tuple[tuple[int, str], ...]
+    packets: int
+    plain_bytes: int
+    size: int
+    dropped: int
+    codec: Codec
+    complete: bool
+    sig: bytes = field(default=b"", repr=False)
+
+    def body(self) -> dict[str, Any]:
+        return {"format": FORMAT, "v": VERSION, "clip_id": self.clip_id, "device_id": self.device_id,
+                "t_start": self.t_start, "t_end": self.t_end, "event_ids": list(self.event_ids),
+                "header_hash": self.header_hash, "chunks": [[n, h] for n, h in self.chunks],
+                "packets": self.packets, "plain_bytes": self.plain_bytes, "size": self.size,
+                "dropped": self.dropped, "codec": self.codec.to_json(), "complete": self.complete}
+
+    def signed(self, identity: DeviceIdentity) -> Manifest:
+        """A copy signed by the device."""
+        sig = identity.sign(signed_message(SIG_DOMAIN, canonical(self.body())))
+        return Manifest(**{**self.__dict__, "sig": sig})
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.body(), "sig": b64e(self.sig)}
+
+    def to_bytes(self) -> bytes:
+        return canonical(self.to_json()) + b"\n"
+
+    @classmethod
+    def from_json(cls, obj: object) -> Manifest:
+        """Parse (not verify). Raises :class:`FormatError`."""
+        f = Fields(obj, what="manifest")
+        f.header(FORMAT, VERSION)
+        f.only(*_KEYS)
+        chunks = []
+        for c in f.items("chunks", max_len=MAX_CHUNKS):
+            if (not isinstance(c, list) or len(c) != 2 or isinstance(c[0], bool) or not isinstance(c[0], int)
+                    or not 0 < c[0] <= 1 << 30):
+                raise FormatError("manifest: each chunk must be [bytes, hash]")
+            chunks.append((c[0], Fields({"h": c[1]}, what="manifest chunk").hexstr("h", length=32)))
+        return cls(check_clip_id(f.obj.get("clip_id")), f.text("device_id", max_len=64), f.number("t_start"),
+                   f.opt_num("t_end"), f.texts("event_ids"), f.hexstr("header_hash", length=32), tuple(chunks),
+                   f.integer("packets"), f.integer("plain_bytes"), f.integer("size"), f.integer("dropped"),
+                   Codec.from_json(f.obj.get("codec"), what="manifest.codec"), f.flag("complete"),
+                   f.b64("sig", length=64))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Manifest:
+        return cls.from_json(parse_json(bytes(data).strip(), what="manifest"))
+
+    def verify(self, verify_key: nacl.signing.VerifyKey) -> Manifest:
+        """Check the device signature; raises :class:`FormatError` if it does not verify."""
+        try:
+            verify_key.verify(signed_message(SIG_DOMAIN, canonical(self.body())), self.sig)
+        except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError):
+            raise FormatError(f"manifest {self.clip_id}: device signature does not verify") from None
+        return self
+
+    def check_clip(self, data: bytes) -> None:
+        """Check that ``data`` is exactly the clip this manifest describes (header, every chunk, size)."""
+        header = parse_header(data)
+        if header.clip_id != self.clip_id or header.device_id != self.device_id:
+            raise FormatError(f"clip {header.clip_id}: header names another clip or device than its manifest")
+        if header.hash.hex() != self.header_hash:
+            raise FormatError(f"clip {self.clip_id}: header hash differs from the manifest")
+        frames = list(iter_frames(data, header.length))
+        if len(frames) != len(self.chunks) or len(data) != self.size:
+            raise FormatError(f"clip {self.clip_id}: has {len(frames)} chunks / {len(data)} bytes, manifest says "
+                              f"{len(self.chunks)} / {self.size} (truncated or extended)")
+        for i, ((start, end), (n, h)) in enumerate(zip(frames, self.chunks)):
+            if end - start != n or chunk_hash(bytes(data[start:end])) != h:
+                raise FormatError(f"clip {self.clip_id}: chunk {i} differs from the manifest")
