@@ -91,6 +91,8 @@ class CaptureSection:
     ring_frames: int = check(in_range(2, 1024), default=8)
     #: Seconds of encoded video kept before an event (pre-roll).
     preroll_s: float = check(in_range(0, 60), default=5.0)
+    #: Hard memory bound of the pre-roll in MiB (whole GOPs are dropped to stay under it).
+    preroll_max_mb: float = check(in_range(1, 512), default=32.0)
     #: H.264 keyframe interval in frames for sources that encode (bounds pre-roll granularity).
     gop: int = check(in_range(1, 600), default=30)
 
@@ -105,6 +107,46 @@ class MotionSection:
     step: int = check(in_range(1, 16), default=2)
     #: Keep running inference for this long after the last motion (people can stand still at a door).
     hold_s: float = check(in_range(0, 600), default=3.0)
+    #: Time constant (seconds) of the learned background; a still object fades into it after a few of these.
+    background_s: float = check(in_range(0.05, 600), default=2.0)
+
+
+@dataclass(frozen=True)
+class MqttSection:
+    """[mqtt] — the broker the device publishes signed events to (docs/mqtt.md, docs/config.md)."""
+
+    #: Publish events over MQTT at all.
+    enabled: bool = True
+    host: str = "localhost"
+    port: int = check(in_range(1, 65535), default=1883)
+    #: Use TLS. Implied when ``ca`` is set; without ``ca`` the system CA store is used.
+    tls: bool = False
+    #: CA certificate (PEM) that signed the broker's certificate.
+    ca: str = ""
+    #: Client certificate and key (PEM) for mutual TLS.
+    cert: str = ""
+    key: str = ""
+    username: str = ""
+    #: Prefer ``password_file`` (a file holding only the password) over putting the password here.
+    password: str = field(default="", repr=False)
+    password_file: str = ""
+    #: MQTT client id; empty = the device id.
+    client_id: str = ""
+    keepalive: int = check(in_range(5, 3600), default=30)
+    #: ``3.1.1`` (default) or ``5``.
+    protocol: str = check(one_of("3.1.1", "5"), default="3.1.1")
+    #: Reconnect backoff: first retry after ``reconnect_min_s``, doubling up to ``reconnect_max_s``.
+    reconnect_min_s: int = check(in_range(1, 3600), default=1)
+    reconnect_max_s: int = check(in_range(1, 3600), default=60)
+    #: Announce the device to Home Assistant (device discovery) under this prefix.
+    discovery: bool = True
+    discovery_prefix: str = "homeassistant"
+    #: Durable outbox bound (rows; about 400 bytes each). When full the oldest row is dropped and counted.
+    outbox_max: int = check(in_range(10, 1_000_000), default=10_000)
+    #: Messages in flight at once (awaiting PUBACK); ordered on the one connection.
+    inflight: int = check(in_range(1, 100), default=16)
+    #: Seconds between retained stats heartbeats.
+    heartbeat_s: float = check(in_range(1, 86400), default=60.0)
 
 
 def _load_toml(path: Path) -> dict[str, Any]:
@@ -203,6 +245,7 @@ class Config:
     device: DeviceSection = field(default_factory=DeviceSection)
     capture: CaptureSection = field(default_factory=CaptureSection)
     motion: MotionSection = field(default_factory=MotionSection)
+    mqtt: MqttSection = field(default_factory=MqttSection)
 
     @property
     def state_dir(self) -> Path:
