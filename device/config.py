@@ -112,6 +112,106 @@ class MotionSection:
 
 
 @dataclass(frozen=True)
+class DetectSection:
+    """[detect] — the person detector (docs/detection.md)."""
+
+    #: Model by manifest name: a built-in one (``doorkeep models list``) or one from ``manifests``.
+    model: str = "blazepose"
+    #: Person score (0..1) at or above which a detection counts.
+    threshold: float = check(in_range(0.01, 0.99), default=0.5)
+    #: Interpreter threads.
+    threads: int = check(in_range(1, 16), default=2)
+    #: ``auto`` (ai-edge-litert, else tflite-runtime), ``litert`` or ``tflite``.
+    runtime: str = check(one_of("auto", "litert", "tflite"), default="auto")
+    #: TFLite delegate library (e.g. ``libedgetpu.so.1`` for a Coral Edge TPU; needs tflite-runtime). ``""``: none.
+    delegate: str = ""
+    #: The owner's own model manifest files (TOML; see docs/detection.md).
+    manifests: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class EventsSection:
+    """[events] — the person event state machine (docs/detection.md)."""
+
+    #: An event starts when a person is detected on ``k`` of the last ``n`` inferences ...
+    k: int = check(in_range(1, 100), default=2)
+    n: int = check(in_range(1, 100), default=3)
+    #: ... and ends after this many seconds without a person.
+    end_after_s: float = check(in_range(0.1, 3600), default=4.0)
+    #: Smallest person box (share of the frame area) that counts.
+    min_box_area: float = check(in_range(0.0, 1.0), default=0.01)
+    #: Only people inside one of the [[zones]] count.
+    require_zone: bool = False
+    #: Point of the box tested against zones: ``foot`` (bottom centre: where the person stands) or ``centre``.
+    zone_point: str = check(one_of("foot", "centre"), default="foot")
+
+    def __post_init__(self) -> None:
+        if self.k > self.n:
+            raise ConfigError("events.k", self.k, f"must be <= events.n ({self.n})")
+
+
+@dataclass(frozen=True)
+class ZoneSection:
+    """One [[zones]] entry: a named polygon, points normalised to the frame (0..1, origin top left)."""
+
+    name: str
+    polygon: tuple[tuple[float, float], ...] = check(polygon, default=())
+
+
+@dataclass(frozen=True)
+class MaskSection:
+    """One [[masks]] entry: a privacy mask, blacked out before detection and before encoding."""
+
+    name: str
+    polygon: tuple[tuple[float, float], ...] = check(polygon, default=())
+
+
+@dataclass(frozen=True)
+class NightSection:
+    """[night] — day/night mode from the frame's chroma and the camera's lux, and the night detector (docs/night.md)."""
+
+    #: ``auto`` (decide from the evidence), or pin ``day`` / ``night``.
+    mode: str = check(one_of("auto", "day", "night"), default="auto")
+    #: Evidence that decides: ``auto`` (lux once the camera reports it, else chroma), ``chroma`` or ``lux``.
+    source: str = check(one_of("auto", "chroma", "lux"), default="auto")
+    #: Chroma deviation from neutral (mean |U-128|, |V-128|, 0..127) below which the frame counts as grayscale.
+    chroma_enter: float = check(in_range(0, 127), default=2.0)
+    #: ... and above which it counts as colour again (hysteresis band between the two).
+    chroma_leave: float = check(in_range(0, 127), default=5.0)
+    #: Sample every ``chroma_step``-th chroma row and column (8 → 1/64 of the chroma samples).
+    chroma_step: int = check(in_range(1, 64), default=8)
+    #: libcamera ``Lux`` below which it is night ...
+    lux_enter: float = check(in_range(0, 100000), default=5.0)
+    #: ... and above which it is day again.
+    lux_leave: float = check(in_range(0, 100000), default=15.0)
+    #: Time constant (s) of the moving average over the measure (0 = none).
+    smooth_s: float = check(in_range(0, 600), default=2.0)
+    #: Minimum time (s) in a mode before it may switch again.
+    dwell_s: float = check(in_range(0, 3600), default=30.0)
+    #: Second model run in night mode, by manifest name (``""`` = BlazePose on the contrast-stretched luma only).
+    model: str = "deeplabv3"
+    #: Night model: mean person probability over a person region that counts as a person.
+    seg_threshold: float = check(in_range(0.01, 0.99), default=0.6)
+    #: Night model: smallest person region, as a share of the frame, that counts.
+    seg_min_area: float = check(in_range(0.0, 1.0), default=0.002)
+    #: Contrast stretch of the luma in night mode: these luma percentiles map to black and white.
+    stretch_low: float = check(in_range(0, 50), default=1.0)
+    stretch_high: float = check(in_range(50, 100), default=99.0)
+    #: BCM GPIO pin of an IR illuminator switched on in night mode (-1 = none; needs the ``pi`` extra).
+    ir_led_pin: int = check(in_range(-1, 63), default=-1)
+    #: BCM GPIO pin driving an IR-cut filter: active (filter in) in day mode (-1 = none).
+    ir_cut_pin: int = check(in_range(-1, 63), default=-1)
+    #: The IR-cut pin is active-high (True) or active-low (False).
+    ir_cut_active_high: bool = True
+
+    def __post_init__(self) -> None:
+        if self.chroma_leave <= self.chroma_enter:
+            raise ConfigError("night.chroma_leave", self.chroma_leave, "must be above night.chroma_enter")
+        if self.lux_leave <= self.lux_enter:
+            raise ConfigError("night.lux_leave", self.lux_leave, "must be above night.lux_enter")
+
+
+@dataclass(frozen=True)
 class MqttSection:
     """[mqtt] — the broker the device publishes signed events to (docs/mqtt.md, docs/config.md)."""
 
@@ -245,7 +345,12 @@ class Config:
     device: DeviceSection = field(default_factory=DeviceSection)
     capture: CaptureSection = field(default_factory=CaptureSection)
     motion: MotionSection = field(default_factory=MotionSection)
+    night: NightSection = field(default_factory=NightSection)
     mqtt: MqttSection = field(default_factory=MqttSection)
+    detect: DetectSection = field(default_factory=DetectSection)
+    events: EventsSection = field(default_factory=EventsSection)
+    zones: tuple[ZoneSection, ...] = ()
+    masks: tuple[MaskSection, ...] = ()
 
     @property
     def state_dir(self) -> Path:
