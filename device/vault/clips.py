@@ -70,7 +70,7 @@ class Codec:
     """What the packets are: codec name, time base of ``pts`` and picture size."""
 
     name: str = "h264"
-    time_base: tuple[int, int] = (1, 90000)
+    time_base: tuple[int, int] = (1, 1_000_000)  # device/sources: pts in microseconds
     width: int = 0
     height: int = 0
 

@@ -1,0 +1,184 @@
+"""The clip directory: where clips and manifests live, shredding, and recovery of clips torn by a crash.
+
+``<dir>/<clip_id>.clip`` is the encrypted clip, ``<dir>/<clip_id>.manifest`` its signed manifest, written
+atomically after the FINAL chunk. A clip file without a manifest was being written when the process died: on
+start :meth:`ClipStore.recover` cuts it back to its last complete chunk and signs a ``complete: false`` manifest,
+or shreds it when nothing is recoverable. Both outcomes are audited.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import nacl.utils
+
+from ..errors import FormatError, VaultError
+from ..identity import DeviceIdentity
+from .audit import AuditLog
+from .clips import SHRED_RANGE, check_clip_id, chunk_hash, iter_frames, parse_header
+from .keys import write_atomic
+from .manifest import Manifest
+
+log = logging.getLogger(__name__)
+CLIP_SUFFIX = ".clip"
+MANIFEST_SUFFIX = ".manifest"
+
+
+@dataclass(frozen=True)
+class Recovery:
+    clip_id: str
+    action: str  # "recovered" or "discarded"
+    chunks: int
+    bytes_cut: int
+
+
+class ClipStore:
+    """Paths and whole-clip operations on one vault directory (mode 0700)."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def clip_path(self, clip_id: str) -> Path:
+        return self.root / (check_clip_id(clip_id) + CLIP_SUFFIX)
+
+    def manifest_path(self, clip_id: str) -> Path:
+        return self.root / (check_clip_id(clip_id) + MANIFEST_SUFFIX)
+
+    def clip_ids(self) -> list[str]:
+        return sorted(p.name[: -len(CLIP_SUFFIX)] for p in self.root.glob("*" + CLIP_SUFFIX))
+
+    def exists(self, clip_id: str) -> bool:
+        return self.clip_path(clip_id).is_file() and self.manifest_path(clip_id).is_file()
+
+    def manifest(self, clip_id: str) -> Manifest:
+        try:
+            return Manifest.from_bytes(self.manifest_path(clip_id).read_bytes())
+        except OSError as exc:
+            raise VaultError(f"clip {clip_id}: no manifest ({exc.strerror})") from None
+
+    def manifests(self) -> list[Manifest]:
+        """Every finished clip's manifest, oldest first (unreadable ones are logged and skipped)."""
+        out = []
+        for p in self.root.glob("*" + MANIFEST_SUFFIX):
+            try:
+                out.append(Manifest.from_bytes(p.read_bytes()))
+            except (OSError, FormatError):
+                log.exception("unreadable manifest %s", p)
+        return sorted(out, key=lambda m: (m.t_start, m.clip_id))
+
+    def size_of(self, clip_id: str) -> int:
+        total = 0
+        for p in (self.clip_path(clip_id), self.manifest_path(clip_id)):
+            try:
+                total += p.stat().st_size
+            except FileNotFoundError:
+                pass
+        return total
+
+    def total_bytes(self) -> int:
+        return sum(self.size_of(c) for c in self.clip_ids())
+
+    def write_manifest(self, manifest: Manifest) -> None:
+        write_atomic(self.manifest_path(manifest.clip_id), manifest.to_bytes(), mode=0o600)
+
+    def shred(self, clip_id: str) -> int:
+        """Destroy a clip: overwrite its sealed key and stream header with random bytes, fsync, then unlink the clip
+        and its manifest. Returns the bytes freed. Without those header bytes no key in the world decrypts it."""
+        freed = self.size_of(clip_id)
+        shred_file(self.clip_path(clip_id))
+        for p in (self.clip_path(clip_id), self.manifest_path(clip_id)):
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass
+        _fsync_dir(self.root)
+        return freed
+
+    def shred_all(self) -> int:
+        """Shred every clip (factory reset). Returns the number of clips destroyed."""
+        ids = self.clip_ids()
+        for c in ids:
+            self.shred(c)
+        for p in self.root.glob("*" + MANIFEST_SUFFIX):  # orphans
+            p.unlink()
+        return len(ids)
+
+    # -------------------------------------------------------------------------------------------- recovery
+    def recover(self, identity: DeviceIdentity, audit: AuditLog | None = None) -> list[Recovery]:
+        """Find clips without a manifest (torn by a crash) and recover or discard each. Call before recording."""
+        out = []
+        for clip_id in self.clip_ids():
+            if self.manifest_path(clip_id).exists():
+                continue
+            r = self.recover_one(clip_id, identity)
+            out.append(r)
+            if audit is not None:
+                audit.append("clip_" + r.action, clip_id=clip_id, chunks=r.chunks, bytes_cut=r.bytes_cut,
+                             reason="torn")
+        return out
+
+    def recover_one(self, clip_id: str, identity: DeviceIdentity) -> Recovery:
+        path = self.clip_path(clip_id)
+        data = path.read_bytes()
+        try:
+            header = parse_header(data)
+            if header.clip_id != clip_id or header.device_id != identity.device_id:
+                raise FormatError("header names another clip or device")
+        except FormatError:
+            self.shred(clip_id)
+            return Recovery(clip_id, "discarded", 0, len(data))
+        frames = list(iter_frames(data, header.length))
+        if not frames:
+            self.shred(clip_id)
+            return Recovery(clip_id, "discarded", 0, len(data))
+        end = frames[-1][1]
+        if end < len(data):
+            with open(path, "r+b") as f:
+                f.truncate(end)
+                os.fsync(f.fileno())
+        chunks = tuple((e - s, chunk_hash(data[s:e])) for s, e in frames)
+        m = Manifest(clip_id, identity.device_id, header.t_start, None, (header.event_id,), header.hash.hex(),
+                     chunks, 0, 0, end, 0, header.codec, False).signed(identity)
+        self.write_manifest(m)
+        return Recovery(clip_id, "recovered", len(chunks), len(data) - end)
+
+
+def shred_file(path: Path) -> None:
+    """Overwrite a clip's sealed key and stream header in place with random bytes and fsync (no unlink)."""
+    try:
+        fd = os.open(path, os.O_WRONLY)
+    except FileNotFoundError:
+        return
+    try:
+        start, end = SHRED_RANGE
+        size = os.fstat(fd).st_size
+        if size > start:
+            os.pwrite(fd, nacl.utils.random(min(end, size) - start), start)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return
+        raise
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def shred_all_clips(vault_dir: str | os.PathLike[str]) -> int:
+    """Factory reset: destroy every clip's sealed-key header, then unlink. Returns the clips destroyed."""
+    if not Path(vault_dir).is_dir():
+        return 0
+    return ClipStore(vault_dir).shred_all()
