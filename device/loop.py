@@ -1,0 +1,206 @@
+"""The loop: capture never waits on detection, publishing or storage.
+
+Threads:
+
+* **capture** (owned by the source): fills the :class:`FrameRing` and pushes packets to the packet sinks (the
+  pre-roll ring). It never blocks on anything downstream.
+* **detect** (``doorkeep-detect``): takes the latest frame from the ring (latest-wins: frames it was too slow for
+  are counted as ``skipped``), runs the motion gate, the detector when the gate is open, and the tracker; events go
+  on a queue.
+* **events** (``doorkeep-events``): hands each event to the event sinks (MQTT publisher, vault), which may be slow.
+
+Example::
+
+    loop = CaptureLoop(source, ring, gate=gate, detector=det, tracker=tracker, event_sinks=[publisher])
+    with loop:
+        wait_for_signal()
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
+from typing import Self
+
+import numpy as np
+
+from .detections import Detection, Detector
+from .events import Event, EventSink, Tracker
+from .gate import MotionGate
+from .rings import FrameInfo, FrameRing
+from .sources.base import FrameSource
+from .stats import Stats
+
+log = logging.getLogger(__name__)
+
+#: Called on the detect thread for every frame taken from the ring: (frame, info, gate_open, detections or None).
+FrameHook = Callable[[np.ndarray, FrameInfo, bool, "list[Detection] | None"], None]
+
+_STOP = object()
+
+
+class CaptureLoop:
+    """Runs a started source's frames through gate → detector → tracker → event sinks.
+
+    Args:
+        source: the frame source (already attached to ``ring`` and its packet sinks).
+        ring: the lores frame ring the source fills.
+        gate: motion gate (None: every frame goes to the detector).
+        detector: person detector (None: the gate alone runs; the tracker still gets ``None`` each frame).
+        tracker: turns detections into events (None: no events).
+        event_sinks: receive every event on the events thread.
+        stats: where fps, drops and stage latencies go (a new :class:`Stats` if None).
+        on_frame: optional hook on the detect thread (demo overlays, tests).
+        max_events: bound of the event queue; overflowing events are counted as ``events_dropped``.
+    """
+
+    def __init__(self, source: FrameSource, ring: FrameRing, *, gate: MotionGate | None = None,
+                 detector: Detector | None = None, tracker: Tracker | None = None,
+                 event_sinks: Sequence[EventSink] = (), stats: Stats | None = None,
+                 on_frame: FrameHook | None = None, max_events: int = 1024) -> None:
+        self.source = source
+        self.ring = ring
+        self.gate = gate
+        self.detector = detector
+        self.tracker = tracker
+        self.event_sinks = list(event_sinks)
+        self.stats = stats or Stats()
+        self.on_frame = on_frame
+        self._events: queue.Queue[object] = queue.Queue(max_events)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self.stats.gauge("capture_drops", lambda: source.drops)
+        self.stats.gauge("ring_overruns", lambda: ring.overruns)
+        self.stats.gauge("frames_skipped", lambda: ring.skipped)
+        self.stats.gauge("captured", lambda: ring.frames)
+        self.stats.gauge("capture_fps", ring.fps)
+
+    @property
+    def running(self) -> bool:
+        return bool(self._threads)
+
+    def start(self) -> None:
+        """Start the worker threads, then the source."""
+        with self._lock:
+            if self._threads:
+                return
+            self._stop.clear()
+            self._threads = [threading.Thread(target=self._detect_main, name="doorkeep-detect", daemon=True),
+                             threading.Thread(target=self._events_main, name="doorkeep-events", daemon=True)]
+            for t in self._threads:
+                t.start()
+            try:
+                self.source.start()
+            except BaseException:
+                self._stop_threads()
+                raise
+
+    def stop(self) -> None:
+        """Stop the source, then the workers (events already queued are delivered). Idempotent."""
+        with self._lock:
+            if not self._threads:
+                return
+            self.source.stop()
+            self._stop_threads()
+
+    def _stop_threads(self) -> None:
+        self._stop.set()
+        self.ring.wake_readers()
+        self._threads[0].join()
+        self._events.put(_STOP)
+        self._threads[1].join()
+        self._threads = []
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------------------------------- detect thread
+
+    def _detect_main(self) -> None:
+        frame = self.ring.empty_frame()
+        w, h = self.ring.width, self.ring.height
+        seq = -1
+        stats = self.stats
+        while not self._stop.is_set():
+            info = self.ring.read_latest(frame, after_seq=seq, timeout=0.2)
+            if info is None:
+                continue
+            seq = info.seq
+            stats.frame(info.t_capture)
+            try:
+                t0 = time.perf_counter()
+                gate_open = self.gate.update(frame, info.t_capture) if self.gate is not None else True
+                t1 = time.perf_counter()
+                stats.observe("gate", t1 - t0)
+                detections: list[Detection] | None = None
+                if gate_open and self.detector is not None:
+                    detections = self.detector.detect(frame, width=w, height=h)
+                    stats.observe("detect", time.perf_counter() - t1)
+                    stats.count("inferences")
+                if self.on_frame is not None:
+                    self.on_frame(frame, info, gate_open, detections)
+                if self.tracker is not None:
+                    t2 = time.perf_counter()
+                    for ev in self.tracker.update(info.t_wall, detections):
+                        self._queue_event(ev)
+                    stats.observe("events", time.perf_counter() - t2)
+            except Exception:  # one bad frame must not end detection; counted and logged
+                stats.count("detect_errors")
+                log.exception("detect stage failed on frame %d", seq)
+
+    def _queue_event(self, ev: Event) -> None:
+        try:
+            self._events.put_nowait(ev)
+            self.stats.count("events")
+        except queue.Full:
+            self.stats.count("events_dropped")
+            log.error("event queue full: dropped %s %s", ev.kind, ev.phase)
+
+    # ------------------------------------------------------------------------------------------- events thread
+
+    def _events_main(self) -> None:
+        while True:
+            ev = self._events.get()
+            if ev is _STOP:
+                return
+            t0 = time.perf_counter()
+            for sink in self.event_sinks:
+                try:
+                    sink.on_event(ev)  # type: ignore[arg-type]
+                except Exception:
+                    self.stats.count("publish_errors")
+                    log.exception("event sink %r failed", sink)
+            self.stats.observe("publish", time.perf_counter() - t0)
+
+
+@contextmanager
+def stop_on_signals(signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[threading.Event]:
+    """Within the block, SIGINT/SIGTERM set the yielded event instead of raising; handlers are restored after.
+
+    Must be used on the main thread. Example::
+
+        with stop_on_signals() as stop, doorbell:
+            stop.wait()
+    """
+    stop = threading.Event()
+
+    def _handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    old = {s: signal.signal(s, _handler) for s in signals}
+    try:
+        yield stop
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)

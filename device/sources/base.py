@@ -1,0 +1,221 @@
+"""The one small frame-source interface.
+
+A source produces two things, with capture timestamps, and pushes them through narrow methods:
+
+* lores I420 frames for analysis, written straight into a :class:`~doorkeep.device.rings.FrameRing` slot;
+* encoded H.264 access units (:class:`~doorkeep.device.frames.Packet`, Annex B, SPS/PPS on every keyframe) to a
+  list of packet sinks (the pre-roll ring; through it, the vault's clip writer).
+
+``main_filters`` are callables applied in place to every MAIN I420 frame *before* it is encoded, so what they mask
+(a privacy mask) never exists in any clip. ``on_metadata`` receives per-frame camera metadata (e.g. ``{"Lux": 3.2}``
+from picamera2) on the capture thread.
+
+``pts`` of every packet is in microseconds since the source started. Sources never block on their sinks.
+
+Example::
+
+    with SyntheticSource(width=1280, height=720, fps=30) as src:   # any FrameSource
+        src.attach(ring=ring, packet_sinks=[preroll])
+        src.start()
+        src.wait(10)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Self
+
+import numpy as np
+
+from ..errors import CaptureError
+from ..frames import Packet, PacketSink
+from ..rings import FrameRing
+
+log = logging.getLogger(__name__)
+
+#: A main filter edits a full-size I420 frame in place before encoding.
+MainFilter = Callable[[np.ndarray], None]
+MetadataHook = Callable[[dict[str, Any]], None]
+
+
+class FrameSource:
+    """Base of every source: sinks, start/stop with locking, idempotent close, ``with`` support.
+
+    Subclasses implement ``_start()`` and ``_stop()`` and call :meth:`_emit_packet`, :meth:`_filter_main`,
+    :meth:`_metadata` and (through the ring) ``begin_write``/``commit``.
+
+    Counters: ``frames`` produced, ``drops`` (frames the source could not capture on time: a camera would have
+    lost them), ``packets`` emitted.
+    """
+
+    #: (width, height) of the lores frames and of the encoded main stream; set by subclasses.
+    lores_size: tuple[int, int] = (0, 0)
+    main_size: tuple[int, int] = (0, 0)
+    fps: float = 0.0
+
+    def __init__(self, *, main_filters: Sequence[MainFilter] = (), on_metadata: MetadataHook | None = None) -> None:
+        self.main_filters: list[MainFilter] = list(main_filters)
+        self.on_metadata = on_metadata
+        self.ring: FrameRing | None = None
+        self.packet_sinks: list[PacketSink] = []
+        self.frames = 0
+        self.drops = 0
+        self.packets = 0
+        #: Set when the source ended by itself (end of file) or failed; ``error`` holds the failure.
+        self.finished = threading.Event()
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._running = False
+        self._closed = False
+
+    # -------------------------------------------------------------------------------------------- public API
+
+    def attach(self, *, ring: FrameRing | None = None, packet_sinks: Sequence[PacketSink] = ()) -> None:
+        """Connect the frame ring and packet sinks (before :meth:`start`)."""
+        if ring is not None and (ring.width, ring.height) != self.lores_size:
+            raise CaptureError(f"ring is {ring.width}x{ring.height} but the source's lores stream is "
+                               f"{self.lores_size[0]}x{self.lores_size[1]}")
+        self.ring = ring
+        self.packet_sinks = list(packet_sinks)
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def start(self) -> None:
+        """Start capturing. Raises :class:`CaptureError` if the source is closed or cannot start."""
+        with self._lock:
+            if self._closed:
+                raise CaptureError(f"{type(self).__name__} is closed")
+            if self._running:
+                return
+            self.finished.clear()
+            self.error = None
+            self._start()
+            self._running = True
+
+    def stop(self) -> None:
+        """Stop capturing (idempotent); returns when no more frames or packets will be pushed."""
+        with self._lock:
+            if not self._running:
+                return
+            self._running = False
+            self._stop()
+
+    def close(self) -> None:
+        """Stop and release the device or file (idempotent)."""
+        self.stop()
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._close()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the source ends by itself (end of file, duration, failure); True if it did."""
+        return self.finished.wait(timeout)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------------------ for subclasses
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def _stop(self) -> None:
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        """Release resources; called once, after stop."""
+
+    def _filter_main(self, frame: np.ndarray) -> None:
+        for f in self.main_filters:
+            f(frame)
+
+    def _emit_packet(self, packet: Packet) -> None:
+        self.packets += 1
+        for sink in self.packet_sinks:
+            try:
+                sink.on_packet(packet)
+            except Exception:  # one broken sink must not stop capture
+                log.exception("packet sink %r failed", sink)
+
+    def _metadata(self, md: dict[str, Any]) -> None:
+        if self.on_metadata is not None:
+            try:
+                self.on_metadata(md)
+            except Exception:
+                log.exception("metadata hook failed")
+
+    def _fail(self, exc: BaseException) -> None:
+        self.error = exc
+        self.finished.set()
+
+
+class ThreadedSource(FrameSource):
+    """A source driven by its own capture thread running :meth:`_run` until ``_stop_event`` is set."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._stop_event = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _start(self) -> None:
+        self._stop_event.clear()
+        self._prepare()
+        self._thread = threading.Thread(target=self._main, name=f"doorkeep-capture-{type(self).__name__}",
+                                        daemon=True)
+        self._thread.start()
+
+    def _stop(self) -> None:
+        self._stop_event.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        self._thread = None
+
+    def _main(self) -> None:
+        try:
+            self._run()
+        except Exception as exc:
+            log.exception("%s capture thread failed", type(self).__name__)
+            self._fail(exc)
+        finally:
+            self.finished.set()
+
+    def _prepare(self) -> None:
+        """Open files/devices before the thread starts (errors surface from :meth:`start`)."""
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class Pacer:
+    """Holds a capture loop to ``fps`` frames per second and counts frames it fell a whole period behind on."""
+
+    def __init__(self, fps: float) -> None:
+        self.period = 1.0 / fps
+        self._next: float | None = None
+        self.late = 0
+
+    def wait(self, stop: threading.Event) -> float:
+        """Sleep until the next frame is due (or ``stop``); returns the frame's capture time (monotonic)."""
+        now = time.monotonic()
+        if self._next is None:
+            self._next = now
+        elif now < self._next:
+            stop.wait(self._next - now)
+        else:
+            behind = int((now - self._next) / self.period)
+            if behind:
+                # A camera would have lost these frames; re-anchor so lateness does not accumulate.
+                self.late += behind
+                self._next += behind * self.period
+        t = self._next
+        self._next += self.period
+        return t
