@@ -28,6 +28,9 @@ from .models import ModelManifest, all_manifests, ensure_model
 from .preprocess import Preprocessor
 from .runtime import Interpreter, open_interpreter
 
+#: Decoder kinds (manifest ``[decoder] kind``) that PersonDetector can run.
+PERSON_DECODERS = ("blazepose", "ssd_postprocess")
+
 
 class PersonDetector:
     """Finds people in lores I420 frames with a manifest-described TFLite model.
@@ -38,6 +41,9 @@ class PersonDetector:
     def __init__(self, manifest: ModelManifest, model_path: Path, *, threshold: float | None = None,
                  threads: int = 2, runtime: str = "auto", delegate: str | None = None) -> None:
         self.manifest = manifest
+        if manifest.decoder not in PERSON_DECODERS:
+            raise ModelError(f"model {manifest.name}: decoder {manifest.decoder!r} is not a person-box decoder "
+                             f"(PersonDetector reads {', '.join(PERSON_DECODERS)})")
         self.threshold = manifest.default_threshold if threshold is None else float(threshold)
         self.interpreter: Interpreter = open_interpreter(model_path, runtime=runtime, threads=threads, delegate=delegate)
         self._check_io()

@@ -52,7 +52,7 @@ from ..errors import ModelError
 from .fetch import RegistryFile, fetch_registry_file, verify_file
 
 MANIFEST_FORMAT = 1
-DECODER_KINDS = ("blazepose", "ssd_postprocess")
+DECODER_KINDS = ("blazepose", "ssd_postprocess", "segmentation")
 INPUT_DTYPES = ("float32", "uint8", "int8")
 #: Env var overriding where model files are cached and looked up.
 MODEL_DIR_ENV = "DOORKEEP_MODEL_DIR"
