@@ -16,6 +16,9 @@ temp dir. Fixtures:
   :class:`CertAuthority`: ``.ca`` (CA cert path) and ``.client(cn) -> ClientCert(cert, key)``.
 - ``cert_authority`` — the same certificate factory on its own (CA + server cert), for tests that need certs
   without a broker.
+- :class:`Subscriber` (a plain helper, not a fixture): ``with Subscriber(broker, "doorkeep/#") as sub:`` collects
+  ``(topic, payload, retain)`` tuples; ``sub.get(timeout)``, ``sub.wait_for(n, timeout)``. Pass ``cert=`` for the
+  TLS broker, ``protocol=5`` for MQTT 5.
 
 Certificates are generated at test time with the ``openssl`` CLI (Debian package ``openssl``).
 
@@ -29,6 +32,7 @@ broker fails the run (CI must prove these properties, not skip them).
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import signal
 import socket
@@ -38,6 +42,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import pytest
 
@@ -47,6 +52,7 @@ __all__ = [
     "CertAuthority",
     "ClientCert",
     "Mosquitto",
+    "Subscriber",
     "cert_authority",
     "find_mosquitto",
     "free_port",
@@ -298,3 +304,75 @@ def mosquitto_tls(cert_authority: CertAuthority) -> Iterator[Mosquitto]:
         yield broker
     finally:
         broker.close()
+
+
+# ------------------------------------------------------------------------------------------------ a test subscriber
+
+
+class Subscriber:
+    """A paho client subscribed to ``topic_filter`` (QoS1) that collects ``(topic, payload, retain)`` tuples.
+
+    Connects and waits for SUBACK in ``__init__``; use as a context manager (or call ``close()``).
+    """
+
+    def __init__(self, broker: Mosquitto, topic_filter: str, *, cert: ClientCert | None = None,
+                 protocol: int = 4, client_id: str = "") -> None:
+        import ssl
+
+        import paho.mqtt.client as paho
+
+        self.messages: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()
+        self.all: list[tuple[str, bytes, bool]] = []
+        subscribed: queue.Queue[object] = queue.Queue()
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  protocol=paho.MQTTv5 if protocol == 5 else paho.MQTTv311)
+        if cert is not None:
+            assert broker.certs is not None, "cert= needs the TLS broker"
+            self.client.tls_set(ca_certs=str(broker.certs.ca), certfile=str(cert.cert), keyfile=str(cert.key),
+                                tls_version=ssl.PROTOCOL_TLS_CLIENT)
+
+        def on_message(_c: object, _u: object, msg: paho.MQTTMessage) -> None:
+            item = (msg.topic, bytes(msg.payload), bool(msg.retain))
+            self.all.append(item)
+            self.messages.put(item)
+
+        self.client.on_message = on_message
+        self.client.on_subscribe = lambda *a: subscribed.put(a)
+        self.client.on_connect = lambda c, *a: c.subscribe(topic_filter, qos=1)
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        try:
+            subscribed.get(timeout=10)
+        except queue.Empty:
+            self.close()
+            raise TimeoutError(f"no SUBACK for {topic_filter!r} from {broker.url} within 10 s") from None
+
+    def get(self, timeout: float = 10.0) -> tuple[str, bytes, bool]:
+        """The next message; raises ``queue.Empty`` after ``timeout`` seconds."""
+        return self.messages.get(timeout=timeout)
+
+    def wait_for(self, n: int, timeout: float = 10.0, *, topic: str | None = None) -> list[tuple[str, bytes, bool]]:
+        """Collect ``n`` messages (only on ``topic`` if given); fails the test after ``timeout`` seconds."""
+        got: list[tuple[str, bytes, bool]] = []
+        deadline = time.monotonic() + timeout
+        while len(got) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                pytest.fail(f"expected {n} messages{' on ' + topic if topic else ''}, got {len(got)}: {got[-5:]}")
+            try:
+                item = self.messages.get(timeout=left)
+            except queue.Empty:
+                continue
+            if topic is None or item[0] == topic:
+                got.append(item)
+        return got
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,114 @@
+"""Home Assistant MQTT device discovery: the doorbell shows up in Home Assistant with no YAML.
+
+One retained config at ``<prefix>/device/<device_id>/config`` declares the device and its entities:
+
+- ``binary_sensor`` (device_class ``occupancy``): person presence, retained ``ON``/``OFF`` on ``…/person``;
+- ``event`` (device_class ``doorbell``, event_types ``["press"]``): the button, on ``…/doorbell``;
+- diagnostic ``sensor`` entities read from the retained stats heartbeat (``…/stats``): frame rate, dropped frames,
+  inference time, storage used, outbox backlog;
+- availability is the device's availability topic, backed by its last will.
+
+The config is sent on every (re)connect and again whenever Home Assistant announces itself with ``online`` on
+``<prefix>/status`` (it may have restarted with an empty state).
+
+Example::
+
+    announcer = DiscoveryAnnouncer(client, topics, device_name="Front door")
+    announcer.attach()   # subscribes to homeassistant/status and announces on connect
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from importlib import metadata
+from typing import Any
+
+from .mqtt import MqttClient
+from .topics import OFF, OFFLINE, ON, ONLINE, SPEC, Topics
+
+log = logging.getLogger(__name__)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("doorkeep")
+    except metadata.PackageNotFoundError:
+        return "0"
+
+
+#: Diagnostic sensors: (key in the stats heartbeat, name, unit, device_class).
+HEALTH_SENSORS: tuple[tuple[str, str, str | None, str | None], ...] = (
+    ("fps", "Frame rate", "fps", None),
+    ("drops", "Dropped frames", None, None),
+    ("inference_ms", "Inference time", "ms", "duration"),
+    ("storage_mb", "Storage used", "MB", "data_size"),
+    ("outbox", "Unsent events", None, None),
+)
+
+
+def discovery_config(topics: Topics, *, device_name: str) -> dict[str, Any]:
+    """The device discovery document (a dict; :func:`discovery_payload` encodes it)."""
+    did = topics.device_id
+    avail = [{"topic": topics.availability, "payload_available": ONLINE.decode(),
+              "payload_not_available": OFFLINE.decode()}]
+    cmps: dict[str, dict[str, Any]] = {
+        f"{did}_person": {"p": "binary_sensor", "name": "Person", "device_class": "occupancy",
+                          "state_topic": topics.person, "payload_on": ON.decode(), "payload_off": OFF.decode(),
+                          "unique_id": f"{did}_person"},
+        f"{did}_doorbell": {"p": "event", "name": "Doorbell", "device_class": "doorbell", "event_types": ["press"],
+                            "state_topic": topics.doorbell, "unique_id": f"{did}_doorbell"},
+    }
+    for key, name, unit, dclass in HEALTH_SENSORS:
+        c: dict[str, Any] = {"p": "sensor", "name": name, "state_topic": topics.stats,
+                             "value_template": f"{{{{ value_json.{key} }}}}", "entity_category": "diagnostic",
+                             "state_class": "measurement", "unique_id": f"{did}_{key}"}
+        if unit:
+            c["unit_of_measurement"] = unit
+        if dclass:
+            c["device_class"] = dclass
+        cmps[f"{did}_{key}"] = c
+    return {
+        "dev": {"ids": [did], "name": device_name, "mf": "doorkeep", "mdl": "doorkeep doorbell", "sw": _version()},
+        "o": {"name": "doorkeep", "sw": _version()},
+        "availability": avail,
+        "qos": 1,
+        "cmps": cmps,
+    }
+
+
+def discovery_payload(topics: Topics, *, device_name: str) -> bytes:
+    """The retained discovery payload (compact JSON, within the documented bound)."""
+    data = json.dumps(discovery_config(topics, device_name=device_name), separators=(",", ":")).encode()
+    if len(data) > SPEC["discovery"].max_bytes:
+        raise ValueError(f"discovery payload is {len(data)} bytes, over {SPEC['discovery'].max_bytes}")
+    return data
+
+
+class DiscoveryAnnouncer:
+    """Publishes the discovery config on connect and when Home Assistant comes back ``online``."""
+
+    def __init__(self, client: MqttClient, topics: Topics, *, device_name: str) -> None:
+        self.client = client
+        self.topics = topics
+        self.payload = discovery_payload(topics, device_name=device_name)
+        self.announcements = 0
+
+    def attach(self) -> None:
+        for topic, qos in self.topics.subscriptions(discovery=True):
+            self.client.subscribe(topic, self._on_ha_status, qos=qos)
+        self.client.add_connect_listener(self.announce)
+
+    def announce(self) -> None:
+        spec = SPEC["discovery"]
+        self.client.publish_raw(self.topics.discovery, self.payload, qos=spec.qos, retain=spec.retain)
+        self.announcements += 1
+
+    def _on_ha_status(self, _topic: str, payload: bytes) -> None:
+        if payload.strip() == ONLINE:
+            log.info("Home Assistant is online: re-announcing discovery")
+            self.announce()
+
+    def remove(self) -> None:
+        """Delete the device from Home Assistant (an empty retained config)."""
+        self.client.publish_raw(self.topics.discovery, b"", qos=1, retain=True)

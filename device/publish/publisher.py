@@ -1,0 +1,192 @@
+"""The MQTT publisher: an :class:`~doorkeep.device.events.EventSink` that never loses an event.
+
+``on_event`` (called on the detection thread) signs the event, writes it — together with the Home Assistant state
+message it implies — to the durable outbox in one transaction, wakes the sender thread and returns. It never
+touches the network. The sender thread publishes outbox rows in order with up to ``inflight`` messages awaiting
+PUBACK on the one connection (MQTT keeps a connection's QoS1 messages in order, and paho resends unacknowledged
+ones in order after a reconnect); a row is deleted when its PUBACK arrives.
+
+Example::
+
+    pub = MqttPublisher(cfg.mqtt, identity, state_dir=cfg.state_dir, device_name=cfg.device.name,
+                        stats=stats.snapshot)
+    pub.start()
+    loop = Loop(..., event_sinks=[pub, ...])
+    ...
+    pub.close()
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Self
+
+from ..config import MqttSection
+from ..errors import PublishError
+from ..events import Event
+from ..identity import DeviceIdentity
+from .discovery import DiscoveryAnnouncer
+from .heartbeat import Heartbeat
+from .mqtt import MqttClient, PublishHandle
+from .outbox import Outbox, OutMessage
+from .payload import EventPayloadError, encode, payload_event_id
+from .topics import OFF, ON, SPEC, Topics
+
+log = logging.getLogger(__name__)
+
+OUTBOX_FILE = "outbox.sqlite3"
+
+
+def messages_for(event: Event, payload: bytes, topics: Topics) -> list[OutMessage]:
+    """The messages one event produces: the signed event, plus the Home Assistant state it implies."""
+    ev, person, bell = SPEC["event"], SPEC["person"], SPEC["doorbell"]
+    out = [OutMessage(topics.event, payload, ev.qos, ev.retain)]
+    if event.kind == "person":
+        out.append(OutMessage(topics.person, ON if event.phase == "start" else OFF, person.qos, person.retain))
+    elif event.kind == "doorbell":
+        ha = json.dumps({"event_type": "press", "event_id": payload_event_id(event.event_id)},
+                        separators=(",", ":")).encode()
+        out.append(OutMessage(topics.doorbell, ha, bell.qos, bell.retain))
+    return out
+
+
+class _Sender:
+    """Drains the outbox through the client: ordered, a bounded window in flight, delete on PUBACK."""
+
+    def __init__(self, client: MqttClient, outbox: Outbox, *, window: int) -> None:
+        self.client = client
+        self.outbox = outbox
+        self.window = window
+        self.published = 0
+        self.refused = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="doorkeep-outbox", daemon=True)
+
+    def start(self) -> None:
+        self.client.add_connect_listener(self.wake)
+        self._thread.start()
+
+    def wake(self, *_: object) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        inflight: dict[int, PublishHandle] = {}
+        last = 0
+        while not self._stop.is_set():
+            for seq, h in list(inflight.items()):
+                if h.done():
+                    if h.refused:  # MQTT 5 only: retrying cannot succeed and would block every later event
+                        self.refused += 1
+                        log.error("broker refused %s (%s): message dropped", h.topic, h.reason)
+                    else:
+                        self.published += 1
+                    self.outbox.ack(seq)
+                    del inflight[seq]
+            if self.client.connected and len(inflight) < self.window:
+                try:
+                    for row in self.outbox.peek(after=last, limit=self.window - len(inflight)):
+                        m = row.message
+                        h = self.client.publish_raw(m.topic, m.payload, qos=m.qos, retain=m.retain)
+                        h.add_done_callback(self.wake)
+                        inflight[row.seq] = h
+                        last = row.seq
+                except PublishError:
+                    log.exception("publishing from the outbox failed; will retry")
+            self._wake.wait(0.5)
+            self._wake.clear()
+
+
+class MqttPublisher:
+    """Signed events to MQTT, Home Assistant discovery, the stats heartbeat — one object for the device app.
+
+    Args:
+        settings: the ``[mqtt]`` config section.
+        identity: the device identity (signs every event; its id names the topics and the client).
+        state_dir: where the outbox lives (``state_dir/outbox.sqlite3``).
+        device_name: shown in Home Assistant.
+        stats: ``() -> dict`` for the heartbeat (``Stats.snapshot``).
+        audit_head: ``() -> str``, the vault's audit-log head hash, included in the heartbeat.
+
+    ``client`` is the one MQTT connection; the vault's export and provisioning's pairing use
+    ``client.publish_raw`` / ``client.subscribe`` with names from ``topics``.
+    """
+
+    def __init__(self, settings: MqttSection, identity: DeviceIdentity, *, state_dir: str | Path,
+                 device_name: str = "Front door", stats: Callable[[], dict[str, Any]] | None = None,
+                 audit_head: Callable[[], str] | None = None) -> None:
+        self.identity = identity
+        self.topics = Topics(identity.device_id, prefix=settings.discovery_prefix)
+        self.outbox = Outbox(Path(state_dir).expanduser() / OUTBOX_FILE, max_rows=settings.outbox_max)
+        self.client = MqttClient(settings, client_id=identity.device_id, availability_topic=self.topics.availability)
+        self._sender = _Sender(self.client, self.outbox, window=settings.inflight)
+        self.discovery = (DiscoveryAnnouncer(self.client, self.topics, device_name=device_name)
+                          if settings.discovery else None)
+        self.heartbeat = Heartbeat(self.client, self.topics.stats, interval_s=settings.heartbeat_s, stats=stats,
+                                   extra=self.figures, audit_head=audit_head)
+        self.unencodable = 0
+        self._started = False
+
+    def start(self) -> None:
+        """Connect (in the background) and start sending the outbox and the heartbeat."""
+        if self._started:
+            return
+        self._started = True
+        if self.discovery is not None:
+            self.discovery.attach()
+        self._sender.start()
+        self.heartbeat.start()
+        self.client.start()
+
+    def on_event(self, event: Event) -> None:
+        """Sign and queue ``event`` durably; returns without waiting for the network."""
+        try:
+            payload = encode(event, self.identity)
+        except EventPayloadError:
+            self.unencodable += 1
+            log.exception("event %s cannot be encoded; not published", event.event_id)
+            return
+        self.outbox.put(messages_for(event, payload, self.topics))
+        self._sender.wake()
+
+    def figures(self) -> dict[str, int]:
+        """Outbox backlog and lifetime drop count (merged into the heartbeat)."""
+        return {"outbox": len(self.outbox), "outbox_dropped": self.outbox.dropped}
+
+    def drain(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for the outbox to empty (acknowledged by the broker). True when empty."""
+        deadline = time.monotonic() + timeout
+        while len(self.outbox):
+            if time.monotonic() >= deadline:
+                return False
+            self._sender.wake()
+            time.sleep(0.02)
+        return True
+
+    def close(self) -> None:
+        """Stop sending, publish ``offline``, disconnect. Unacknowledged events stay in the outbox. Idempotent."""
+        if not self._started:
+            self.outbox.close()
+            return
+        self._started = False
+        self.heartbeat.stop()
+        self._sender.stop()
+        self.client.stop()
+        self.outbox.close()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
