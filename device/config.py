@@ -212,6 +212,30 @@ class NightSection:
 
 
 @dataclass(frozen=True)
+class VaultSection:
+    """[vault] — encrypted clip storage, retention and releases (docs/security.md, docs/formats.md)."""
+
+    #: Record clips at all (needs a paired owner: without ``owner.pub`` nothing is recorded).
+    enabled: bool = True
+    #: Clip directory; empty = ``<state_dir>/vault``.
+    dir: str = ""
+    #: Pinned owner public key file; empty = ``<state_dir>/owner.pub`` (written by pairing).
+    owner_key: str = ""
+    #: Seconds recorded after the last overlapping person event ends.
+    postroll_s: float = check(in_range(0, 300), default=5.0)
+    #: Plaintext bytes per encrypted chunk (a chunk also ends at every keyframe).
+    chunk_bytes: int = check(in_range(4096, 16 << 20), default=256 * 1024)
+    #: fsync every chunk (crash loses at most the open chunk); false trades that for fewer SD-card writes.
+    fsync_chunks: bool = True
+    #: Delete (shred) clips older than this.
+    max_age_days: float = check(in_range(0.001, 3650), default=30.0)
+    #: Shred oldest clips while the vault is larger than this.
+    max_bytes: int = check(in_range(1 << 20, 1 << 50), default=8 << 30)
+    #: Packets buffered between the capture thread and the clip writer; overflow is dropped and counted.
+    queue_packets: int = check(in_range(16, 100_000), default=2048)
+
+
+@dataclass(frozen=True)
 class MqttSection:
     """[mqtt] — the broker the device publishes signed events to (docs/mqtt.md, docs/config.md)."""
 
@@ -347,6 +371,7 @@ class Config:
     motion: MotionSection = field(default_factory=MotionSection)
     night: NightSection = field(default_factory=NightSection)
     mqtt: MqttSection = field(default_factory=MqttSection)
+    vault: VaultSection = field(default_factory=VaultSection)
     detect: DetectSection = field(default_factory=DetectSection)
     events: EventsSection = field(default_factory=EventsSection)
     zones: tuple[ZoneSection, ...] = ()
