@@ -1,0 +1,93 @@
+"""Factory reset: destroy the device identity, the pairing and every clip's sealed-key header.
+
+Order matters: the reset is audited first (signed by the identity that is about to go), then every clip header is
+shredded (:func:`doorkeep.device.vault.store.shred_all_clips`: overwrite + fsync, then unlink), then the pairing
+and configuration state, and the device key last. The audit log is kept by default, renamed
+``audit-<old device id>.log`` (it stays verifiable with the old public key, which its final record names), so the
+next identity starts a fresh chain; ``wipe_audit=True`` shreds it too (handing the device to someone else).
+
+Afterwards :func:`verify_reset` proves there is no readable identity and no clip key header left.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from doorkeep.device.identity import KEY_FILE, DeviceIdentity
+from doorkeep.device.vault import codec
+from doorkeep.device.vault.clips import MAGIC
+from doorkeep.device.vault.keys import OWNER_PUB_FILE
+from doorkeep.device.vault.store import CLIP_SUFFIX, shred_all_clips
+
+from .device_state import STATE_FILE, Auditor
+from .errors import ProvisionError
+from .files import shred
+from .signed_config import APPLIED_FILE
+
+log = logging.getLogger(__name__)
+
+AUDIT_FILE = "audit.log"
+#: Pairing and configuration state destroyed by a reset (besides the key and the clips).
+PAIRING_FILES = (OWNER_PUB_FILE, STATE_FILE, APPLIED_FILE, "pair-receipt.json", "incoming-pair.json")
+
+
+@dataclass(frozen=True)
+class ResetReport:
+    device_id: str
+    clips_shredded: int
+    files_shredded: tuple[str, ...]
+    audit_kept_as: str | None
+
+
+def _clip_dirs(state_dir: Path) -> list[Path]:
+    return sorted({p.parent for p in state_dir.rglob("*" + CLIP_SUFFIX) if p.is_file()})
+
+
+def factory_reset(state_dir: str | os.PathLike[str], *, identity: DeviceIdentity, audit: Auditor | None,
+                  wipe_audit: bool = False) -> ResetReport:
+    """Destroy identity, pairing and clip keys in ``state_dir``. The caller must have stopped the service.
+
+    Args:
+        state_dir: the device's state directory.
+        identity: the identity being destroyed (named in the final audit record).
+        audit: the open audit log (closed by the caller afterwards), or None when it cannot be opened.
+        wipe_audit: shred the audit log instead of archiving it.
+    """
+    state = Path(state_dir)
+    dirs = _clip_dirs(state)
+    n_clips = sum(len(list(d.glob("*" + CLIP_SUFFIX))) for d in dirs)
+    if audit is not None:
+        audit.append("factory_reset", device_id=identity.device_id, device_key=codec.b64e(identity.public_bytes),
+                     clips=n_clips, wipe_audit=wipe_audit)
+    shredded = sum(shred_all_clips(d) for d in dirs)
+    gone = [name for name in PAIRING_FILES if shred(state / name)]
+    if shred(state / KEY_FILE):
+        gone.append(KEY_FILE)
+    kept: str | None = None
+    audit_path = state / AUDIT_FILE
+    if audit_path.exists():
+        if wipe_audit:
+            shred(audit_path)
+            gone.append(AUDIT_FILE)
+        else:
+            kept = f"audit-{identity.device_id}.log"
+            os.replace(audit_path, state / kept)
+    log.warning("factory reset of %s: %d clips and %s destroyed", identity.device_id, shredded, ", ".join(gone))
+    verify_reset(state)
+    return ResetReport(identity.device_id, shredded, tuple(gone), kept)
+
+
+def verify_reset(state_dir: str | os.PathLike[str]) -> None:
+    """Raise :class:`ProvisionError` if a device key, an owner pin or any clip header survives in ``state_dir``."""
+    state = Path(state_dir)
+    left = [n for n in (KEY_FILE, OWNER_PUB_FILE) if (state / n).exists()]
+    for p in state.rglob("*"):
+        if p.is_file() and not p.is_symlink():
+            with open(p, "rb") as f:
+                if f.read(len(MAGIC)) == MAGIC:
+                    left.append(str(p.relative_to(state)))
+    if left:
+        raise ProvisionError(f"factory reset incomplete: {', '.join(left)} still present in {state}")
