@@ -1,9 +1,63 @@
-"""Subcommands (not yet implemented)."""
+"""``doorkeep eval`` (labelled photos -> score, confusion counts, AUC) and ``doorkeep scan`` (footage -> events)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    pass
+    p = sub.add_parser("eval", help="score labelled photos (DIR/labels.csv: file,person) through the device's detector")
+    p.add_argument("dir", type=Path, help="folder with labels.csv and the images (PNG/JPEG)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--plot", type=Path, metavar="FILE.png", help="draw the score distributions and the threshold")
+    p.add_argument("--config", type=Path, help="device config (lores size, [detect])")
+    p.set_defaults(func=_eval)
+    q = sub.add_parser("scan", help="run a video file through mask, gate, detector and events as fast as possible")
+    q.add_argument("video", type=Path)
+    q.add_argument("--json", action="store_true", help="one JSON line per person event, then a summary line")
+    q.add_argument("--config", type=Path, help="device config (lores size, [detect], [events], zones, masks)")
+    q.add_argument("--no-gate", action="store_true", help="infer on every frame (ignore the motion gate)")
+    q.set_defaults(func=_scan)
+
+
+def _setup(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from doorkeep.device.config import Config
+    from doorkeep.device.detect.detector import build_detector
+
+    cfg = Config.from_toml(args.config) if args.config else Config()
+    return cfg, build_detector(cfg)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from doorkeep.tools.evaluate import evaluate, plot
+
+    cfg, det = _setup(args)
+    result = evaluate(args.dir, cfg, detector=det)
+    result["runtime"] = det.runtime
+    if args.plot:
+        plot(result, args.plot)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{'file':<36} {'person':>6} {'score':>7}  result")
+    for r in result["scores"]:
+        ok = "ok" if r["detected"] == bool(r["person"]) else ("MISSED" if r["person"] else "FALSE ALARM")
+        print(f"{r['file']:<36} {r['person']:>6} {r['score']:>7.3f}  {ok}")
+    print(f"threshold {result['threshold']:.2f}  tp {result['tp']}  fp {result['fp']}  tn {result['tn']}  "
+          f"fn {result['fn']}  auc {result['auc']}  ({det.runtime})")
+    return 0
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from doorkeep.tools.scan import scan_video
+
+    cfg, det = _setup(args)
+    events, summary = scan_video(args.video, cfg, detector=det, gate=not args.no_gate)
+    for e in events:
+        print(json.dumps(e) if args.json else f"person {e['start_s']:>8.2f}s - {e['end_s']}s  score {e['score']:.2f}"
+              f"  zone {e['zone']}")
+    print(json.dumps(summary) if args.json else
+          f"{summary['frames']} frames, {summary['inferences']} inferences, {summary['events']} events")
+    return 0

@@ -1,0 +1,68 @@
+"""The detection path of one lores frame, in order: privacy mask -> motion gate -> detector -> person events.
+
+The device loop, ``doorkeep scan`` (footage replay) and the tests all run this same object, so what an owner tunes
+on recorded footage is what the doorbell does.
+
+Example::
+
+    path = DetectionPipeline.from_config(config, detector=build_detector(config))
+    for t, frame in frames:                       # lores I420 frames, t in seconds
+        for event in path.step(frame, t):
+            print(event)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..detections import Detection, Detector
+from ..events import Event
+from ..person_events import PersonTracker
+
+
+@dataclass
+class PipelineCounts:
+    frames: int = 0
+    inferences: int = 0
+    skipped: int = 0
+
+
+@dataclass
+class DetectionPipeline:
+    """Mask (optional), gate (optional: ``None`` = infer on every frame), detector and tracker for one frame size."""
+
+    detector: Detector
+    tracker: PersonTracker
+    width: int
+    height: int
+    mask: Any = None
+    gate: Any = None
+    counts: PipelineCounts = field(default_factory=PipelineCounts)
+    #: Detections of the last inference (``None`` when the gate skipped the frame).
+    last: list[Detection] | None = None
+
+    @classmethod
+    def from_config(cls, config: Any, *, detector: Detector, gate: bool = True) -> DetectionPipeline:
+        from ..gate import MotionGate
+        from ..masks import PrivacyMask
+
+        w, h = config.capture.lores_width, config.capture.lores_height
+        return cls(detector=detector, tracker=PersonTracker.from_config(config), width=w, height=h,
+                   mask=PrivacyMask.from_config(config.masks, width=w, height=h),
+                   gate=MotionGate.from_config(config.motion, width=w, height=h) if gate else None)
+
+    def step(self, frame: np.ndarray, t: float) -> list[Event]:
+        """Run one frame (modified in place by the mask) captured at ``t`` seconds; returns event transitions."""
+        self.counts.frames += 1
+        if self.mask is not None:
+            self.mask(frame)
+        if self.gate is not None and not self.gate.update(frame, t):
+            self.counts.skipped += 1
+            self.last = None
+        else:
+            self.counts.inferences += 1
+            self.last = self.detector.detect(frame, width=self.width, height=self.height)
+        return self.tracker.update(t, self.last)

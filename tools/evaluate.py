@@ -1,0 +1,101 @@
+"""``doorkeep eval`` core: score labelled photos through the device's own detection path.
+
+Each image is scaled to fit the configured lores size (aspect ratio kept: the same pixel budget the device has, no
+invented bars or stretching), converted to I420, and run through the SAME preprocessing, model and decoder as on
+the device. The per-image score is the best person score anywhere in the frame.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from doorkeep.device.errors import DoorkeepError
+
+
+class EvalError(DoorkeepError, ValueError):
+    """The evaluation folder or its labels.csv is unusable."""
+
+
+def read_labels(folder: Path) -> list[tuple[str, int]]:
+    """``folder/labels.csv`` rows ``file,person`` (person 1 or 0; a header line is optional)."""
+    path = folder / "labels.csv"
+    if not path.is_file():
+        raise EvalError(f"{path}: no such file (expected rows `file,person` with person 1 or 0)")
+    rows: list[tuple[str, int]] = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for n, row in enumerate(csv.reader(f), 1):
+            if not row or row[0].strip().startswith("#") or (n == 1 and row[0].strip() == "file"):
+                continue
+            if len(row) != 2 or row[1].strip() not in ("0", "1"):
+                raise EvalError(f"{path}:{n}: expected `file,person` with person 0 or 1, got {row!r}")
+            if not (folder / row[0].strip()).is_file():
+                raise EvalError(f"{path}:{n}: image {row[0].strip()!r} not found in {folder}")
+            rows.append((row[0].strip(), int(row[1])))
+    if not rows:
+        raise EvalError(f"{path}: no labelled images")
+    return rows
+
+
+def image_to_lores(path: Path, *, width: int, height: int) -> tuple[np.ndarray, int, int]:
+    """Load an image, fit it into ``width`` x ``height`` (even sizes, aspect kept) and return ``(i420, w, h)``."""
+    from doorkeep.device.detect.preprocess import rgb_to_i420
+    from PIL import Image
+
+    with Image.open(path) as im:
+        rgb = im.convert("RGB")
+    s = min(width / rgb.width, height / rgb.height)
+    w, h = max(2, int(rgb.width * s) // 2 * 2), max(2, int(rgb.height * s) // 2 * 2)
+    return rgb_to_i420(np.asarray(rgb.resize((w, h), Image.BILINEAR))), w, h
+
+
+def auc(labels: list[int], scores: list[float]) -> float | None:
+    """Area under the ROC curve (Mann-Whitney, ties count half); ``None`` if one class is absent."""
+    pos = [s for s, y in zip(scores, labels) if y]
+    neg = [s for s, y in zip(scores, labels) if not y]
+    if not pos or not neg:
+        return None
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def evaluate(folder: Path, config: Any, *, detector: Any) -> dict[str, Any]:
+    """Score every labelled image; returns the JSON-ready result (threshold, tp, fp, tn, fn, auc, scores)."""
+    w, h = config.capture.lores_width, config.capture.lores_height
+    thr = detector.threshold
+    scores: list[dict[str, Any]] = []
+    for name, person in read_labels(folder):
+        frame, fw, fh = image_to_lores(folder / name, width=w, height=h)
+        detector.detect(frame, width=fw, height=fh)
+        s = float(detector.max_score)
+        scores.append({"file": name, "person": person, "score": round(s, 4), "detected": s >= thr})
+    ys = [r["person"] for r in scores]
+    ss = [r["score"] for r in scores]
+    tp = sum(1 for r in scores if r["person"] and r["detected"])
+    fp = sum(1 for r in scores if not r["person"] and r["detected"])
+    a = auc(ys, ss)
+    return {"threshold": thr, "tp": tp, "fp": fp, "tn": ys.count(0) - fp, "fn": ys.count(1) - tp,
+            "auc": None if a is None else round(a, 4), "lores": [w, h], "scores": scores}
+
+
+def plot(result: dict[str, Any], out: Path) -> None:
+    """Score distributions of person / no-person images and the operating threshold (matplotlib, lazily)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for label, colour in ((1, "tab:green"), (0, "tab:red")):
+        vals = [r["score"] for r in result["scores"] if r["person"] == label]
+        ax.hist(vals, bins=20, range=(0, 1), alpha=0.6, color=colour, label="person" if label else "no person")
+    ax.axvline(result["threshold"], color="k", linestyle="--", label=f"threshold {result['threshold']:.2f}")
+    ax.set_xlabel("best person score per image")
+    ax.set_ylabel("images")
+    ax.set_title(f"tp {result['tp']}  fp {result['fp']}  tn {result['tn']}  fn {result['fn']}  auc {result['auc']}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
