@@ -368,8 +368,8 @@ class Subscriber:
         return got
 
     def close(self) -> None:
+        self.client.disconnect()  # before loop_stop: it wakes the loop thread at once
         self.client.loop_stop()
-        self.client.disconnect()
 
     def __enter__(self) -> Self:
         return self

@@ -11,14 +11,13 @@ import textwrap
 
 import nacl.signing
 import pytest
-from fixtures_broker import Subscriber
-
 from doorkeep.device.config import MqttSection
 from doorkeep.device.events import Event
 from doorkeep.device.identity import DeviceIdentity
 from doorkeep.device.publish.payload import verify
 from doorkeep.device.publish.publisher import MqttPublisher
 from doorkeep.device.publish.topics import Topics
+from fixtures_broker import Subscriber
 
 pytestmark = pytest.mark.broker
 
@@ -41,12 +40,12 @@ def person(i: int, phase: str = "start") -> Event:
 def test_qos1_events_delivered_signed_in_order(mosquitto, tmp_path) -> None:
     ident = identity()
     topics = Topics(ident.device_id)
-    with Subscriber(mosquitto, topics.event) as sub:
-        with MqttPublisher(settings(mosquitto), ident, state_dir=tmp_path) as pub:
-            for i in range(20):
-                pub.on_event(person(i))
-            got = sub.wait_for(20)
-            assert pub.drain(10)
+    with Subscriber(mosquitto, topics.event) as sub, \
+            MqttPublisher(settings(mosquitto), ident, state_dir=tmp_path) as pub:
+        for i in range(20):
+            pub.on_event(person(i))
+        got = sub.wait_for(20)
+        assert pub.drain(10)
     events = [verify(p, ident.public_bytes) for _t, p, retain in got]
     assert [e.event_id for e in events] == [f"ev{i}" for i in range(20)]
     assert not any(retain for *_x, retain in got)
@@ -55,13 +54,13 @@ def test_qos1_events_delivered_signed_in_order(mosquitto, tmp_path) -> None:
 def test_person_state_and_doorbell_for_home_assistant(mosquitto, tmp_path) -> None:
     ident = identity()
     topics = Topics(ident.device_id)
-    with Subscriber(mosquitto, f"doorkeep/{ident.device_id}/#") as sub:
-        with MqttPublisher(settings(mosquitto), ident, state_dir=tmp_path) as pub:
-            pub.on_event(person(1))
-            pub.on_event(Event("bell1", "doorbell", "press", T0 + 2, T0 + 2))
-            pub.on_event(person(1, "end"))
-            person_states = [p for _t, p, _r in sub.wait_for(2, topic=topics.person)]
-            assert person_states == [b"ON", b"OFF"]
+    with Subscriber(mosquitto, f"doorkeep/{ident.device_id}/#") as sub, \
+            MqttPublisher(settings(mosquitto), ident, state_dir=tmp_path) as pub:
+        pub.on_event(person(1))
+        pub.on_event(Event("bell1", "doorbell", "press", T0 + 2, T0 + 2))
+        pub.on_event(person(1, "end"))
+        person_states = [p for _t, p, _r in sub.wait_for(2, topic=topics.person)]
+        assert person_states == [b"ON", b"OFF"]
     doorbell = [p for t, p, _r in sub.all if t == topics.doorbell]
     assert json.loads(doorbell[0]) == {"event_type": "press", "event_id": "bell1"}
     # the retained state survives for a late subscriber (Home Assistant restarting)
@@ -75,7 +74,7 @@ def test_discovery_retained_and_reannounced_on_ha_online(mosquitto, tmp_path) ->
     with MqttPublisher(settings(mosquitto), ident, state_dir=tmp_path, device_name="Porch") as pub:
         pub.client.wait_connected(10)
         with Subscriber(mosquitto, topics.discovery) as ha:
-            topic, payload, retained = ha.get()
+            _topic, payload, retained = ha.get()
             assert retained, "discovery config must be retained"
             cfg = json.loads(payload)
             assert cfg["dev"]["ids"] == [ident.device_id] and cfg["dev"]["name"] == "Porch"
@@ -84,7 +83,8 @@ def test_discovery_retained_and_reannounced_on_ha_online(mosquitto, tmp_path) ->
             assert comps["event"]["device_class"] == "doorbell" and comps["event"]["event_types"] == ["press"]
             assert cfg["availability"][0]["topic"] == topics.availability
             # Home Assistant restarts and announces itself: the device re-sends its config
-            Subscriber(mosquitto, "x/unused").client.publish(topics.ha_status, b"online", qos=1).wait_for_publish(5)
+            with Subscriber(mosquitto, "ha/unused") as home_assistant:
+                home_assistant.client.publish(topics.ha_status, b"online", qos=1).wait_for_publish(5)
             topic2, payload2, retained2 = ha.get()
             assert (topic2, payload2, retained2) == (topics.discovery, payload, False)
 

@@ -189,9 +189,9 @@ class MqttClient:
                 self.publish_raw(self.availability_topic, OFFLINE, qos=1, retain=True).wait(timeout)
             except PublishError:
                 log.warning("could not publish offline before disconnecting")
+        self._connected.clear()
         self._client.disconnect()
         self._client.loop_stop()
-        self._connected.clear()
 
     def add_connect_listener(self, fn: Callable[[], None]) -> None:
         """Call ``fn()`` after every successful (re)connect, on the network thread (don't block in it)."""
