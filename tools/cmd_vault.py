@@ -1,9 +1,327 @@
-"""Subcommands (not yet implemented)."""
+"""Vault commands for every role.
+
+Owner: ``owner keygen``, ``owner pin``, ``clips``, ``view``, ``grant``. Requester/recipient: ``recipient keygen``,
+``request``, ``decrypt``. Device: ``export`` (accept a grant, write the bundle), ``audit verify``.
+Passphrases come from ``--passphrase-file``, else ``$DOORKEEP_PASSPHRASE``, else a prompt.
+"""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+PASS_ENV = "DOORKEEP_PASSPHRASE"
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    pass
+    actions = {}
+    for role in ("owner", "recipient"):
+        p = sub.add_parser(role, help=f"{role} keys")
+        rs = actions[role] = p.add_subparsers(dest=f"{role}_cmd", metavar="ACTION", required=True)
+        k = rs.add_parser("keygen", help=f"make the {role}'s signing + encryption keys (secret part passphrase-encrypted)")
+        k.add_argument("--out", required=True, type=Path, help="secret key file to write")
+        k.add_argument("--pub", type=Path, help="public key file (default: OUT.pub)")
+        k.add_argument("--kdf", choices=("moderate", "interactive", "min"), default="moderate",
+                       help="argon2id cost (min: tests only)")
+        _pass_arg(k)
+        k.set_defaults(func=_keygen, role=role)
+    pin = actions["owner"].add_parser(
+        "pin", help="pin an owner public key on this device (pairing does this for you)")
+    pin.add_argument("pub", type=Path)
+    _state_args(pin)
+    pin.set_defaults(func=_pin)
+
+    p = sub.add_parser("clips", help="owner: list clips from their manifests")
+    _state_args(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_clips)
+
+    p = sub.add_parser("view", help="owner: decrypt one clip locally to an MP4")
+    p.add_argument("clip")
+    p.add_argument("--key", required=True, type=Path, help="owner secret key file")
+    p.add_argument("--out", type=Path, help="MP4 to write (default: CLIP.mp4)")
+    _state_args(p)
+    _pass_arg(p)
+    p.set_defaults(func=_view)
+
+    p = sub.add_parser("grant", help="owner: sign a release of clips to one recipient")
+    p.add_argument("--key", required=True, type=Path, help="owner secret key file")
+    p.add_argument("--recipient", required=True, type=Path, help="recipient public key file")
+    p.add_argument("--recipient-name", required=True)
+    p.add_argument("--purpose", required=True)
+    p.add_argument("--requester", required=True)
+    p.add_argument("--request-id", default="", help="the request this answers (from the hub notification)")
+    p.add_argument("--clip", action="append", default=[], help="clip id (repeatable)")
+    p.add_argument("--from", dest="t_from", help="window start (epoch seconds or ISO 8601)")
+    p.add_argument("--to", dest="t_to", help="window end (epoch seconds or ISO 8601)")
+    p.add_argument("--days", type=float, default=7.0, help="validity (default 7, at most 30)")
+    p.add_argument("--out", required=True, type=Path)
+    _state_args(p)
+    _pass_arg(p)
+    p.set_defaults(func=_grant)
+
+    p = sub.add_parser("request", help="requester: sign a footage request for the owner")
+    p.add_argument("--key", required=True, type=Path, help="your (recipient) secret key file")
+    p.add_argument("--requester", required=True)
+    p.add_argument("--incident", required=True)
+    p.add_argument("--purpose", required=True)
+    p.add_argument("--from", dest="t_from", required=True)
+    p.add_argument("--to", dest="t_to", required=True)
+    p.add_argument("--out", required=True, type=Path)
+    _pass_arg(p)
+    p.set_defaults(func=_request)
+
+    p = sub.add_parser("export", help="device: accept an owner grant and write the export bundle")
+    p.add_argument("grant", type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    _state_args(p)
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("decrypt", help="recipient: verify a bundle and write playable MP4s")
+    p.add_argument("bundle", type=Path)
+    p.add_argument("--key", required=True, type=Path, help="recipient secret key file")
+    p.add_argument("--owner", type=Path, help="the owner's public key, if you know it out of band")
+    p.add_argument("--out", type=Path, default=Path("."), help="directory for the MP4 files")
+    p.add_argument("--json", action="store_true", help="print the verification report as JSON")
+    _pass_arg(p)
+    p.set_defaults(func=_decrypt)
+
+    p = sub.add_parser("audit", help="audit log")
+    a = p.add_subparsers(dest="audit_cmd", metavar="ACTION", required=True)
+    v = a.add_parser("verify", help="check chain and signatures; name the first bad record")
+    v.add_argument("--log", type=Path, help="audit log (default: <state_dir>/audit.log)")
+    v.add_argument("--device-key", help="device public key, hex (default: the local device identity)")
+    v.add_argument("--expect-head", help="a head hash seen earlier (heartbeat): detects truncation/rollback")
+    v.add_argument("--json", action="store_true")
+    _state_args(v)
+    v.set_defaults(func=_audit_verify)
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+def _pass_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--passphrase-file", type=Path, help=f"file holding the passphrase (else ${PASS_ENV}, else a prompt)")
+
+
+def _state_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="device config TOML (for state_dir and [vault])")
+    p.add_argument("--state-dir", type=Path, help="device state directory (overrides the config)")
+
+
+def _passphrase(args: argparse.Namespace, *, confirm: bool = False) -> bytes:
+    if args.passphrase_file:
+        return args.passphrase_file.read_bytes().rstrip(b"\r\n")
+    if os.environ.get(PASS_ENV):
+        return os.environ[PASS_ENV].encode()
+    pw = getpass.getpass("passphrase: ")
+    if confirm and getpass.getpass("again: ") != pw:
+        raise SystemExit("passphrases differ")
+    return pw.encode()
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from doorkeep.device.config import Config, DeviceSection
+
+    cfg = Config.from_toml(args.config) if args.config else Config()
+    if args.state_dir:
+        cfg = cfg.replace(device=DeviceSection(name=cfg.device.name, state_dir=args.state_dir))
+    return cfg
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from doorkeep.device.vault.store import ClipStore
+    from doorkeep.device.vault.vault import VAULT_DIR
+
+    cfg = _config(args)
+    d = Path(cfg.vault.dir).expanduser() if cfg.vault.dir else cfg.state_dir / VAULT_DIR
+    if not d.is_dir():
+        raise SystemExit(f"no vault directory at {d}")
+    return ClipStore(d)
+
+
+def _time(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        t = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise SystemExit(f"not a time (epoch seconds or ISO 8601): {text!r}") from None
+    return t.timestamp() if t.tzinfo else t.astimezone().timestamp()
+
+
+def _iso(t: float | None) -> str:
+    return "-" if t is None else dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+# ----------------------------------------------------------------------------------------------- commands
+
+def _keygen(args: argparse.Namespace) -> int:
+    from doorkeep.device.vault import keys as k
+
+    limits = {"moderate": k.MODERATE, "interactive": k.INTERACTIVE, "min": k.MIN}[args.kdf]
+    sk = k.SecretKeys.generate(args.role)
+    sk.save(args.out, _passphrase(args, confirm=True), limits=limits)
+    pub = args.pub or args.out.with_name(args.out.name + ".pub")
+    k.write_atomic(pub, sk.public.to_bytes())
+    print(f"{args.role} keys: secret {args.out}, public {pub} (signing key {sk.public.sign.hex()[:16]}…)")
+    return 0
+
+
+def _pin(args: argparse.Namespace) -> int:
+    from doorkeep.device.vault.keys import PublicKeys, pin_owner_public
+
+    path = pin_owner_public(_config(args).state_dir, PublicKeys.load(args.pub, role="owner"))
+    print(f"owner key pinned at {path}")
+    return 0
+
+
+def _clips(args: argparse.Namespace) -> int:
+    ms = _store(args).manifests()
+    if args.json:
+        print(json.dumps([m.to_json() for m in ms], indent=1))
+        return 0
+    for m in ms:
+        state = "complete" if m.complete else "recovered"
+        print(f"{m.clip_id}  {_iso(m.t_start)} .. {_iso(m.t_end)}  {m.size:>10} B  {len(m.chunks):>4} chunks  "
+              f"{state}  events {','.join(m.event_ids)}")
+    return 0
+
+
+def _view(args: argparse.Namespace) -> int:
+    from doorkeep.device.vault.clips import decrypt_clip, open_clip_key, parse_header
+    from doorkeep.device.vault.keys import SecretKeys
+    from doorkeep.tools.vault_mp4 import write_mp4
+
+    store = _store(args)
+    owner = SecretKeys.load(args.key, _passphrase(args), role="owner")
+    m = store.manifest(args.clip)
+    data = store.clip_path(args.clip).read_bytes()
+    header, packets = decrypt_clip(data, open_clip_key(parse_header(data), owner), require_final=m.complete)
+    out = args.out or Path(f"{args.clip}.mp4")
+    write_mp4(packets, out, codec=header.codec)
+    print(f"{out}: {len(packets)} packets")
+    return 0
+
+
+def _grant(args: argparse.Namespace) -> int:
+    from doorkeep.device.vault.clips import parse_header
+    from doorkeep.device.vault.grants import issue_grant
+    from doorkeep.device.vault.keys import PublicKeys, SecretKeys, write_atomic
+
+    store = _store(args)
+    ms = store.manifests()
+    chosen = set(args.clip)
+    if args.t_from or args.t_to:
+        lo = _time(args.t_from) if args.t_from else 0.0
+        hi = _time(args.t_to) if args.t_to else float("inf")
+        chosen |= {m.clip_id for m in ms if m.t_start <= hi and (m.t_end if m.t_end is not None else m.t_start) >= lo}
+    if not chosen:
+        raise SystemExit("no clips selected (use --clip or --from/--to)")
+    known = {m.clip_id: m for m in ms}
+    missing = sorted(chosen - set(known))
+    if missing:
+        raise SystemExit(f"no such clip: {', '.join(missing)}")
+    devices = {known[c].device_id for c in chosen}
+    if len(devices) != 1:
+        raise SystemExit(f"clips come from several devices: {sorted(devices)}")
+    owner = SecretKeys.load(args.key, _passphrase(args), role="owner")
+    sealed = {c: parse_header(store.clip_path(c).read_bytes()[:8192]).sealed_key for c in chosen}
+    grant = issue_grant(owner, device_id=devices.pop(), sealed_keys=sealed,
+                        recipient=PublicKeys.load(args.recipient, role="recipient"),
+                        recipient_name=args.recipient_name, purpose=args.purpose, requester=args.requester,
+                        request_id=args.request_id, lifetime_s=int(args.days * 86400))
+    write_atomic(args.out, grant.to_bytes(), mode=0o600)
+    print(f"grant {grant.grant_id}: {len(grant.clips)} clip(s) to {args.recipient_name}, expires {_iso(grant.expires_at)}")
+    return 0
+
+
+def _request(args: argparse.Namespace) -> int:
+    from doorkeep.device.vault.keys import SecretKeys, write_atomic
+    from doorkeep.device.vault.requests import make_request
+
+    keys = SecretKeys.load(args.key, _passphrase(args), role="recipient")
+    r = make_request(keys, requester=args.requester, incident=args.incident, purpose=args.purpose,
+                     window=(_time(args.t_from), _time(args.t_to)))
+    write_atomic(args.out, r.to_bytes())
+    print(f"request {r.request_id} written to {args.out}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from doorkeep.device.identity import DeviceIdentity
+    from doorkeep.device.vault.vault import build_vault
+
+    cfg = _config(args)
+    vault = build_vault(cfg, DeviceIdentity.load_or_create(cfg.state_dir))
+    try:
+        vault.export_to_file(args.grant.read_bytes(), args.out)
+    finally:
+        vault.close()
+    print(f"bundle written to {args.out}")
+    return 0
+
+
+def _decrypt(args: argparse.Namespace) -> int:
+    from doorkeep.device.errors import ReleaseError
+    from doorkeep.device.vault.bundles import open_bundle
+    from doorkeep.device.vault.keys import PublicKeys, SecretKeys
+    from doorkeep.tools.vault_mp4 import write_mp4
+
+    keys = SecretKeys.load(args.key, _passphrase(args), role="recipient")
+    owner = PublicKeys.load(args.owner, role="owner") if args.owner else None
+    try:
+        opened = open_bundle(args.bundle.read_bytes(), keys, owner=owner)
+    except ReleaseError as exc:
+        if args.json:
+            print(json.dumps({"ok": False, "reason": exc.reason, "detail": str(exc)}))
+        else:
+            print(f"REFUSED: {exc}", file=sys.stderr)
+        return 1
+    report = opened.report()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for c, entry in zip(opened.clips, report["clips"]):
+        out = args.out / f"{c.clip_id}.mp4"
+        write_mp4(c.packets, out, codec=c.header.codec)
+        entry["mp4"] = str(out)
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print(f"bundle {report['bundle_id']} from device {report['device_id']}: VERIFIED")
+        print(f"  grant {report['grant_id']} for {report['recipient_name']!r} ({report['requester']}), "
+              f"purpose: {report['purpose']}, expires {_iso(report['expires_at'])}")
+        print(f"  checks: {', '.join(report['checks'])}")
+        for e in report["clips"]:
+            print(f"  {e['clip_id']}: {_iso(e['t_start'])} .. {_iso(e['t_end'])}, {e['packets']} packets, "
+                  f"{'complete' if e['complete'] else 'recovered after a crash'} -> {e['mp4']}")
+    return 0
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    from doorkeep.device.identity import KEY_FILE, DeviceIdentity
+    from doorkeep.device.vault.audit import verify
+    from doorkeep.device.vault.vault import AUDIT_FILE
+
+    cfg = _config(args)
+    log = args.log or cfg.state_dir / AUDIT_FILE
+    if args.device_key:
+        key = bytes.fromhex(args.device_key)
+    elif (cfg.state_dir / KEY_FILE).exists():
+        key = DeviceIdentity.load_or_create(cfg.state_dir).public_bytes
+    else:
+        raise SystemExit("no --device-key and no local device identity")
+    r = verify(log, key, expect_head=args.expect_head)
+    if args.json:
+        print(json.dumps(r.__dict__))
+    elif r.ok:
+        print(f"{log}: OK, {r.records} records, head {r.head}")
+    else:
+        print(f"{log}: BAD at record {r.first_bad}: {r.reason} {r.detail}")
+    return 0 if r.ok else 1

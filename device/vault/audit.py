@@ -100,7 +100,7 @@ class AuditLog:
             log.append("audit_repair", torn_bytes=len(torn), torn_hash=blake2b(torn, person=PERSON).hex())
         return log
 
-    def append(self, kind: str, **fields: Any) -> AuditRecord:
+    def append(self, kind: str, /, **fields: Any) -> AuditRecord:
         """Append, fsync and return one record. ``fields`` must be JSON values."""
         if not isinstance(kind, str) or not 0 < len(kind) <= 64:
             raise ValueError("audit kind must be a non-empty string of <= 64 characters")

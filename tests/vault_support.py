@@ -1,0 +1,66 @@
+"""Shared helpers for the vault tests: real H.264 packets (PyAV libx264) and a ready-made device + owner."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from doorkeep.device.config import Config
+from doorkeep.device.frames import Packet
+from doorkeep.device.identity import DeviceIdentity
+from doorkeep.device.sources.encode import H264Encoder
+from doorkeep.device.vault.keys import SecretKeys, pin_owner_public
+from doorkeep.device.vault.vault import Vault, build_vault
+
+W, H, FPS, GOP = 64, 48, 10, 5
+
+
+def make_packets(n: int, *, t0: float | None = None, seed: int = 0) -> list[Packet]:
+    """``n`` encoded frames of a moving gradient with noise; wall times ``t0 + i/FPS``."""
+    t0 = time.time() if t0 is None else t0
+    enc = H264Encoder(width=W, height=H, fps=FPS, gop=GOP)
+    rng = np.random.default_rng(seed)
+    base = (np.add.outer(np.arange(H * 3 // 2), np.arange(W)) * 3 % 256).astype(np.uint8)
+    out: list[Packet] = []
+    for i in range(n):
+        frame = np.roll(base, i, axis=1) ^ rng.integers(0, 16, base.shape, dtype=np.uint8)
+        out += enc.encode(frame, pts=round(i * 1e6 / FPS), t_capture=100.0 + i / FPS, t_wall=t0 + i / FPS)
+    out += enc.flush()
+    return out
+
+
+def decode_packets(packets: list[Packet]) -> list[np.ndarray]:
+    import av
+
+    ctx = av.CodecContext.create("h264", "r")
+    frames = []
+    for p in packets:
+        for f in ctx.decode(av.Packet(p.data)):
+            frames.append(f.to_ndarray(format="yuv420p"))
+    for f in ctx.decode(None):
+        frames.append(f.to_ndarray(format="yuv420p"))
+    return frames
+
+
+@dataclass
+class Device:
+    state: Path
+    identity: DeviceIdentity
+    owner: SecretKeys
+    recipient: SecretKeys
+    vault: Vault
+
+
+def make_device(tmp: Path, *, postroll_s: float = 1.0, chunk_bytes: int = 4096, owner: SecretKeys | None = None,
+                **vault_cfg: object) -> Device:
+    state = tmp / "state"
+    identity = DeviceIdentity.load_or_create(state)
+    owner = owner or SecretKeys.generate("owner")
+    pin_owner_public(state, owner.public)
+    cfg = Config.from_dict({"device": {"state_dir": str(state)},
+                            "capture": {"main_width": W, "main_height": H},
+                            "vault": {"postroll_s": postroll_s, "chunk_bytes": chunk_bytes, "fsync_chunks": False,
+                                      **vault_cfg}})
+    return Device(state, identity, owner, SecretKeys.generate("recipient"), build_vault(cfg, identity))

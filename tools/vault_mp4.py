@@ -1,0 +1,55 @@
+"""Remux decrypted H.264 packets into a playable MP4 with PyAV (no re-encode: the recorded bytes are kept)."""
+
+from __future__ import annotations
+
+import fractions
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from doorkeep.device.errors import FormatError
+from doorkeep.device.frames import Packet
+from doorkeep.device.vault.clips import Codec
+
+
+def write_mp4(packets: Sequence[Packet], path: str | Path, *, codec: Codec) -> int:
+    """Write ``packets`` (Annex B H.264, starting at a keyframe) to an MP4 file; returns packets written.
+
+    Timestamps come from the packets' ``pts`` in ``codec.time_base``, shifted to start at 0; decode order equals
+    presentation order (doorkeep encodes without B-frames), so ``dts`` is ``pts`` kept strictly increasing.
+    """
+    import av
+
+    if codec.name != "h264":
+        raise FormatError(f"cannot remux codec {codec.name!r} (only h264)")
+    if not packets:
+        raise FormatError("no packets to write")
+    tb = fractions.Fraction(*codec.time_base)
+    out: Any = av.open(str(path), "w", format="mp4")
+    try:
+        st = out.add_stream("h264")
+        if codec.width and codec.height:
+            st.width, st.height = codec.width, codec.height
+        st.time_base = tb
+        base = packets[0].pts
+        last = -1
+        for p in packets:
+            ts = max(p.pts - base, last + 1)
+            last = ts
+            ap = av.Packet(p.data)
+            ap.pts = ap.dts = ts
+            ap.time_base = tb
+            ap.stream = st
+            ap.is_keyframe = p.keyframe
+            out.mux(ap)
+    finally:
+        out.close()
+    return len(packets)
+
+
+def decode_mp4(path: str | Path) -> list[Any]:
+    """Every decoded frame of an MP4's first video stream as a numpy yuv420p array (tests, verification)."""
+    import av
+
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="yuv420p") for f in c.decode(video=0)]
