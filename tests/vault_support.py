@@ -64,3 +64,27 @@ def make_device(tmp: Path, *, postroll_s: float = 1.0, chunk_bytes: int = 4096, 
                             "vault": {"postroll_s": postroll_s, "chunk_bytes": chunk_bytes, "fsync_chunks": False,
                                       **vault_cfg}})
     return Device(state, identity, owner, SecretKeys.generate("recipient"), build_vault(cfg, identity))
+
+
+def write_clip(dev: Device, clip_id: str, packets: list[Packet], *, event_id: str = "ev") -> None:
+    """A finished clip + signed manifest written straight through ClipWriter (fast; no recorder thread)."""
+    from doorkeep.device.vault.clips import ClipWriter, Codec
+    from doorkeep.device.vault.manifest import Manifest
+
+    store = dev.vault.store
+    codec = Codec("h264", (1, 1_000_000), W, H)
+    w = ClipWriter(store.clip_path(clip_id), owner=dev.owner.public, clip_id=clip_id,
+                   device_id=dev.identity.device_id, t_start=packets[0].t_wall, event_id=event_id, codec=codec,
+                   chunk_bytes=4096, fsync_chunks=False)
+    for p in packets:
+        w.add(p)
+    s = w.close()
+    store.write_manifest(Manifest(clip_id, dev.identity.device_id, packets[0].t_wall, s.t_last, (event_id,),
+                                  s.header_hash.hex(), s.chunks, s.packets, s.plain_bytes, s.size, 0, codec,
+                                  True).signed(dev.identity))
+
+
+def sealed_keys(dev: Device, *clip_ids: str) -> dict[str, bytes]:
+    from doorkeep.device.vault.clips import parse_header
+
+    return {c: parse_header(dev.vault.store.clip_path(c).read_bytes()).sealed_key for c in clip_ids}
