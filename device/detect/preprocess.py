@@ -1,8 +1,8 @@
 """Lores I420 frame -> model input tensor (RGB, letterboxed, scaled to the model's value range), no per-frame allocation.
 
 Everything that depends only on the frame and input sizes is computed once in :class:`Preprocessor`: the letterbox
-placement, the nearest-neighbour source index of every output pixel in the Y plane and in the (half-size) chroma
-planes, and the colour matrix with the value-range scaling folded in. Per frame it is three ``np.take`` calls into
+placement, the bilinear source indices and weights of every output row and column in the Y plane and the
+(half-size) chroma planes, and the colour matrix with the value-range scaling folded in. Per frame it is a few ``np.take`` gathers into
 preallocated buffers plus a handful of in-place ufuncs writing straight into the input tensor's channels.
 
 Colour: BT.601 limited range ("TV" levels), what libx264/PyAV's ``yuv420p`` and the Pi's video pipeline produce;
@@ -42,6 +42,47 @@ def letterbox_for(width: int, height: int, in_w: int, in_h: int, *, letterbox: b
     return (in_w - w) // 2, (in_h - h) // 2, w, h
 
 
+class _BilinearPlane:
+    """Separable bilinear resampling of one ``src_h`` x ``src_w`` uint8 plane into a preallocated float32 array.
+
+    Index and weight vectors are computed once; per call: two row gathers, a blend, two column gathers, a blend.
+    (Bilinear, not nearest: on the real photos nearest-neighbour aliasing moved no-person scores by up to 0.3.)
+    """
+
+    def __init__(self, src_w: int, src_h: int, out_w: int, out_h: int) -> None:
+        def axis(n_src: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            pos = np.clip((np.arange(n_out) + 0.5) * n_src / n_out - 0.5, 0, n_src - 1)
+            i0 = np.floor(pos).astype(np.intp)
+            i1 = np.minimum(i0 + 1, n_src - 1)
+            return i0, i1, (pos - i0).astype(np.float32)
+
+        self.shape = (src_h, src_w)
+        self._r0, self._r1, fy = axis(src_h, out_h)
+        self._c0, self._c1, self._fx = axis(src_w, out_w)
+        self._fy = fy[:, None]
+        self._gy = (1.0 - fy)[:, None]
+        self._rows0 = np.empty((out_h, src_w), np.uint8)
+        self._rows1 = np.empty((out_h, src_w), np.uint8)
+        self._f0 = np.empty((out_h, src_w), np.float32)
+        self._f1 = np.empty((out_h, src_w), np.float32)
+        self._c1buf = np.empty((out_h, out_w), np.float32)
+        self.out = np.empty((out_h, out_w), np.float32)
+
+    def __call__(self, plane: np.ndarray) -> np.ndarray:
+        np.take(plane, self._r0, axis=0, out=self._rows0)
+        np.take(plane, self._r1, axis=0, out=self._rows1)
+        f0, f1 = self._f0, self._f1
+        np.multiply(self._rows0, self._gy, out=f0)
+        np.multiply(self._rows1, self._fy, out=f1)
+        np.add(f0, f1, out=f0)
+        np.take(f0, self._c0, axis=1, out=self.out)
+        np.take(f0, self._c1, axis=1, out=self._c1buf)
+        np.subtract(self._c1buf, self.out, out=self._c1buf)
+        np.multiply(self._c1buf, self._fx, out=self._c1buf)
+        np.add(self.out, self._c1buf, out=self.out)
+        return self.out
+
+
 class Preprocessor:
     """Writes a ``width`` x ``height`` I420 frame into a preallocated ``(1, in_h, in_w, 3)`` input buffer.
 
@@ -58,24 +99,17 @@ class Preprocessor:
         self.width, self.height = width, height
         x0, y0, w, h = letterbox_for(width, height, in_w, in_h, letterbox=letterbox)
         self.letterbox = Letterbox(x0=x0 / in_w, y0=y0 / in_h, w=w / in_w, h=h / in_h)
-        sy = np.minimum(((np.arange(h) + 0.5) * height / h).astype(np.intp), height - 1)
-        sx = np.minimum(((np.arange(w) + 0.5) * width / w).astype(np.intp), width - 1)
-        self._y_idx = sy[:, None] * width + sx[None, :]
-        self._c_idx = (sy // 2)[:, None] * (width // 2) + (sx // 2)[None, :]
+        self._y = _BilinearPlane(width, height, w, h)
+        self._u = _BilinearPlane(width // 2, height // 2, w, h)
+        self._v = _BilinearPlane(width // 2, height // 2, w, h)
         self._y_len = width * height
         self._c_len = (width // 2) * (height // 2)
         lo, hi = value_range
         gain = (hi - lo) / 255.0
         self._lo, self._hi = np.float32(lo), np.float32(hi)
         self._m = (_YUV2RGB * gain).astype(np.float32)
-        # Offsets so that channel = m0*Y + m1*U + m2*V + off, on raw uint8 Y, U, V.
+        # Offsets so that channel = m0*Y + m1*U + m2*V + off, on raw (resampled) Y, U, V.
         self._off = (lo - (_YUV2RGB @ np.array([16.0, 128.0, 128.0])) * gain).astype(np.float32)
-        self._yb = np.empty((h, w), np.uint8)
-        self._ub = np.empty((h, w), np.uint8)
-        self._vb = np.empty((h, w), np.uint8)
-        self._yf = np.empty((h, w), np.float32)
-        self._uf = np.empty((h, w), np.float32)
-        self._vf = np.empty((h, w), np.float32)
         self._tmp = np.empty((h, w), np.float32)
         self.dtype = np.dtype(dtype)
         # Letterbox padding is black (the range's low end): measured on the real photos, mid-grey padding turned
@@ -90,21 +124,19 @@ class Preprocessor:
         if frame.shape != self.frame_shape or frame.dtype != np.uint8:
             raise ValueError(f"expected a uint8 I420 frame of shape {self.frame_shape}, got {frame.dtype} {frame.shape}")
         flat = frame.reshape(-1)
-        np.take(flat[: self._y_len], self._y_idx, out=self._yb)
-        np.take(flat[self._y_len : self._y_len + self._c_len], self._c_idx, out=self._ub)
-        np.take(flat[self._y_len + self._c_len : self._y_len + 2 * self._c_len], self._c_idx, out=self._vb)
-        np.copyto(self._yf, self._yb)
-        np.copyto(self._uf, self._ub)
-        np.copyto(self._vf, self._vb)
+        yl, cl = self._y_len, self._c_len
+        yf = self._y(frame[: self.height])
+        uf = self._u(flat[yl : yl + cl].reshape(self._u.shape))
+        vf = self._v(flat[yl + cl : yl + 2 * cl].reshape(self._v.shape))
         m, off, tmp = self._m, self._off, self._tmp
         for k in range(3):
             ch = self._content[..., k]
-            np.multiply(self._yf, m[k, 0], out=ch)
+            np.multiply(yf, m[k, 0], out=ch)
             if m[k, 1]:
-                np.multiply(self._uf, m[k, 1], out=tmp)
+                np.multiply(uf, m[k, 1], out=tmp)
                 np.add(ch, tmp, out=ch)
             if m[k, 2]:
-                np.multiply(self._vf, m[k, 2], out=tmp)
+                np.multiply(vf, m[k, 2], out=tmp)
                 np.add(ch, tmp, out=ch)
             np.add(ch, off[k], out=ch)
         np.clip(self._content, self._lo, self._hi, out=self._content)
