@@ -1,7 +1,87 @@
-"""Benchmarks for the foundation area (filled in by that area)."""
+"""Foundation benchmarks: frame-ring push cost against the memory-bandwidth limit, and the lores hot path.
+
+* ``ring_push_ratio``: FrameRing.push throughput for 1080p I420 frames divided by a bare ``np.copyto`` into a
+  preallocated slot of an equally sized ring, measured in alternating rounds of the same run (goal >= 0.8).
+* ``lores_loop_ms``: FrameRing.push + MotionGate.update per 320x240 frame of a moving scene (goal <= 1.0).
+* ``ring_push_us_1080p`` / ``copyto_us_1080p``: the two sides of the ratio, median per frame.
+"""
 
 from __future__ import annotations
 
+import statistics
+import time
+
+import numpy as np
+
+
+def _frames(width: int, height: int, n: int) -> list[np.ndarray]:
+    from doorkeep.device.frames import i420_shape
+
+    rng = np.random.default_rng(1)
+    return [rng.integers(0, 256, i420_shape(width, height), dtype=np.uint8) for _ in range(n)]
+
+
+def ring_push_ratio(*, rounds: int, per_round: int) -> dict[str, float]:
+    """Median (over rounds) of ring push throughput / bare copyto throughput, 1080p I420."""
+    from doorkeep.device.rings import FrameRing
+
+    w, h, slots = 1920, 1080, 8
+    src = _frames(w, h, 4)
+    ring = FrameRing(width=w, height=h, frames=slots)
+    bare = np.zeros((slots, *ring.shape), dtype=np.uint8)
+    ratios, t_ring, t_bare = [], [], []
+    k = 0
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for i in range(per_round):
+            np.copyto(bare[(k + i) % slots], src[i & 3])
+        t1 = time.perf_counter()
+        for i in range(per_round):
+            ring.push(src[i & 3], t1)
+        t2 = time.perf_counter()
+        k += per_round
+        tb, tr = (t1 - t0) / per_round, (t2 - t1) / per_round
+        t_bare.append(tb)
+        t_ring.append(tr)
+        ratios.append(tb / tr)
+    return {"ring_push_ratio": round(statistics.median(ratios), 3),
+            "ring_push_us_1080p": round(statistics.median(t_ring) * 1e6, 1),
+            "copyto_us_1080p": round(statistics.median(t_bare) * 1e6, 1)}
+
+
+def lores_loop_ms(*, frames: int) -> dict[str, float]:
+    """Per-frame cost of ring push + motion gate on 320x240 frames of the synthetic scene (person walking)."""
+    from doorkeep.device.config import MotionSection
+    from doorkeep.device.gate import MotionGate
+    from doorkeep.device.rings import FrameRing
+    from doorkeep.device.sources.synthetic import SyntheticSource
+
+    w, h = 320, 240
+    ring = FrameRing(width=w, height=h, frames=64)
+    src = SyntheticSource(width=w, height=h, lores_width=w, lores_height=h, fps=30, duration_s=64 / 30,
+                          realtime=False, noise=3, encode=False)
+    src.attach(ring=ring)
+    src.start()
+    src.wait()
+    src.close()
+    scene = [ring._buf[i].copy() for i in range(ring.size)]
+    ring = FrameRing(width=w, height=h, frames=8)
+    gate = MotionGate.from_config(MotionSection(), width=w, height=h)
+    out = ring.empty_frame()
+    t = 0.0
+    samples = []
+    for i in range(frames):
+        t0 = time.perf_counter()
+        ring.push(scene[i % len(scene)], t)
+        ring.read_latest(out, after_seq=-1, timeout=0)
+        gate.update(out, t)
+        samples.append(time.perf_counter() - t0)
+        t += 1 / 30
+    return {"lores_loop_ms": round(statistics.median(samples) * 1e3, 4),
+            "lores_loop_p95_ms": round(float(np.percentile(samples, 95)) * 1e3, 4)}
+
 
 def run(*, quick: bool = False) -> dict[str, float]:
-    return {}
+    out = ring_push_ratio(rounds=5 if quick else 21, per_round=20 if quick else 60)
+    out.update(lores_loop_ms(frames=300 if quick else 3000))
+    return out

@@ -1,0 +1,88 @@
+"""Motion gate on still vs moving scenes (the synthetic scene with sensor noise), lighting changes, hold time."""
+
+from __future__ import annotations
+
+import numpy as np
+from doorkeep.device.config import MotionSection
+from doorkeep.device.gate import MotionGate
+from doorkeep.device.rings import FrameRing
+from doorkeep.device.sources.synthetic import Scene, SyntheticSource, default_scene
+
+W, H, FPS = 320, 240, 10
+
+
+def _frames(scene: Scene | None, seconds: float, noise: int = 4) -> list[np.ndarray]:
+    """Lores frames of a scene, rendered by the synthetic source (no encoding), with sensor noise."""
+    n = round(seconds * FPS)
+    ring = FrameRing(width=W, height=H, frames=n)
+    src = SyntheticSource(width=W, height=H, lores_width=W, lores_height=H, fps=FPS, scene=scene, duration_s=seconds,
+                          realtime=False, noise=noise, encode=False)
+    src.attach(ring=ring)
+    with src:
+        src.start()
+        assert src.wait(30)
+    return [ring._buf[i].copy() for i in range(n)]
+
+
+def _run(gate: MotionGate, frames: list[np.ndarray]) -> list[bool]:
+    return [gate.update(f, i / FPS) for i, f in enumerate(frames)]
+
+
+def test_still_noisy_scene_never_opens_the_gate() -> None:
+    still = Scene(background=default_scene(W, H).background)  # no sprite
+    frames = _frames(still, 10.0, noise=6)
+    assert not np.array_equal(frames[0], frames[1])  # the noise is real
+    gate = MotionGate.from_config(MotionSection(), width=W, height=H)
+    assert not any(_run(gate, frames))
+    assert gate.changed <= gate.min_changed
+
+
+def test_moving_figure_opens_the_gate_and_hold_closes_it_after() -> None:
+    frames = _frames(None, 15.0)  # the default path: off frame 2 s, walk in, wait 3 s, walk out, off frame 2 s
+    gate = MotionGate.from_config(MotionSection(hold_s=1.0), width=W, height=H)
+    open_ = _run(gate, frames)
+    assert not any(open_[: 2 * FPS - 2])  # nobody there yet
+    walking_in = open_[3 * FPS : 5 * FPS]
+    assert all(walking_in)
+    walking_out = open_[10 * FPS : 12 * FPS]
+    assert all(walking_out)
+    assert not any(open_[-5:])  # gone for 2 s, hold 1 s: closed again
+
+
+def test_global_brightness_change_is_not_motion() -> None:
+    still = Scene(background=default_scene(W, H).background)
+    frames = _frames(still, 2.0)
+    gate = MotionGate(width=W, height=H, hold_s=0.0)
+    _run(gate, frames[:10])
+    brighter = np.clip(frames[10].astype(np.int16) + 30, 0, 255).astype(np.uint8)  # auto-exposure step
+    assert not gate.update(brighter, 1.0)
+
+
+def test_small_hot_spot_below_changed_fraction_is_ignored_but_an_object_is_not() -> None:
+    still = Scene(background=default_scene(W, H).background)
+    f = _frames(still, 1.0)
+    gate = MotionGate(width=W, height=H, hold_s=0.0, min_changed=0.003, step=2)
+    _run(gate, f[:5])
+    spot = f[5].copy()
+    spot[100:102, 100:102] = 255  # a 2x2 sparkle
+    assert not gate.update(spot, 0.5)
+    obj = f[6].copy()
+    obj[80:140, 100:130] = 255  # something the size of a hand
+    assert gate.update(obj, 0.6)
+
+
+def test_gate_update_allocates_nothing_big() -> None:
+    import tracemalloc
+
+    frames = _frames(None, 1.0)
+    gate = MotionGate(width=W, height=H)
+    _run(gate, frames)
+    tracemalloc.start()
+    try:
+        base, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        _run(gate, frames)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak - base < 8192  # the sampled plane alone would be 19 kB

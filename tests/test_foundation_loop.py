@@ -1,0 +1,159 @@
+"""The loop and Doorbell: start/stop leaves no threads, events reach sinks off the capture thread, slow stages never
+stall capture, stats are JSON-able, signals stop it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+from doorkeep.device.app import Doorbell
+from doorkeep.device.config import CaptureSection, Config
+from doorkeep.device.detections import Detection
+from doorkeep.device.events import Event
+from doorkeep.device.loop import stop_on_signals
+from doorkeep.device.sources.synthetic import SyntheticSource
+
+
+def _config(**capture: object) -> Config:
+    return Config().replace(capture=CaptureSection(**{"main_width": 320, "main_height": 240, **capture}))
+
+
+def _source(seconds: float | None = None, realtime: bool = True) -> SyntheticSource:
+    return SyntheticSource(width=320, height=240, fps=30, duration_s=seconds, realtime=realtime)
+
+
+class SlowDetector:
+    """Finds a 'person' in every frame it is given, slowly (a real detector on a slow CPU)."""
+
+    def __init__(self) -> None:
+        self.threads: set[str] = set()
+        self.calls = 0
+
+    def detect(self, frame: np.ndarray, *, width: int, height: int) -> list[Detection]:
+        self.threads.add(threading.current_thread().name)
+        assert frame.shape == (height * 3 // 2, width)
+        self.calls += 1
+        time.sleep(0.05)
+        return [Detection(0.9, 0.4, 0.3, 0.6, 0.9)]
+
+
+class EveryNthTracker:
+    """Emits one event per inference (enough to see the fan-out)."""
+
+    def __init__(self) -> None:
+        self.none_updates = 0
+
+    def update(self, t: float, detections: list | None) -> list[Event]:
+        if detections is None:
+            self.none_updates += 1
+            return []
+        return [Event(event_id=f"e{t}", kind="person", phase="start", t=t, t_start=t, score=detections[0].score)]
+
+
+class SlowSink:
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.threads: set[str] = set()
+
+    def on_event(self, event: Event) -> None:
+        self.threads.add(threading.current_thread().name)
+        time.sleep(0.02)
+        self.events.append(event)
+
+
+def _doorkeep_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("doorkeep-")]
+
+
+def test_start_stop_leaves_no_threads_and_is_idempotent() -> None:
+    before = set(threading.enumerate())
+    bell = Doorbell.from_config(_config(), source=_source())
+    for _ in range(2):
+        bell.start()
+        bell.start()
+        assert len(_doorkeep_threads()) == 3  # capture, detect, events
+        assert bell.ring.read_latest(bell.ring.empty_frame(), timeout=5) is not None
+        bell.stop()
+        bell.stop()
+        assert _doorkeep_threads() == []
+    bell.close()
+    bell.close()
+    assert set(threading.enumerate()) <= before
+
+
+def test_detection_and_slow_sinks_never_stall_capture() -> None:
+    det, tracker, sink = SlowDetector(), EveryNthTracker(), SlowSink()
+    source = _source(seconds=1.5)
+    bell = Doorbell.from_config(_config(), source=source, detector=det, tracker=tracker, event_sinks=[sink])
+    bell.gate.hold_s = 600.0  # keep inference running once the gate opened
+    bell.gate.update(np.zeros(bell.ring.shape, np.uint8), 0.0)  # and open it right away
+    bell.gate.update(np.full(bell.ring.shape, 255, np.uint8), time.monotonic())
+    with bell:
+        assert source.wait(30)
+        time.sleep(0.3)
+    assert source.frames == 45  # capture delivered every frame while detection and sinks lagged
+    assert det.threads == {"doorkeep-detect"}
+    assert sink.threads == {"doorkeep-events"}
+    assert 0 < det.calls < 45  # the detector was slower than capture: latest-wins skipped frames
+    assert bell.ring.skipped > 0
+    assert len(sink.events) == det.calls  # every event delivered, none lost at stop
+    snap = bell.stats.snapshot()
+    json.dumps(snap)
+    assert snap["counters"]["inferences"] == det.calls
+    assert snap["latency_ms"]["detect"]["p50"] >= 40
+    assert _doorkeep_threads() == []
+
+
+def test_tracker_gets_none_when_gate_is_closed() -> None:
+    det, tracker = SlowDetector(), EveryNthTracker()
+    still = SyntheticSource(width=320, height=240, fps=30, duration_s=1.0, realtime=False,
+                            scene=_still_scene())
+    bell = Doorbell.from_config(_config(), source=still, detector=det, tracker=tracker)
+    with bell:
+        assert still.wait(30)
+    assert det.calls == 0 and tracker.none_updates > 0
+
+
+def _still_scene():  # type: ignore[no-untyped-def]
+    from doorkeep.device.sources.synthetic import Scene, default_scene
+
+    return Scene(background=default_scene(320, 240).background)
+
+
+def test_failing_detector_is_counted_not_fatal() -> None:
+    class Broken:
+        def detect(self, frame: np.ndarray, *, width: int, height: int) -> list[Detection]:
+            raise RuntimeError("model exploded")
+
+    source = _source(seconds=0.5, realtime=False)
+    bell = Doorbell.from_config(_config(), source=source, detector=Broken())
+    bell.gate.hold_s = 600.0
+    bell.gate.update(np.zeros(bell.ring.shape, np.uint8), 0.0)
+    bell.gate.update(np.full(bell.ring.shape, 255, np.uint8), time.monotonic())
+    with bell:
+        assert source.wait(30)
+        time.sleep(0.2)
+    assert bell.stats.snapshot()["counters"]["detect_errors"] > 0
+
+
+def test_sigterm_sets_the_stop_event_and_handlers_are_restored() -> None:
+    old = signal.getsignal(signal.SIGTERM)
+    bell = Doorbell.from_config(_config(), source=_source())
+    with stop_on_signals() as stop, bell:
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        assert stop.wait(10)
+    assert signal.getsignal(signal.SIGTERM) is old
+    assert _doorkeep_threads() == []
+
+
+def test_main_filters_from_doorbell_reach_the_source() -> None:
+    calls = []
+    source = _source(seconds=0.2, realtime=False)
+    bell = Doorbell.from_config(_config(), source=source, main_filters=[lambda f: calls.append(f.shape)])
+    with bell:
+        assert source.wait(30)
+    assert calls and calls[0] == (360, 320)

@@ -1,0 +1,130 @@
+"""FrameRing: wrap, overrun and latest-wins under a real concurrent producer; no allocation per push; lores filters."""
+
+from __future__ import annotations
+
+import threading
+import time
+import tracemalloc
+
+import numpy as np
+import pytest
+from doorkeep.device.rings import FrameRing
+
+W, H = 64, 48
+
+
+def _stamp(frame: np.ndarray, seq: int) -> None:
+    """Write ``seq`` into every pixel of the frame (so a torn frame would show two values)."""
+    frame[...] = seq % 251
+
+
+def test_push_and_latest_wins_single_thread() -> None:
+    ring = FrameRing(width=W, height=H, frames=4)
+    out = ring.empty_frame()
+    assert ring.read_latest(out, timeout=0) is None
+    for seq in range(10):  # wraps 2.5 times
+        f = np.full(ring.shape, seq, np.uint8)
+        assert ring.push(f, t_capture=float(seq), t_wall=100.0 + seq) == seq
+    info = ring.read_latest(out, after_seq=-1, timeout=0)
+    assert info is not None and info.seq == 9 and info.t_capture == 9.0 and info.t_wall == 109.0
+    assert (out == 9).all()
+    assert ring.read_latest(out, after_seq=9, timeout=0) is None  # nothing newer
+    ring.push(np.full(ring.shape, 10, np.uint8), 10.0)
+    info = ring.read_latest(out, after_seq=5, timeout=0)
+    assert info is not None and info.seq == 10 and info.skipped == 4  # 6..9 were superseded
+    assert ring.frames == 11
+
+
+def test_begin_write_commit_in_place_and_filters_run_before_readers() -> None:
+    def mask(frame: np.ndarray) -> None:
+        frame[:H // 2, : W // 2] = 0
+
+    ring = FrameRing(width=W, height=H, frames=3, lores_filters=[mask])
+    slot = ring.begin_write()
+    slot[...] = 200
+    ring.commit(1.0)
+    out = ring.empty_frame()
+    info = ring.read_latest(out, timeout=0)
+    assert info is not None and info.seq == 0
+    assert (out[: H // 2, : W // 2] == 0).all() and (out[H // 2 :] == 200).all()
+    y, u, v = ring.begin_write_planes()
+    assert y.shape == (H, W) and u.shape == v.shape == (H // 2, W // 2)
+    assert np.shares_memory(y, ring._buf) and np.shares_memory(v, ring._buf)
+
+
+def test_concurrent_producer_never_torn_latest_wins_and_counters() -> None:
+    """A producer thread pushing flat out; a slow reader must only ever get whole, increasing frames."""
+    ring = FrameRing(width=W, height=H, frames=3)
+    total = 3000
+    done = threading.Event()
+
+    def produce() -> None:
+        for seq in range(total):
+            _stamp(ring.begin_write(), seq)
+            ring.commit(float(seq))
+        done.set()
+
+    producer = threading.Thread(target=produce)
+    out = ring.empty_frame()
+    got: list[int] = []
+    producer.start()
+    last = -1
+    while not (done.is_set() and ring.latest_seq == last):
+        info = ring.read_latest(out, after_seq=last, timeout=0.5)
+        if info is None:
+            continue
+        assert info.seq > last, "latest-wins reader went backwards"
+        value = info.seq % 251
+        assert (out == value).all(), f"torn frame at seq {info.seq}"
+        assert info.t_capture == float(info.seq)
+        got.append(info.seq)
+        last = info.seq
+        time.sleep(0.0005)  # slower than the producer: forces skips and overwrites
+    producer.join()
+    assert got[-1] == total - 1  # the reader ends on the newest frame
+    assert ring.frames == total
+    assert ring.skipped == total - len(got) - got[0]  # every frame was read or counted as skipped
+    assert len(got) < total  # the reader really fell behind (latest-wins dropped frames)
+
+
+def test_overrun_counted_when_producer_laps_a_reader() -> None:
+    ring = FrameRing(width=W, height=H, frames=2)
+    ring.push(np.zeros(ring.shape, np.uint8), 0.0)
+    # Simulate a reader in the middle of copying slot 0 while the producer laps it.
+    ring._reading[0] += 1
+    ring.push(np.zeros(ring.shape, np.uint8), 1.0)  # slot 1
+    ring.push(np.zeros(ring.shape, np.uint8), 2.0)  # slot 0 again: overrun
+    ring._reading[0] -= 1
+    assert ring.overruns == 1
+
+
+def test_no_allocation_per_push() -> None:
+    ring = FrameRing(width=320, height=240, frames=4)
+    frame = np.full(ring.shape, 7, np.uint8)
+    for i in range(50):  # warm up (first-call caches)
+        ring.push(frame, float(i))
+        ring.begin_write()
+        ring.commit(float(i))
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base, _ = tracemalloc.get_traced_memory()
+        for i in range(2000):
+            ring.push(frame, float(i), 1.0)
+            ring.begin_write_planes()
+            ring.commit(float(i), 1.0)
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert current - base < 1024, f"ring grew by {current - base} bytes over 4000 pushes"
+    assert peak - base < 4096, f"a push allocated {peak - base} bytes (a frame is {frame.nbytes})"
+
+
+def test_ring_refuses_bad_sizes() -> None:
+    with pytest.raises(ValueError):
+        FrameRing(width=W, height=H, frames=1)
+    with pytest.raises(ValueError):
+        FrameRing(width=63, height=H)
+    ring = FrameRing(width=W, height=H)
+    with pytest.raises(RuntimeError):
+        ring.commit(0.0)
