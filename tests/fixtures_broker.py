@@ -6,6 +6,7 @@ temp dir. Fixtures:
 - ``mosquitto`` — a fresh plain broker per test (anonymous, no persistence). Attributes: ``host``, ``port``,
   ``url`` (``"127.0.0.1:PORT"``), ``log_text()``; methods ``stop()``, ``start()``, ``restart()`` (same port,
   for outage tests), ``kill()`` (SIGKILL, like a power cut).
+- ``Mosquitto(persistent=True)`` — sessions and queued messages survive ``restart()`` (outage tests).
 - ``mosquitto_module`` — one plain broker shared by a test module (use it only where broker state does not
   matter: distinct topics per test, no retained leftovers relied upon).
 - ``mosquitto_tls`` — a broker with mutual TLS only (``require_certificate true``, ``use_identity_as_username
@@ -166,7 +167,8 @@ pattern read homeassistant/status
 class Mosquitto:
     """One real mosquitto process on 127.0.0.1:``port``; stop/start/restart keep the port."""
 
-    def __init__(self, *, tls: CertAuthority | None = None, acl: str | None = None, extra_conf: str = "") -> None:
+    def __init__(self, *, tls: CertAuthority | None = None, acl: str | None = None, extra_conf: str = "",
+                 persistent: bool = False) -> None:
         self.binary = _require(find_mosquitto(), "mosquitto", "apt-get install -y mosquitto")
         self.host = "127.0.0.1"
         self.port = free_port()
@@ -175,7 +177,14 @@ class Mosquitto:
         self.log = self.dir / "mosquitto.log"
         self.log.touch()
         self.log.chmod(0o666)
-        lines = [f"listener {self.port} {self.host}", "persistence false", f"log_dest file {self.log}",
+        if persistent:  # sessions, subscriptions and queued QoS1 messages survive a restart (saved every second)
+            data = self.dir / "data"
+            data.mkdir()
+            data.chmod(0o777)
+            persistence = ["persistence true", f"persistence_location {data}/", "autosave_interval 1"]
+        else:
+            persistence = ["persistence false"]
+        lines = [f"listener {self.port} {self.host}", *persistence, f"log_dest file {self.log}",
                  "log_type error", "log_type warning", "log_type notice", "log_type information",
                  "max_queued_messages 100000"]
         if tls is None:
@@ -251,7 +260,7 @@ class Mosquitto:
         self.proc = None
 
     def restart(self) -> None:
-        """Stop and start again on the same port (retained state is lost: ``persistence false``)."""
+        """Stop and start again on the same port (retained state and sessions survive only if ``persistent``)."""
         self.stop()
         self.start()
 
@@ -312,11 +321,13 @@ def mosquitto_tls(cert_authority: CertAuthority) -> Iterator[Mosquitto]:
 class Subscriber:
     """A paho client subscribed to ``topic_filter`` (QoS1) that collects ``(topic, payload, retain)`` tuples.
 
-    Connects and waits for SUBACK in ``__init__``; use as a context manager (or call ``close()``).
+    Connects and waits for SUBACK in ``__init__``; use as a context manager (or call ``close()``). It reconnects
+    (and re-subscribes) after a broker restart; with ``clean_session=False`` and a ``client_id`` on a
+    ``persistent`` broker, QoS1 messages published while it was away are delivered too.
     """
 
     def __init__(self, broker: Mosquitto, topic_filter: str, *, cert: ClientCert | None = None,
-                 protocol: int = 4, client_id: str = "") -> None:
+                 protocol: int = 4, client_id: str = "", clean_session: bool = True) -> None:
         import ssl
 
         import paho.mqtt.client as paho
@@ -325,7 +336,9 @@ class Subscriber:
         self.all: list[tuple[str, bytes, bool]] = []
         subscribed: queue.Queue[object] = queue.Queue()
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  protocol=paho.MQTTv5 if protocol == 5 else paho.MQTTv311)
+                                  protocol=paho.MQTTv5 if protocol == 5 else paho.MQTTv311,
+                                  clean_session=None if protocol == 5 else clean_session)
+        self.client.reconnect_delay_set(1, 2)  # follows a broker restart quickly
         if cert is not None:
             assert broker.certs is not None, "cert= needs the TLS broker"
             self.client.tls_set(ca_certs=str(broker.certs.ca), certfile=str(cert.cert), keyfile=str(cert.key),
