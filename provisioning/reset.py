@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def _clip_dirs(state_dir: Path) -> list[Path]:
 
 
 def factory_reset(state_dir: str | os.PathLike[str], *, identity: DeviceIdentity, audit: Auditor | None,
-                  wipe_audit: bool = False) -> ResetReport:
+                  wipe_audit: bool = False, clip_dirs: Iterable[str | os.PathLike[str]] = ()) -> ResetReport:
     """Destroy identity, pairing and clip keys in ``state_dir``. The caller must have stopped the service.
 
     Args:
@@ -55,9 +56,10 @@ def factory_reset(state_dir: str | os.PathLike[str], *, identity: DeviceIdentity
         identity: the identity being destroyed (named in the final audit record).
         audit: the open audit log (closed by the caller afterwards), or None when it cannot be opened.
         wipe_audit: shred the audit log instead of archiving it.
+        clip_dirs: vault directories outside ``state_dir`` (``[vault] dir``); the state dir is always searched.
     """
     state = Path(state_dir)
-    dirs = _clip_dirs(state)
+    dirs = sorted(set(_clip_dirs(state)) | {Path(d) for d in clip_dirs if Path(d).is_dir()})
     n_clips = sum(len(list(d.glob("*" + CLIP_SUFFIX))) for d in dirs)
     if audit is not None:
         audit.append("factory_reset", device_id=identity.device_id, device_key=codec.b64e(identity.public_bytes),
@@ -76,7 +78,8 @@ def factory_reset(state_dir: str | os.PathLike[str], *, identity: DeviceIdentity
             kept = f"audit-{identity.device_id}.log"
             os.replace(audit_path, state / kept)
     log.warning("factory reset of %s: %d clips and %s destroyed", identity.device_id, shredded, ", ".join(gone))
-    verify_reset(state)
+    for d in (state, *dirs):
+        verify_reset(d)
     return ResetReport(identity.device_id, shredded, tuple(gone), kept)
 
 

@@ -1,0 +1,77 @@
+"""The provisioning commands as a user runs them, against a real mosquitto: owner keygen, `pair` on both sides
+(the same code printed on both), `config sign` / `config apply`, a refused replay, `config rotate-owner`,
+`factory-reset`."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.broker
+
+DOORKEEP = str(Path(sys.executable).with_name("doorkeep"))
+
+
+def run(*args: str, env: dict[str, str], check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+    proc = subprocess.run([DOORKEEP, *args], capture_output=True, text=True, env=env, timeout=timeout, check=False)
+    if check and proc.returncode:
+        raise AssertionError(f"doorkeep {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def code_in(text: str) -> str:
+    m = re.search(r"pairing code:\s+(\d{3}) (\d{3})", text)
+    assert m, text
+    return m.group(1) + m.group(2)
+
+
+def test_cli_pair_sign_apply_rotate_reset(mosquitto, tmp_path):
+    env = {**os.environ, "DOORKEEP_PASSPHRASE": "correct horse", "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    state, owner = tmp_path / "state", tmp_path / "owner"
+    owner.mkdir()
+    run("owner", "keygen", "--out", str(owner / "owner.key"), "--kdf", "min", env=env)
+    run("owner", "keygen", "--out", str(owner / "new.key"), "--kdf", "min", env=env)
+    for cmd in (["pair"], ["config", "sign"], ["config", "apply"], ["config", "rotate-owner"], ["factory-reset"]):
+        assert "usage:" in run(*cmd, "--help", env=env).stdout
+
+    device = subprocess.Popen([DOORKEEP, "pair", "--device", "--state-dir", str(state), "--broker", mosquitto.url,
+                               "--window", "60", "--yes"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env)
+    try:
+        own = run("pair", "--owner", "--key", str(owner / "owner.key"), "--broker", mosquitto.url, "--yes",
+                  "--timeout", "60", env=env)
+        out, err = device.communicate(timeout=60)
+    finally:
+        if device.poll() is None:
+            device.kill()
+            device.communicate()
+    assert device.returncode == 0, out + err
+    assert code_in(own.stdout) == code_in(out)  # both screens showed the same code
+    assert (state / "owner.pub").exists() and (tmp_path / "xdg" / "doorkeep" / "devices.json").exists()
+
+    (tmp_path / "policy.toml").write_text("[motion]\nhold_s = 9.0\n")
+    run("config", "sign", str(tmp_path / "policy.toml"), "--key", str(owner / "owner.key"),
+        "--out", str(tmp_path / "c1.json"), env=env)
+    applied = run("config", "apply", str(tmp_path / "c1.json"), "--state-dir", str(state), env=env)
+    assert "motion.hold_s" in applied.stdout
+    replay = run("config", "apply", str(tmp_path / "c1.json"), "--state-dir", str(state), env=env, check=False)
+    assert replay.returncode == 1 and "stale-counter" in replay.stderr
+
+    (tmp_path / "bad.toml").write_text("[motion]\nhold_s = -1\n")
+    bad = run("config", "sign", str(tmp_path / "bad.toml"), "--key", str(owner / "owner.key"),
+              "--out", str(tmp_path / "bad.json"), env=env, check=False)
+    assert bad.returncode == 1 and "motion.hold_s" in bad.stderr and not (tmp_path / "bad.json").exists()
+
+    run("config", "rotate-owner", "--key", str(owner / "owner.key"), "--new-public", str(owner / "new.key.pub"),
+        "--out", str(tmp_path / "rot.json"), env=env)
+    assert "rotated" in run("config", "apply", str(tmp_path / "rot.json"), "--state-dir", str(state), env=env).stdout
+
+    refused = run("factory-reset", "--state-dir", str(state), env=env, check=False)
+    assert refused.returncode == 2  # the confirmation flag is required
+    run("factory-reset", "--state-dir", str(state), "--yes-destroy-everything", env=env)
+    assert not (state / "device.key").exists() and not (state / "owner.pub").exists()
