@@ -37,8 +37,9 @@ from .files import write_atomic
 APPLIED_FILE = "config.signed.json"
 #: Tables the device's local file keeps setting after pairing (hardware and paths, not policy).
 LOCAL_TABLES = ("device", "capture")
-#: Keys a signed document may not set: they are local to the device's filesystem.
-LOCAL_ONLY_KEYS = ("device.state_dir",)
+#: Keys a signed document may not set: local filesystem paths, and where the pinned owner key is read from (it
+#: must stay the file pairing writes, ``<state_dir>/owner.pub``).
+LOCAL_ONLY_KEYS = ("device.state_dir", "vault.owner_key")
 
 
 def _config_table(doc: OwnerDocument) -> dict[str, Any]:
