@@ -182,6 +182,7 @@ class SecretKeys:
         role = f.text("role")
         if role not in ROLES:
             raise FormatError(f"{what}: role must be one of {ROLES}")
+        claimed = PublicKeys(role, f.b64("sign", length=32), f.b64("box", length=32))
         kdf = f.sub("kdf")
         kdf.only("alg", "ops", "mem", "salt")
         if kdf.text("alg") != "argon2id13":
@@ -196,7 +197,7 @@ class SecretKeys:
         except nacl.exceptions.CryptoError:
             raise PassphraseError(f"{what}: wrong passphrase (or the file was altered)") from None
         keys = cls.from_seeds(role, secret[:32], secret[32:])
-        if keys.public != PublicKeys(role, f.b64("sign", length=32), f.b64("box", length=32)):
+        if keys.public != claimed:
             raise FormatError(f"{what}: public keys do not match the secret keys")
         return keys
 
