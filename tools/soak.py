@@ -1,6 +1,7 @@
 """Soak run: the foundation pipeline on a real file source for minutes, watching drops and memory.
 
     python -m doorkeep.tools.soak /tmp/soak-1080p30.mp4 --make --seconds 300
+    python -m doorkeep.tools.soak --config pi.toml --seconds 300 --dump-preroll /tmp/preroll.h264   # on a Pi
 
 ``--make`` first writes a 1080p30 H.264 file of the synthetic scene (not committed; a few minutes of encoding) if it
 does not exist. The run paces the file at its frame rate through the whole foundation path (PyAV source →
@@ -15,7 +16,10 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from doorkeep.device.app import Doorbell
 
 
 def rss_mb() -> float:
@@ -27,15 +31,9 @@ def rss_mb() -> float:
     return 0.0
 
 
-def soak(path: str, *, seconds: float, warmup_s: float = 30.0, loop: bool = True) -> dict[str, Any]:
-    """Run the pipeline on ``path`` (paced) for ``seconds``; returns the figures."""
-    from doorkeep.device.app import Doorbell
-    from doorkeep.device.config import CaptureSection, Config
-    from doorkeep.device.sources.pyav import PyAVSource
-
-    source = PyAVSource(path=path, realtime=True, loop=loop)
-    config = Config().replace(capture=CaptureSection(source="file", path=path, loop=loop))
-    bell = Doorbell.from_config(config, source=source)
+def soak(bell: Doorbell, *, seconds: float, warmup_s: float = 30.0) -> dict[str, Any]:
+    """Run ``bell`` for ``seconds`` (or until its source ends); returns the figures."""
+    source = bell.source
     samples: list[tuple[float, float]] = []
     t0 = time.monotonic()
     with bell:
@@ -43,18 +41,19 @@ def soak(path: str, *, seconds: float, warmup_s: float = 30.0, loop: bool = True
             time.sleep(1.0)
             samples.append((time.monotonic() - t0, rss_mb()))
     snap = bell.stats.snapshot()
-    after = [r for t, r in samples if t >= warmup_s] or [r for _, r in samples]
+    after = [r for t, r in samples if t >= warmup_s] or [r for _, r in samples] or [rss_mb()]
+    elapsed = samples[-1][0] if samples else time.monotonic() - t0
     return {
-        "file": path,
+        "source": type(source).__name__,
         "size": f"{source.main_size[0]}x{source.main_size[1]}",
-        "fps_file": source.fps,
+        "fps_nominal": source.fps,
         "seconds": round(time.monotonic() - t0, 1),
         "frames": source.frames,
         "packets": source.packets,
+        "capture_fps": round(source.frames / max(elapsed, 1e-9), 2),
         "capture_drops": source.drops,
         "ring_overruns": bell.ring.overruns,
         "frames_skipped_by_detect": bell.ring.skipped,
-        "capture_fps": round(source.frames / max(1e-9, samples[-1][0] if samples else 1), 2),
         "rss_warm_mb": round(after[0], 1),
         "rss_end_mb": round(after[-1], 1),
         "rss_max_after_warmup_mb": round(max(after), 1),
@@ -65,21 +64,53 @@ def soak(path: str, *, seconds: float, warmup_s: float = 30.0, loop: bool = True
     }
 
 
+def check_preroll(bell: Doorbell, path: str) -> dict[str, Any]:
+    """Write the pre-roll to a raw H.264 file and decode it with PyAV from its first packet."""
+    import av
+
+    packets = bell.preroll.snapshot()
+    with open(path, "wb") as f:
+        f.writelines(p.data for p in packets)
+    ctx = av.CodecContext.create("h264", "r")
+    decoded = 0
+    for p in packets:
+        decoded += len(ctx.decode(av.Packet(p.data)))
+    decoded += len(ctx.decode(None))
+    return {"preroll_file": path, "preroll_packets": len(packets), "preroll_decoded": decoded,
+            "preroll_starts_with_config": bool(packets and packets[0].keyframe and packets[0].has_config)}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m doorkeep.tools.soak", description=__doc__.split("\n")[0])
-    p.add_argument("file", help="video file to play (paced at its frame rate, looped)")
+    p.add_argument("file", nargs="?", help="video file to play (paced at its frame rate, looped)")
+    p.add_argument("--config", metavar="FILE", help="soak the source of this config instead (e.g. picamera2)")
     p.add_argument("--seconds", type=float, default=300.0, help="how long to run (default 300)")
     p.add_argument("--warmup", type=float, default=30.0, help="seconds before the RSS baseline (default 30)")
     p.add_argument("--make", action="store_true", help="write a 1080p30 H.264 synthetic file first if missing")
     p.add_argument("--make-seconds", type=float, default=60.0, help="length of the made file (looped; default 60)")
+    p.add_argument("--dump-preroll", metavar="FILE", help="at the end, write the pre-roll as raw H.264 and decode it")
     args = p.parse_args(argv)
-    if args.make and not Path(args.file).exists():
-        from doorkeep.device.sources.synthetic import write_video
+    from doorkeep.device.app import Doorbell
+    from doorkeep.device.config import CaptureSection, Config
 
-        t = time.monotonic()
-        n = write_video(args.file, seconds=args.make_seconds, width=1920, height=1080, fps=30, noise=2)
-        print(f"wrote {n} frames to {args.file} in {time.monotonic() - t:.0f} s", file=sys.stderr)
-    print(json.dumps(soak(args.file, seconds=args.seconds, warmup_s=args.warmup), sort_keys=True))
+    if args.config:
+        config = Config.from_toml(args.config)
+    elif args.file:
+        if args.make and not Path(args.file).exists():
+            from doorkeep.device.sources.synthetic import write_video
+
+            t = time.monotonic()
+            n = write_video(args.file, seconds=args.make_seconds, width=1920, height=1080, fps=30, noise=2)
+            print(f"wrote {n} frames to {args.file} in {time.monotonic() - t:.0f} s", file=sys.stderr)
+        config = Config().replace(capture=CaptureSection(source="file", path=args.file, loop=True, realtime=True))
+    else:
+        p.error("give a video FILE or --config")
+    bell = Doorbell.from_config(config)
+    result = soak(bell, seconds=args.seconds, warmup_s=args.warmup)
+    if args.dump_preroll:
+        result.update(check_preroll(bell, args.dump_preroll))
+    bell.close()
+    print(json.dumps(result, sort_keys=True))
     return 0
 
 
