@@ -1,9 +1,100 @@
-"""Subcommands (not yet implemented)."""
+"""``doorkeep events``: the hub side — subscribe to a device's signed events, verify every one, print them.
+
+Forged, tampered, unsigned or malformed messages are flagged loudly: ``!! REJECTED (<reason>)`` on stderr,
+``"verified": false`` with the reason in ``--json`` output, counted in the summary, exit status 3.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+
+EXIT_REJECTED = 3
+
+
+def parse_broker(text: str, *, default_port: int = 1883) -> tuple[str, int]:
+    """``HOST``, ``HOST:PORT`` or ``[IPv6]:PORT`` → (host, port)."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":")
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    else:
+        host, port = text, ""
+    if not host:
+        raise argparse.ArgumentTypeError(f"--broker {text!r}: no host")
+    try:
+        p = int(port) if port else default_port
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--broker {text!r}: port must be a number") from None
+    if not 0 < p < 65536:
+        raise argparse.ArgumentTypeError(f"--broker {text!r}: port must be 1..65535")
+    return host, p
+
+
+def add_connection_options(p: argparse.ArgumentParser) -> None:
+    """TLS and authentication options shared by hub-side commands."""
+    p.add_argument("--ca", metavar="PEM", default="", help="CA certificate that signed the broker's (enables TLS)")
+    p.add_argument("--tls", action="store_true", help="use TLS with the system CA store")
+    p.add_argument("--cert", metavar="PEM", default="", help="client certificate (mutual TLS)")
+    p.add_argument("--key", metavar="PEM", default="", help="client private key (mutual TLS)")
+    p.add_argument("--username", default="", help="MQTT username")
+    p.add_argument("--password-file", metavar="FILE", default="", help="file holding the MQTT password")
+    p.add_argument("--mqtt5", action="store_true", help="use MQTT 5 (default 3.1.1)")
+
+
+def settings_from_args(args: argparse.Namespace, host: str, port: int):  # type: ignore[no-untyped-def]
+    from doorkeep.device.config import MqttSection
+
+    return MqttSection(host=host, port=port, tls=args.tls, ca=args.ca, cert=args.cert, key=args.key,
+                       username=args.username, password_file=args.password_file,
+                       protocol="5" if args.mqtt5 else "3.1.1", discovery=False)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    pass
+    p = sub.add_parser("events", help="hub: subscribe to a device's signed events and verify every one",
+                       description="Subscribe to doorkeep/<device id>/event, verify each signature with the "
+                                   "device's public key, print the events. Forged, tampered or unsigned messages "
+                                   "are flagged loudly and make the exit status 3.")
+    p.add_argument("--broker", required=True, type=parse_broker, metavar="HOST[:PORT]", help="MQTT broker")
+    p.add_argument("--device-key", required=True, metavar="KEY",
+                   help="device public key: 64 hex chars, base64, or a file holding it")
+    p.add_argument("--json", action="store_true", help="one JSON object per message (with \"verified\")")
+    p.add_argument("--count", type=int, default=0, metavar="N", help="stop after N messages (0: no limit)")
+    p.add_argument("--seconds", type=float, default=0.0, metavar="S", help="stop after S seconds (0: no limit)")
+    add_connection_options(p)
+    p.set_defaults(func=_events)
+
+
+def _events(args: argparse.Namespace) -> int:
+    import time
+
+    from doorkeep.device.loop import stop_on_signals
+    from doorkeep.device.publish.mqtt import PublishTimeout
+    from doorkeep.tools.hub import EventWatcher, parse_verify_key
+
+    try:
+        key = parse_verify_key(args.device_key)
+    except ValueError as exc:
+        print(f"doorkeep: {exc}", file=sys.stderr)
+        return 2
+    host, port = args.broker
+    watcher = EventWatcher(key, out=sys.stdout, err=sys.stderr, as_json=args.json)
+    t_end = time.monotonic() + args.seconds if args.seconds > 0 else None
+    print(f"doorkeep events: connecting to {host}:{port} for {watcher.topic}", file=sys.stderr, flush=True)
+    with stop_on_signals() as stop:
+        watcher.connect(settings_from_args(args, host, port))
+        try:
+            while not stop.is_set() and (t_end is None or time.monotonic() < t_end):
+                try:
+                    watcher.wait_subscribed(0.5)
+                except PublishTimeout:
+                    continue
+                print(f"doorkeep events: listening on {watcher.topic}", file=sys.stderr, flush=True)
+                left = 0.0 if t_end is None else max(t_end - time.monotonic(), 1e-3)
+                watcher.wait(count=args.count, seconds=left, stop=stop)
+                break
+        finally:
+            watcher.close()
+    print(watcher.summary(), file=sys.stderr, flush=True)
+    return EXIT_REJECTED if sum(watcher.rejected.values()) else 0

@@ -132,6 +132,8 @@ class MqttClient:
         self._subs: dict[str, tuple[int, MessageCallback]] = {}
         self._connect_listeners: list[Callable[[], None]] = []
         self._connected = threading.Event()
+        self._subscribed = threading.Event()
+        self._suback_pending: set[int] = set()
         self._started = False
         protocol = paho.MQTTv5 if settings.protocol == "5" else paho.MQTTv311
         self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=settings.client_id or client_id,
@@ -157,6 +159,7 @@ class MqttClient:
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
         c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
 
     # ------------------------------------------------------------------------------------------ lifecycle
 
@@ -177,6 +180,15 @@ class MqttClient:
         """Block until connected. Raises PublishTimeout if not connected within ``timeout`` seconds."""
         if not self._connected.wait(timeout):
             raise PublishTimeout(f"not connected to {self.settings.host}:{self.settings.port} within {timeout} s")
+
+    def wait_subscribed(self, timeout: float | None = None) -> None:
+        """Block until connected and every subscription made so far is acknowledged (SUBACK).
+
+        Raises PublishTimeout after ``timeout`` seconds.
+        """
+        if not self._subscribed.wait(timeout):
+            raise PublishTimeout(f"subscriptions not acknowledged by {self.settings.host}:{self.settings.port} "
+                                 f"within {timeout} s")
 
     def stop(self, *, timeout: float = 2.0) -> None:
         """Publish ``offline`` (if connected), disconnect cleanly and stop the loop thread. Idempotent."""
@@ -229,7 +241,17 @@ class MqttClient:
         with self._lock:
             self._subs[topic_filter] = (qos, callback)
         if self.connected:
-            self._client.subscribe(topic_filter, qos=qos)
+            self._subscribe([(topic_filter, qos)])
+
+    def _subscribe(self, subs: list[tuple[str, int]]) -> None:
+        with self._lock:
+            self._subscribed.clear()
+            for topic, qos in subs:
+                rc, mid = self._client.subscribe(topic, qos=qos)
+                if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
+                    self._suback_pending.add(mid)
+            if not self._suback_pending:
+                self._subscribed.set()
 
     def unsubscribe(self, topic_filter: str) -> None:
         with self._lock:
@@ -251,8 +273,8 @@ class MqttClient:
             self.publish_raw(self.availability_topic, ONLINE, qos=1, retain=True)
         with self._lock:
             subs = [(t, q) for t, (q, _cb) in self._subs.items()]
-        for topic, qos in subs:
-            client.subscribe(topic, qos=qos)
+            self._suback_pending.clear()
+        self._subscribe(subs)
         for fn in list(self._connect_listeners):
             try:
                 fn()
@@ -264,6 +286,17 @@ class MqttClient:
         if self._connected.is_set():
             log.warning("MQTT disconnected from %s:%s: %s", self.settings.host, self.settings.port, reason_code)
         self._connected.clear()
+        self._subscribed.clear()
+
+    def _on_subscribe(self, _client: paho.Client, _userdata: Any, mid: int, reason_codes: list[ReasonCode],
+                      _properties: Any) -> None:
+        for rc in reason_codes:
+            if int(rc.value) >= _FAILURE:
+                log.error("MQTT broker refused a subscription: %s", rc)
+        with self._lock:
+            self._suback_pending.discard(mid)
+            if not self._suback_pending:
+                self._subscribed.set()
 
     def _on_publish(self, _client: paho.Client, _userdata: Any, mid: int, reason_code: ReasonCode,
                     _properties: Any) -> None:

@@ -1,0 +1,192 @@
+"""The hub side of doorkeep's MQTT: subscribe to a device's signed events, verify each one, report loudly.
+
+Used by ``doorkeep events`` (tools/cmd_hub.py) and by the demo's subscriber (tools/embedded_broker.py).
+
+Example::
+
+    watcher = EventWatcher(verify_key, out=sys.stdout, err=sys.stderr, as_json=False)
+    watcher.connect(MqttSection(host="127.0.0.1", port=1883))
+    watcher.wait(count=10, seconds=60)
+    watcher.close()
+    print(watcher.summary())
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import secrets
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from doorkeep.device.config import MqttSection
+from doorkeep.device.errors import PayloadError
+from doorkeep.device.identity import device_id_for
+from doorkeep.device.publish.mqtt import MqttClient
+from doorkeep.device.publish.payload import VerifiedEvent, verify
+from doorkeep.device.publish.topics import Topics
+
+REJECT_MARK = "!! REJECTED"
+
+
+def parse_verify_key(text: str) -> bytes:
+    """A device public key from 64 hex chars, base64/base64url, or a file holding either (or 32 raw bytes).
+
+    Raises:
+        ValueError: nothing usable (the message says what was expected).
+    """
+    candidate: bytes | str = text
+    if len(text) < 200 and os.path.isfile(text):
+        raw = Path(text).read_bytes()
+        if len(raw) == 32:
+            return raw
+        candidate = raw.decode("ascii", errors="replace")
+    s = str(candidate).strip()
+    try:
+        if len(s) == 64:
+            return bytes.fromhex(s)
+    except ValueError:
+        pass
+    try:
+        key = base64.b64decode(s.replace("-", "+").replace("_", "/") + "=" * (-len(s) % 4), validate=True)
+        if len(key) == 32:
+            return key
+    except (binascii.Error, ValueError):
+        pass
+    raise ValueError(f"--device-key {text!r}: expected a 32-byte Ed25519 public key as 64 hex chars, base64, or a "
+                     "file holding one")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One received message: ``event`` when verified, else ``reason``/``detail``."""
+
+    topic: str
+    size: int
+    event: VerifiedEvent | None = None
+    reason: str = ""
+    detail: str = ""
+    duplicate: bool = False
+
+    @property
+    def verified(self) -> bool:
+        return self.event is not None
+
+    def as_json(self) -> dict[str, object]:
+        if self.event is None:
+            return {"verified": False, "reason": self.reason, "detail": self.detail, "topic": self.topic,
+                    "bytes": self.size}
+        e = self.event
+        return {"verified": True, "topic": self.topic, "device_id": e.device_id, "event_id": e.event_id,
+                "kind": e.kind, "phase": e.phase, "t": e.t, "t_start": e.t_start, "t_end": e.t_end,
+                "score": e.score, "zone": e.zone, "clip": e.clip, "bytes": self.size, "duplicate": self.duplicate}
+
+
+def _clock(t: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(t)) + f".{int(t * 1000) % 1000:03d}"
+
+
+TABLE_HEADER = f"{'TIME':<12} {'DEVICE':<19} {'EVENT':<24} {'KIND':<8} {'PHASE':<5} {'SCORE':>5} {'ZONE':<20} CLIP"
+
+
+def table_row(e: VerifiedEvent) -> str:
+    return (f"{_clock(e.t):<12} {e.device_id:<19} {e.event_id:<24} {e.kind:<8} {e.phase:<5} {e.score:>5.2f} "
+            f"{(e.zone or '-'):<20} {'yes' if e.clip else 'no'}")
+
+
+class EventWatcher:
+    """Verifies every message on one device's event topic and prints it (table or JSON lines).
+
+    Rejected messages (forged, tampered, unsigned, malformed) go to ``err`` with :data:`REJECT_MARK`, to ``out``
+    as ``"verified": false`` in JSON mode, and are counted by reason.
+    """
+
+    def __init__(self, verify_key: bytes, *, out: TextIO, err: TextIO, as_json: bool = False) -> None:
+        self.verify_key = verify_key
+        self.device_id = device_id_for(verify_key)
+        self.topic = Topics.hub_event_filter(self.device_id)
+        self.out, self.err, self.as_json = out, err, as_json
+        self.verified = 0
+        self.duplicates = 0
+        self.rejected: Counter[str] = Counter()
+        self._seen: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._client: MqttClient | None = None
+        self._header_done = False
+
+    def check(self, topic: str, payload: bytes) -> Verdict:
+        """Verify one message and record/print the verdict."""
+        try:
+            ev = verify(payload, self.verify_key)
+        except PayloadError as exc:
+            v = Verdict(topic, len(payload), reason=getattr(exc, "reason", "invalid"), detail=str(exc))
+        else:
+            key = (ev.event_id, ev.phase)
+            v = Verdict(topic, len(payload), event=ev, duplicate=key in self._seen)
+            self._seen.add(key)
+        with self._changed:
+            if v.verified:
+                self.verified += 1
+                self.duplicates += v.duplicate
+            else:
+                self.rejected[v.reason] += 1
+            self._print(v)
+            self._changed.notify_all()
+        return v
+
+    def _print(self, v: Verdict) -> None:
+        if not v.verified:
+            self.err.write(f"{REJECT_MARK} ({v.reason}) on {v.topic}: {v.detail}\n")
+            self.err.flush()
+        if self.as_json:
+            self.out.write(json.dumps(v.as_json(), sort_keys=True) + "\n")
+        elif v.event is not None and not v.duplicate:
+            if not self._header_done:
+                self.out.write(TABLE_HEADER + "\n")
+                self._header_done = True
+            self.out.write(table_row(v.event) + "\n")
+        self.out.flush()
+
+    @property
+    def total(self) -> int:
+        return self.verified + sum(self.rejected.values())
+
+    def connect(self, settings: MqttSection) -> None:
+        """Subscribe through a fresh MQTT connection (client id ``doorkeep-hub-<random>``)."""
+        self._client = MqttClient(settings, client_id="doorkeep-hub-" + secrets.token_hex(4))
+        self._client.subscribe(self.topic, self.check, qos=1)
+        self._client.start()
+
+    def wait_subscribed(self, timeout: float) -> None:
+        """Block until the subscription is acknowledged; raises PublishTimeout after ``timeout`` seconds."""
+        assert self._client is not None, "connect() first"
+        self._client.wait_subscribed(timeout)
+
+    def wait(self, *, count: int = 0, seconds: float = 0.0, stop: threading.Event | None = None) -> None:
+        """Block until ``count`` messages (0: no limit), ``seconds`` elapsed (0: no limit) or ``stop`` is set."""
+        deadline = time.monotonic() + seconds if seconds > 0 else None
+        with self._changed:
+            while not (count and self.total >= count) and not (stop is not None and stop.is_set()):
+                left = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+                if left <= 0:
+                    break
+                self._changed.wait(left)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.stop()
+            self._client = None
+
+    def summary(self) -> str:
+        rej = sum(self.rejected.values())
+        text = f"summary: {self.verified} verified ({self.duplicates} duplicate), {rej} REJECTED"
+        if rej:
+            text += " (" + ", ".join(f"{r} {n}" for r, n in sorted(self.rejected.items())) + ")"
+        return text
