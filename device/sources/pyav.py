@@ -93,6 +93,9 @@ class PyAVSource(ThreadedSource):
     # ------------------------------------------------------------------------------------------ capture thread
 
     def _run(self) -> None:
+        from av.video.reformatter import VideoReformatter
+
+        self._scaler = VideoReformatter()
         self._pacer = Pacer(self.fps)
         self._pts_offset = 0
         self._index = 0
@@ -191,7 +194,8 @@ class PyAVSource(ThreadedSource):
             self._index += 1
             if self.ring is None:
                 continue
-            small = frame.reformat(width=lw, height=lh, format="yuv420p", interpolation="BILINEAR")
+            # AREA (box) filter: antialiased 6x decimation at a third of BILINEAR's cost (BENCHMARKS.md).
+            small = self._scaler.reformat(frame, width=lw, height=lh, format="yuv420p", interpolation="AREA")
             self._copy_planes(small, self.ring.begin_write_planes(), self.lores_size)
             self.ring.commit(t_capture, t_wall)
 
