@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "cmd_run",  # run, demo
     "cmd_models",  # models fetch/list/verify
     "cmd_detect",  # eval, scan
+    "cmd_evalset",  # evalset build/list (real-photo evaluation sets)
     "cmd_hub",  # events
     "cmd_vault",  # owner, recipient, grant, request, decrypt, clips, view, audit
     "cmd_provision",  # pair, config, factory-reset
