@@ -14,6 +14,8 @@ import numpy as np
 from .detections import Detection
 from .errors import EventError
 
+_EDGE = 1e-6
+
 
 @dataclass(frozen=True, slots=True)
 class Zone:
@@ -43,10 +45,14 @@ class Zone:
 def anchor_point(d: Detection, how: str = "foot") -> tuple[float, float]:
     """The point of a box tested against zones: ``foot`` (bottom centre) or ``centre``."""
     if how == "foot":
-        return ((d.x0 + d.x1) / 2, d.y1)
-    if how == "centre":
-        return d.centre
-    raise EventError(f"zone point {how!r} must be 'foot' or 'centre'")
+        x, y = (d.x0 + d.x1) / 2, d.y1
+    elif how == "centre":
+        x, y = d.centre
+    else:
+        raise EventError(f"zone point {how!r} must be 'foot' or 'centre'")
+    # A box cut off by the frame edge has its foot exactly on the edge: pull it just inside, so a zone drawn to the
+    # edge contains it.
+    return min(max(x, _EDGE), 1 - _EDGE), min(max(y, _EDGE), 1 - _EDGE)
 
 
 def zone_of(d: Detection, zones: Sequence[Zone], how: str = "foot") -> str | None:

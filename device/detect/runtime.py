@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import importlib.metadata
 import platform
@@ -140,6 +141,8 @@ def open_interpreter(
     kwargs: dict[str, Any] = {"model_path": str(model_path), "num_threads": int(threads)}
     if delegate:
         try:
+            # Probe the library first: a failed load_delegate leaves an object whose __del__ raises.
+            ctypes.CDLL(delegate)
             kwargs["experimental_delegates"] = [info.module.load_delegate(delegate)]
         except (ValueError, OSError, RuntimeError) as exc:
             raise DetectError(f"could not load the delegate {delegate!r} with {info}: {exc}") from exc
