@@ -91,7 +91,7 @@ class MotionGate:
         np.abs(d, out=d)
         np.greater(d, self.pixel_threshold, out=self._mask)
         self.changed = np.count_nonzero(self._mask) / self._n
-        self.motion = self.changed > self.min_changed
+        self.motion = bool(self.changed > self.min_changed)
         np.subtract(self._cur, self._bg, out=d)
         d *= alpha
         self._bg += d

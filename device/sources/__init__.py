@@ -7,6 +7,7 @@ when chosen (picamera2 and PyAV are heavy, and picamera2 only exists on a Pi).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from ..config import CaptureSection
 from ..errors import ConfigError
@@ -24,7 +25,7 @@ def open_source(capture: CaptureSection, *, main_filters: Sequence[MainFilter] =
         CaptureError: the file/device/camera cannot be opened.
     """
     c = capture
-    common = {"main_filters": main_filters, "on_metadata": on_metadata}
+    common: dict[str, Any] = {"main_filters": main_filters, "on_metadata": on_metadata}
     if c.source == "synthetic":
         from .synthetic import SyntheticSource
 

@@ -62,7 +62,7 @@ class H264Encoder:
     def _plane_view(self, i: int) -> np.ndarray:
         p = self._frame.planes[i]
         h, w = (self.height, self.width) if i == 0 else (self.height // 2, self.width // 2)
-        return np.frombuffer(p, dtype=np.uint8).reshape(-1, p.line_size)[:h, :w]
+        return np.frombuffer(memoryview(p), dtype=np.uint8).reshape(-1, p.line_size)[:h, :w]
 
     def encode(self, frame: np.ndarray, *, pts: int, t_capture: float, t_wall: float) -> list[Packet]:
         """Encode one I420 array ``(h*3/2, w)``; returns the packets that came out (normally exactly one)."""

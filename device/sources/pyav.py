@@ -101,8 +101,8 @@ class PyAVSource(ThreadedSource):
         self._index = 0
         self._config = b""
         w, h = self.main_size
-        self._main = np.empty(i420_shape(w, h), dtype=np.uint8)
-        self._main_views = (self._main[:h], *chroma_planes(self._main, w, h))
+        self._main_buf = np.empty(i420_shape(w, h), dtype=np.uint8)
+        self._main_views = (self._main_buf[:h], *chroma_planes(self._main_buf, w, h))
         self._encoder = None if self.passthrough else H264Encoder(width=w, height=h, fps=self.fps, gop=self.gop)
         while not self._stop_event.is_set():
             last_pts = self._play_once()
@@ -183,8 +183,8 @@ class PyAVSource(ThreadedSource):
             fpts = round((self._index - 1) * 1e6 / self.fps)  # cumulative over loops
             self._copy_planes(frame.reformat(format="yuv420p") if frame.format.name != "yuv420p" else frame,
                               self._main_views, self.main_size)
-            self._filter_main(self._main)
-            for p in self._encoder.encode(self._main, pts=fpts, t_capture=t_capture, t_wall=t_wall):
+            self._filter_main(self._main_buf)
+            for p in self._encoder.encode(self._main_buf, pts=fpts, t_capture=t_capture, t_wall=t_wall):
                 self._emit_packet(p)
 
     def _lores(self, frames: list[Any], t_capture: float, t_wall: float) -> None:
@@ -205,4 +205,4 @@ class PyAVSource(ThreadedSource):
         for i, dst in enumerate(views):
             plane = frame.planes[i]
             ph, pw = (h, w) if i == 0 else (h // 2, w // 2)
-            np.copyto(dst, np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)[:ph, :pw])
+            np.copyto(dst, np.frombuffer(memoryview(plane), dtype=np.uint8).reshape(-1, plane.line_size)[:ph, :pw])

@@ -53,7 +53,7 @@ def rgb_to_i420(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     u, v = chroma_planes(arr, width, height)
     for dst, plane, (h, w) in ((arr[:height], out.planes[0], (height, width)), (u, out.planes[1], u.shape),
                                (v, out.planes[2], v.shape)):
-        np.copyto(dst, np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)[:h, :w])
+        np.copyto(dst, np.frombuffer(memoryview(plane), dtype=np.uint8).reshape(-1, plane.line_size)[:h, :w])
     return arr
 
 
