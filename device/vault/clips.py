@@ -27,6 +27,7 @@ from typing import Any
 
 import nacl.bindings as nb
 import nacl.exceptions
+import nacl.hashlib
 from nacl._sodium import ffi, lib
 
 from ..errors import FormatError
@@ -57,6 +58,12 @@ _PKT = struct.Struct(">Iqddb")
 CLIP_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 HEADER_PERSON = b"dk-clip-header"
 CHUNK_PERSON = b"dk-clip-chunk"
+
+
+def _wipe(buf: bytearray) -> None:
+    if buf:
+        lib.sodium_memzero(ffi.from_buffer(buf), len(buf))
+        buf.clear()
 
 
 def check_clip_id(clip_id: object) -> str:
@@ -234,7 +241,9 @@ class ClipWriter:
             raise ValueError("clip writer is closed")
         if self._buf and (packet.keyframe or len(self._buf) >= self._chunk_bytes):
             self._push(TAG_MESSAGE)
-        self._buf += encode_packet(packet)
+        self._buf += _PKT.pack(len(packet.data), packet.pts, packet.t_wall, packet.t_capture,
+                               (1 if packet.keyframe else 0) | (2 if packet.has_config else 0))
+        self._buf += packet.data
         self._packets += 1
         self._plain += len(packet.data)
         self._t_first = packet.t_wall if self._t_first is None else self._t_first
@@ -242,13 +251,24 @@ class ClipWriter:
 
     def _push(self, tag: int) -> None:
         c = nb.crypto_secretstream_xchacha20poly1305_push(self._state, bytes(self._buf), self._ad, tag)
-        frame = _LEN.pack(len(c)) + c
-        self._buf[:] = bytes(len(self._buf))  # zero the plaintext we own before dropping it
-        self._buf.clear()
-        self._write(frame)
+        _wipe(self._buf)  # zero the plaintext we own before dropping it
+        prefix = _LEN.pack(len(c))
+        self._write_all(prefix, c)
         if self._fsync:
             os.fsync(self._fd)
-        self._chunks.append((len(frame), chunk_hash(frame)))
+        h = nacl.hashlib.blake2b(prefix, digest_size=32, person=CHUNK_PERSON)
+        h.update(c)
+        self._chunks.append((len(prefix) + len(c), h.hexdigest()))
+
+    def _write_all(self, *parts: bytes) -> None:
+        n = os.writev(self._fd, parts)
+        total = sum(map(len, parts))
+        if n < total:  # short write (rare): finish the rest with plain writes
+            rest = b"".join(parts)[n:]
+            view = memoryview(rest)
+            while view:
+                view = view[os.write(self._fd, view):]
+        self._size += total
 
     def close(self) -> ClipSummary:
         """Write the FINAL chunk, fsync, wipe the key and stream state. Afterwards this object cannot decrypt."""
@@ -266,8 +286,7 @@ class ClipWriter:
         """Wipe the key and state and close the file without a FINAL chunk (the clip is torn). Idempotent."""
         lib.sodium_memzero(self._key, KEY_BYTES)
         lib.sodium_memzero(self._state.statebuf, lib.crypto_secretstream_xchacha20poly1305_statebytes())
-        self._buf[:] = bytes(len(self._buf))
-        self._buf.clear()
+        _wipe(self._buf)
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
