@@ -191,7 +191,7 @@ class NightSection:
     #: Second model run in night mode, by manifest name (``""`` = BlazePose on the contrast-stretched luma only).
     model: str = "deeplabv3"
     #: Night model: mean person probability over a person region that counts as a person.
-    seg_threshold: float = check(in_range(0.01, 0.99), default=0.65)
+    seg_threshold: float = check(in_range(0.01, 0.99), default=0.58)
     #: Night model: smallest person region, as a share of the frame, that counts.
     seg_min_area: float = check(in_range(0.0, 1.0), default=0.002)
     #: Contrast stretch of the luma in night mode: these luma percentiles map to black and white.
