@@ -68,6 +68,9 @@ def prepare_device(config_path: str | os.PathLike[str] | None, *, boot_file: Pat
     boot: BootPaired | None = None
     with AuditLog.open(state / AUDIT_FILE, identity) as audit:
         prov = DeviceProvisioning(state, identity=identity, audit=audit)
+        for fix in fixes:
+            audit.append("state_permissions_fixed", path=str(fix.path), old=f"{fix.old_mode:04o}",
+                         new=f"{fix.new_mode:04o}")
         try:
             boot = consume_pending(prov, boot_file=boot_file)
         except ProvisionRefused as exc:

@@ -37,3 +37,8 @@ def test_start_pair_by_boot_file_then_signed_config(tmp_path):
     start = prepare_device(local, boot_file=boot)
     assert start.config.motion.hold_s == 8.0 and start.config.capture.source == "synthetic"
     assert start.config_counter == 1
+
+    state.chmod(0o755)  # e.g. an SD card copied with loose modes: fixed at start, and audited
+    start = prepare_device(local, boot_file=boot)
+    assert [f.new_mode for f in start.permission_fixes] == [0o700]
+    assert '"state_permissions_fixed"' in (state / "audit.log").read_text()
