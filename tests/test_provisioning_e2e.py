@@ -17,9 +17,11 @@ from doorkeep.device.vault.keys import load_owner_public
 from doorkeep.provisioning.documents import OwnerDocument
 from doorkeep.provisioning.errors import (
     BadSignature,
+    PairingMismatch,
     ProvisionError,
     StaleCounter,
     UnsignedDocument,
+    WindowClosed,
 )
 from doorkeep.provisioning.identity import has_identity
 from doorkeep.provisioning.owner_state import DeviceBook
@@ -145,3 +147,60 @@ def test_new_device_to_factory_reset(mosquitto, tmp_path):
     assert again.device_id != dev.identity.device_id
     with pytest.raises(ProvisionError, match="device.key"):
         verify_reset(state)
+
+
+def tls_client(broker, cn: str) -> MqttClient:
+    cert = broker.certs.client(cn)
+    c = MqttClient(MqttSection(host="localhost", port=broker.port, tls=True, ca=str(broker.certs.ca),
+                               cert=str(cert.cert), key=str(cert.key)), client_id=f"{cn}-{uuid.uuid4().hex[:6]}")
+    c.start()
+    c.wait_connected(10)
+    return c
+
+
+def test_pairing_over_mutual_tls_with_the_per_device_acl(mosquitto_tls, tmp_path):
+    """The deployment setup: the device may only use doorkeep/<its id>/#, the owner's tool writes as the hub."""
+    dev = new_device(tmp_path / "device")
+    keys = owner_keys()
+    humans = CodeComparison()
+    dev_client, owner_client = tls_client(mosquitto_tls, dev.identity.device_id), tls_client(mosquitto_tls, "hub")
+    outcome: dict[str, object] = {}
+
+    def device_side() -> None:
+        try:
+            outcome["device"] = serve_pairing(dev_client, DevicePairing(dev.prov, window=PairingWindow(60)),
+                                              confirm=humans.side("device", "owner"))
+        except Exception as exc:  # noqa: BLE001  (surfaced below)
+            outcome["device"] = exc
+
+    t = threading.Thread(target=device_side)
+    t.start()
+    try:
+        ann = wait_for_announcement(owner_client, device_id=dev.identity.device_id, timeout=20)
+        paired = run_owner(OwnerPairing(keys, device_id=ann.device_id), MqttChannel.owner(owner_client, ann.device_id),
+                           confirm=humans.side("owner", "device"), timeout=30)
+    finally:
+        t.join(30)
+        dev_client.stop()
+        owner_client.stop()
+    assert not isinstance(outcome["device"], Exception), outcome["device"]
+    assert paired.device_id == dev.identity.device_id and humans.codes["owner"] == humans.codes["device"]
+    assert load_owner_public(tmp_path / "device" / "owner.pub") == keys.public
+
+
+def test_after_the_window_closes_nobody_answers(mosquitto, tmp_path):
+    dev = new_device(tmp_path / "device")
+    dev_client, owner_client = client(mosquitto, "dev"), client(mosquitto, "owner")
+    try:
+        with pytest.raises(WindowClosed):  # the window (1 s) expires with no owner
+            serve_pairing(dev_client, DevicePairing(dev.prov, window=PairingWindow(1.0)), confirm=lambda c: True)
+        # the device has unsubscribed: an offer now goes nowhere and the owner gives up
+        with pytest.raises(PairingMismatch) as exc:
+            run_owner(OwnerPairing(owner_keys(), device_id=dev.identity.device_id),
+                      MqttChannel.owner(owner_client, dev.identity.device_id), confirm=lambda c: True, timeout=1.5)
+        assert exc.value.reason == "timeout"
+    finally:
+        dev_client.stop()
+        owner_client.stop()
+    assert not (tmp_path / "device" / "owner.pub").exists()
+    assert dev.audit_records("pair_refused")[-1]["reason"] == "window-closed"
