@@ -1,7 +1,100 @@
-"""Benchmarks for the detection area (filled in by that area)."""
+"""Detection benchmarks (BENCHMARKS.md, Detection section).
+
+* ``detect_invoke_ms``: bare ``interpreter.invoke()`` of the pinned BlazePose model, median.
+* ``detect_step_ms``: ``PersonDetector.detect`` on a 320x240 I420 demo frame = preprocess + invoke + decode, median.
+* ``detect_step_ratio``: step / invoke, measured in alternating rounds of the same run (goal <= 1.5).
+* ``preprocess_ms``: I420 -> letterboxed, scaled input tensor alone.
+* ``mask_1080p_ms``: a slanted 4-point privacy mask (41% of the frame) on a 1080p I420 frame (goal <= 1.0);
+  ``mask_1080p_rect_ms`` for a rectangular one.
+* ``gate_skip_ratio``: share of frames whose inference the motion gate skipped on a static scene (the demo wall,
+  sensor noise, 30 s at 10 fps; goal >= 0.9); ``gate_missed_events``: person events lost with the gate on versus
+  off over one loop of the demo scene (goal 0).
+"""
 
 from __future__ import annotations
 
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _median_ms(fn, n: int) -> float:  # type: ignore[no-untyped-def]
+    ts = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts) * 1e3
+
+
+def _demo_frame(width: int = 320, height: int = 240) -> np.ndarray:
+    from doorkeep.device.detect.preprocess import rgb_to_i420
+    from doorkeep.device.sources.photo_scene import photo_scene
+
+    scene = photo_scene(width, height)
+    rgb = scene.background.copy()
+    sh, sw = scene.sprite.shape[:2]  # type: ignore[union-attr]
+    y0, x0 = (height - sh) // 2, (width - sw) // 2
+    rgb[y0 : y0 + sh, x0 : x0 + sw] = scene.sprite[..., :3]  # type: ignore[index]
+    return rgb_to_i420(rgb)
+
+
+def detect_figures(*, rounds: int, per_round: int) -> dict[str, float]:
+    from doorkeep.device.config import Config
+    from doorkeep.device.detect.detector import build_detector
+
+    det = build_detector(Config())
+    frame = _demo_frame()
+    det.detect(frame, width=320, height=240)  # warm up, build the index maps
+    inv, step = [], []
+    for _ in range(rounds):
+        inv.append(_median_ms(det.interpreter.invoke, per_round))
+        step.append(_median_ms(lambda: det.detect(frame, width=320, height=240), per_round))
+    pre = det._preprocessor(320, 240)
+    return {"detect_invoke_ms": round(statistics.median(inv), 2), "detect_step_ms": round(statistics.median(step), 2),
+            "detect_step_ratio": round(statistics.median(s / i for s, i in zip(step, inv)), 3),
+            "preprocess_ms": round(_median_ms(lambda: pre(frame), per_round * 4), 3)}
+
+
+def mask_figures(*, n: int) -> dict[str, float]:
+    from doorkeep.device.frames import i420_shape
+    from doorkeep.device.masks import PrivacyMask
+
+    frame = np.full(i420_shape(1920, 1080), 120, np.uint8)
+    slanted = PrivacyMask([[(0.1, 0.05), (0.6, 0.1), (0.9, 0.9), (0.2, 0.7)]], width=1920, height=1080)
+    rect = PrivacyMask([[(0.0, 0.0), (1.0, 0.0), (1.0, 0.3), (0.0, 0.3)]], width=1920, height=1080)
+    return {"mask_1080p_ms": round(_median_ms(lambda: slanted(frame), n), 3),
+            "mask_1080p_rect_ms": round(_median_ms(lambda: rect(frame), n), 3)}
+
+
+def gate_figures(*, static_s: float) -> dict[str, float]:
+    from doorkeep.device.config import Config
+    from doorkeep.device.detect.detector import build_detector
+    from doorkeep.device.sources.photo_scene import LOOP_S, photo_scene
+    from doorkeep.device.sources.synthetic import Scene, write_video
+    from doorkeep.tools.scan import scan_video
+
+    cfg = Config()
+    det = build_detector(cfg)
+    scene = photo_scene(640, 480)
+    with tempfile.TemporaryDirectory() as tmp:
+        static, demo = Path(tmp) / "static.mp4", Path(tmp) / "demo.mp4"
+        write_video(str(static), seconds=static_s, width=640, height=480, fps=10,
+                    scene=Scene(background=scene.background), noise=2)
+        write_video(str(demo), seconds=LOOP_S, width=640, height=480, fps=10, scene=scene, noise=2)
+        _, s = scan_video(static, cfg, detector=det)
+        gated, _ = scan_video(demo, cfg, detector=det)
+        ungated, _ = scan_video(demo, cfg, detector=det, gate=False)
+    return {"gate_skip_ratio": round(s["skipped"] / s["frames"], 3),
+            "gate_missed_events": float(max(0, len(ungated) - len(gated)))}
+
 
 def run(*, quick: bool = False) -> dict[str, float]:
-    return {}
+    out: dict[str, float] = {}
+    out.update(detect_figures(rounds=3 if quick else 7, per_round=10 if quick else 40))
+    out.update(mask_figures(n=50 if quick else 300))
+    out.update(gate_figures(static_s=10 if quick else 30))
+    return out

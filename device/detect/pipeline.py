@@ -66,3 +66,21 @@ class DetectionPipeline:
             self.counts.inferences += 1
             self.last = self.detector.detect(frame, width=self.width, height=self.height)
         return self.tracker.update(t, self.last)
+
+
+def doorbell_stages(config: Any, *, main_size: tuple[int, int], lores_size: tuple[int, int],
+                    fetch: bool = True) -> dict[str, Any]:
+    """The detection area's keyword arguments for ``Doorbell.from_config``: ``detector``, ``tracker`` and the
+    privacy masks as ``lores_filters`` (before the gate and detector) and ``main_filters`` (before encoding).
+
+    Example::
+
+        bell = Doorbell.from_config(config, **doorbell_stages(config, main_size=(1920, 1080), lores_size=(320, 240)))
+    """
+    from ..masks import PrivacyMask
+    from .detector import build_detector
+
+    main_mask = PrivacyMask.from_config(config.masks, width=main_size[0], height=main_size[1])
+    lores_mask = PrivacyMask.from_config(config.masks, width=lores_size[0], height=lores_size[1])
+    return {"detector": build_detector(config, fetch=fetch), "tracker": PersonTracker.from_config(config),
+            "lores_filters": [lores_mask] if lores_mask else [], "main_filters": [main_mask] if main_mask else []}
