@@ -108,6 +108,10 @@ class Grant:
     def from_bytes(cls, data: bytes) -> Grant:
         return cls.from_json(parse_json(bytes(data).strip(), what="grant"))
 
+    def signed(self, owner: SecretKeys) -> Grant:
+        """A copy signed with the owner's Ed25519 key."""
+        return Grant(**{**self.__dict__, "sig": owner.sign(signed_message(SIG_DOMAIN, canonical(self.body())))})
+
     def verify(self, owner: PublicKeys) -> Grant:
         """Check the owner's signature; raises :class:`ReleaseError` ``bad_signature``."""
         try:
@@ -131,10 +135,8 @@ def issue_grant(owner: SecretKeys, *, device_id: str, sealed_keys: Mapping[str, 
     for clip_id, sealed in sorted(sealed_keys.items()):
         key = owner.unseal(sealed)
         clips.append(GrantClip(clip_id, nacl.public.SealedBox(recipient.box_key).encrypt(key)))
-    g = Grant(grant_id or nacl.utils.random(16).hex(), device_id, tuple(clips), recipient, recipient_name, purpose,
-              requester, request_id, issued, issued + lifetime_s)
-    sig = owner.sign(signed_message(SIG_DOMAIN, canonical(g.body())))
-    return Grant(**{**g.__dict__, "sig": sig})
+    return Grant(grant_id or nacl.utils.random(16).hex(), device_id, tuple(clips), recipient, recipient_name,
+                 purpose, requester, request_id, issued, issued + lifetime_s).signed(owner)
 
 
 class ReplaySet:
