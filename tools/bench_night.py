@@ -1,7 +1,87 @@
-"""Benchmarks for the night area (filled in by that area)."""
+"""Night benchmarks (BENCHMARKS.md, Night section).
+
+* ``night_step_ms``: :class:`NightDetector.detect` on a 320x240 grayscale frame with nobody in it — the worst case:
+  chroma check + luma stretch + BlazePose + DeepLabV3 segmentation + decode, median.
+* ``night_step_person_ms``: the same on a grayscale frame with a person BlazePose finds (the segmentation is
+  skipped).
+* ``night_day_step_ms``: the day detector's step on the colour frame, measured in the same rounds;
+  ``night_step_ratio`` = night_step / day step (goal <= 3).
+* ``night_mode_check_ms``: the per-frame day/night decision (:meth:`NightMode.update`: subsampled chroma deviation
+  + hysteresis), median (goal <= 0.05).
+"""
 
 from __future__ import annotations
 
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+W, H = 320, 240
+
+
+def _median_ms(fn: Callable[[], object], n: int) -> float:
+    ts = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts) * 1e3
+
+
+def _frames() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Colour frame with a person, the same in grayscale, and the grayscale empty scene (the demo's photos)."""
+    from doorkeep.device.detect.preprocess import rgb_to_i420
+    from doorkeep.device.sources.photo_scene import photo_scene
+
+    scene = photo_scene(W, H)
+    rgb = scene.background.copy()
+    sprite = scene.sprite
+    assert sprite is not None
+    sh, sw = sprite.shape[:2]
+    y0, x0 = (H - sh) // 2, (W - sw) // 2
+    rgb[y0 : y0 + sh, x0 : x0 + sw] = sprite[..., :3]
+    colour = rgb_to_i420(rgb)
+    gray = colour.copy()
+    gray[H:] = 128
+    empty = rgb_to_i420(scene.background)
+    empty[H:] = 128
+    return colour, gray, empty
+
 
 def run(*, quick: bool = False) -> dict[str, float]:
-    return {}
+    from doorkeep.device.config import Config
+    from doorkeep.device.detect.detector import build_detector
+    from doorkeep.device.detect.night_detector import build_night_detector
+    from doorkeep.device.night import NightMode
+
+    cfg = Config()
+    day = build_detector(cfg)
+    mode = NightMode(cfg.night)
+    det = build_night_detector(cfg, day=day, mode=mode)
+    colour, gray, empty = _frames()
+    rounds, per = (2, 10) if quick else (5, 40)
+    for f in (colour, gray, empty):  # warm up every path and build the index maps
+        mode.reset()
+        det.detect(f, width=W, height=H)
+
+    def night_on(frame: np.ndarray) -> Callable[[], object]:
+        return lambda: det.detect(frame, width=W, height=H)
+
+    day_ms, night_ms, person_ms = [], [], []
+    for _ in range(rounds):
+        day_ms.append(_median_ms(lambda: day.detect(colour, width=W, height=H), per))
+        mode.reset()
+        night_ms.append(_median_ms(night_on(empty), per))
+        person_ms.append(_median_ms(night_on(gray), per))
+    assert mode.night, "the grayscale bench frames must be judged night"
+    check = NightMode(cfg.night)
+    check_ms = _median_ms(lambda: check.update(empty, width=W, height=H), 200 if quick else 5000)
+    return {
+        "night_step_ms": round(statistics.median(night_ms), 2),
+        "night_step_person_ms": round(statistics.median(person_ms), 2),
+        "night_day_step_ms": round(statistics.median(day_ms), 2),
+        "night_step_ratio": round(statistics.median(n / d for n, d in zip(night_ms, day_ms)), 2),
+        "night_mode_check_ms": round(check_ms, 4),
+    }
