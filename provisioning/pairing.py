@@ -230,7 +230,8 @@ class DevicePairing:
         msg.verify(owner.sign)  # proof of possession of the offered key
         self._commit = msg.get(lambda: msg.fields.b64("commit", length=32))
         current = self.prov.owner()
-        if current is not None:
+        # The same owner re-pairing (e.g. a new laptop) already proved itself: the offer is signed by the pinned key.
+        if current is not None and current != owner:
             auth = msg.fields.obj.get("auth")
             if auth is None:
                 raise AlreadyPaired(f"already paired to owner {owner_key_id(current)}; re-pairing needs the current "

@@ -1,5 +1,8 @@
 """Factory reset: destroy the device identity, the pairing and every clip's sealed-key header.
 
+Also destroyed: the signed configuration and counter, the outbox of queued event metadata and the used-grant set.
+Models (public, sha256-pinned) stay.
+
 Order matters: the reset is audited first (signed by the identity that is about to go), then every clip header is
 shredded (:func:`doorkeep.device.vault.store.shred_all_clips`: overwrite + fsync, then unlink), then the pairing
 and configuration state, and the device key last. The audit log is kept by default, renamed
@@ -18,10 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from doorkeep.device.identity import KEY_FILE, DeviceIdentity
+from doorkeep.device.publish.publisher import OUTBOX_FILE
 from doorkeep.device.vault import codec
 from doorkeep.device.vault.clips import MAGIC
 from doorkeep.device.vault.keys import OWNER_PUB_FILE
 from doorkeep.device.vault.store import CLIP_SUFFIX, shred_all_clips
+from doorkeep.device.vault.vault import AUDIT_FILE, REPLAY_FILE
 
 from .device_state import STATE_FILE, Auditor
 from .errors import ProvisionError
@@ -30,9 +35,11 @@ from .signed_config import APPLIED_FILE
 
 log = logging.getLogger(__name__)
 
-AUDIT_FILE = "audit.log"
 #: Pairing and configuration state destroyed by a reset (besides the key and the clips).
 PAIRING_FILES = (OWNER_PUB_FILE, STATE_FILE, APPLIED_FILE, "pair-receipt.json", "incoming-pair.json")
+#: The previous owner's data that is not a clip: queued event metadata (the outbox, with SQLite's side files) and
+#: the set of used grant ids.
+OWNER_DATA_FILES = (OUTBOX_FILE, OUTBOX_FILE + "-wal", OUTBOX_FILE + "-shm", OUTBOX_FILE + "-journal", REPLAY_FILE)
 
 
 @dataclass(frozen=True)
@@ -65,7 +72,7 @@ def factory_reset(state_dir: str | os.PathLike[str], *, identity: DeviceIdentity
         audit.append("factory_reset", device_id=identity.device_id, device_key=codec.b64e(identity.public_bytes),
                      clips=n_clips, wipe_audit=wipe_audit)
     shredded = sum(shred_all_clips(d) for d in dirs)
-    gone = [name for name in PAIRING_FILES if shred(state / name)]
+    gone = [name for name in (*PAIRING_FILES, *OWNER_DATA_FILES) if shred(state / name)]
     if shred(state / KEY_FILE):
         gone.append(KEY_FILE)
     kept: str | None = None

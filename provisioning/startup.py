@@ -24,12 +24,12 @@ from pathlib import Path
 from doorkeep.device.config import Config
 from doorkeep.device.identity import DeviceIdentity
 from doorkeep.device.vault.audit import AuditLog
+from doorkeep.device.vault.vault import AUDIT_FILE
 
 from .boot_pairing import BOOT_FILE, BootPaired, consume_pending
 from .device_state import DeviceProvisioning
 from .errors import ProvisionRefused
 from .identity import PermissionFix, first_boot, secure_state_dir
-from .reset import AUDIT_FILE
 from .signed_config import (
     LOCAL_TABLES,
     SignedConfigStore,

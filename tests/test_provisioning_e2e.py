@@ -11,6 +11,7 @@ import pytest
 from doorkeep.device.config import MqttSection
 from doorkeep.device.identity import DeviceIdentity, device_id_for
 from doorkeep.device.publish.mqtt import MqttClient
+from doorkeep.device.publish.outbox import Outbox, OutMessage
 from doorkeep.device.vault import audit as vault_audit
 from doorkeep.device.vault.clips import MAGIC, SHRED_RANGE
 from doorkeep.device.vault.keys import load_owner_public
@@ -92,6 +93,9 @@ def test_new_device_to_factory_reset(mosquitto, tmp_path):
     assert "paired" in dev.audit_kinds()
 
     clip = write_clip(state / "vault", keys.public, dev.identity.device_id)
+    box = Outbox(state / "outbox.sqlite3", max_rows=100)  # queued event metadata of this owner
+    box.put([OutMessage(f"doorkeep/{dev.identity.device_id}/event", b'{"queued":"event"}')])
+    box.close()
 
     # ---- signed configuration applied
     store = SignedConfigStore(dev.prov)
@@ -133,6 +137,7 @@ def test_new_device_to_factory_reset(mosquitto, tmp_path):
     dev.audit.close()
     assert report.clips_shredded == 1
     assert not has_identity(state) and not (state / "owner.pub").exists() and not clip.exists()
+    assert not (state / "outbox.sqlite3").exists()
     verify_reset(state)
     for p in state.rglob("*"):
         if p.is_file():

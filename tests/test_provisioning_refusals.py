@@ -197,13 +197,21 @@ def test_repair_needs_the_current_owners_signature(paired):
     _, _, counter = pair_in_memory(dev, heir, authorization=auth)
     assert counter == 1 and load_owner_public(dev.state / "owner.pub") == heir.public
     with pytest.raises(BadSignature):  # the old owner's authorisation is worthless once the heir is pinned
-        pair_in_memory(dev, heir, authorization=auth)
+        pair_in_memory(dev, thief, authorization=auth)
     buyer = owner_keys()
     replayed = sign_rotation(heir, buyer.public, device_id=dev.identity.device_id, counter=1, kind=KIND_REPAIR)
     with pytest.raises(StaleCounter):  # an authorisation with a used counter
         pair_in_memory(dev, buyer, authorization=replayed)
     reasons = [r["reason"] for r in dev.audit_records("pair_refused")]
     assert reasons == ["already-paired", "bad-signature", "bad-signature", "bad-signature", "stale-counter"]
+
+
+def test_the_same_owner_may_pair_again(paired):
+    """Its offer is signed by the pinned key itself (e.g. the owner's tool lost its device book)."""
+    dev, keys = paired
+    owner_code, device_code, _ = pair_in_memory(dev, keys)
+    assert owner_code == device_code
+    assert load_owner_public(dev.state / "owner.pub") == keys.public
 
 
 def test_pairing_outside_the_window_is_refused(tmp_path):

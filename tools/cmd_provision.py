@@ -97,12 +97,13 @@ def _owner_keys(path: Path | None, args: argparse.Namespace) -> Any:
 def _device(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     """(config, audit log, DeviceProvisioning) for device-side commands."""
     from doorkeep.device.vault.audit import AuditLog
+    from doorkeep.device.vault.vault import AUDIT_FILE
     from doorkeep.provisioning.device_state import DeviceProvisioning
     from doorkeep.provisioning.identity import first_boot
 
     cfg = _config(args)
     ident = first_boot(cfg.state_dir)
-    audit = AuditLog.open(cfg.state_dir / "audit.log", ident)
+    audit = AuditLog.open(cfg.state_dir / AUDIT_FILE, ident)
     return cfg, audit, DeviceProvisioning(cfg.state_dir, identity=ident, audit=audit)
 
 
