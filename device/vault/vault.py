@@ -158,15 +158,14 @@ class Vault:
         return p
 
     def export_mqtt(self, grant_bytes: bytes, publish_raw: PublishRaw, topic_for: Callable[[str], str], *,
-                    chunk_size: int = 60_000, now: float | None = None) -> int:
-        """Release over MQTT: ``publish_raw(topic, chunk, qos=1)`` for every bundle chunk, to
-        ``topic_for(recipient_id)`` (the recipient id is derived from the recipient's key). Returns chunks sent."""
+                    chunk_size: int = 60_000, now: float | None = None) -> list[object]:
+        """Release over MQTT: ``publish_raw(topic, chunk, qos=1)`` (device/publish/mqtt.py ``MqttClient``) for
+        every bundle chunk, to ``topic_for(recipient_id)`` (e.g. ``Topics(device_id).recipient``; the recipient id
+        is derived from the recipient's key). Returns what ``publish_raw`` returned for each chunk (handles with
+        ``wait(timeout)``)."""
         grant, bundle = self.release(grant_bytes, destination="mqtt", now=now)
         topic = topic_for(recipient_topic_id(grant.recipient))
-        chunks = bundle_chunks(bundle, chunk_size=chunk_size)
-        for c in chunks:
-            publish_raw(topic, c, qos=1)
-        return len(chunks)
+        return [publish_raw(topic, c, qos=1) for c in bundle_chunks(bundle, chunk_size=chunk_size)]
 
     def handle_request(self, data: bytes) -> Notification:
         """A requester's signed request → audited notification for the owner's hub (never reveals footage)."""
