@@ -62,3 +62,18 @@ def test_scan_cli_prints_event_lines_and_a_summary(scene_video, capsys):
     assert len(lines) == 2
     assert {"start_s", "end_s", "score", "zone"} <= lines[0].keys()
     assert lines[-1]["events"] == 1 and lines[-1]["frames"] == round(LOOP_S * 10)
+
+
+def test_visitor_standing_still_stays_one_event(tmp_path, person_detector):
+    """The gate stops seeing motion from a still visitor; the open event keeps inference running, so no split."""
+    from doorkeep.device.sources.synthetic import Scene, write_video
+
+    base = photo_scene(640, 480)
+    path = ((0.0, -0.6, 0.55), (1.0, -0.35, 0.55), (3.0, 0.5, 0.55), (23.0, 0.5, 0.55), (25.0, 1.35, 0.55),
+            (32.0, 1.6, 0.55))
+    video = tmp_path / "still.mp4"
+    write_video(str(video), seconds=32, width=640, height=480, fps=5,
+                scene=Scene(background=base.background, sprite=base.sprite, path=path), noise=2)
+    events, _ = _scan(video, person_detector, {})
+    assert len(events) == 1, events
+    assert events[0]["end_s"] is not None and events[0]["end_s"] >= 23.0

@@ -59,7 +59,10 @@ class DetectionPipeline:
         self.counts.frames += 1
         if self.mask is not None:
             self.mask(frame)
-        if self.gate is not None and not self.gate.update(frame, t):
+        motion = True if self.gate is None else self.gate.update(frame, t)
+        # While a person event is open, keep looking even without motion: a visitor standing still at the door
+        # fades into the gate's background, and "not looked" must not end their event.
+        if not motion and self.tracker.active is None:
             self.counts.skipped += 1
             self.last = None
         else:
