@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,7 @@ def soak(bell: Doorbell, *, seconds: float, warmup_s: float = 30.0) -> dict[str,
     """Run ``bell`` for ``seconds`` (or until its source ends); returns the figures."""
     source = bell.source
     samples: list[tuple[float, float]] = []
+    load0 = os.getloadavg()[0]
     t0 = time.monotonic()
     with bell:
         while time.monotonic() - t0 < seconds and not source.finished.is_set():
@@ -52,6 +54,9 @@ def soak(bell: Doorbell, *, seconds: float, warmup_s: float = 30.0) -> dict[str,
         "packets": source.packets,
         "capture_fps": round(source.frames / max(elapsed, 1e-9), 2),
         "capture_drops": source.drops,
+        "max_capture_lag_ms": round(source.max_lag * 1e3, 1),
+        "loadavg_start_end": [round(load0, 2), round(os.getloadavg()[0], 2)],
+        "rss_every_30s_mb": [round(r, 1) for t, r in samples[29::30]],
         "ring_overruns": bell.ring.overruns,
         "frames_skipped_by_detect": bell.ring.skipped,
         "rss_warm_mb": round(after[0], 1),

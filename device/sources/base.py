@@ -48,7 +48,7 @@ class FrameSource:
     :meth:`_metadata` and (through the ring) ``begin_write``/``commit``.
 
     Counters: ``frames`` produced, ``drops`` (frames the source could not capture on time: a camera would have
-    lost them), ``packets`` emitted.
+    lost them), ``packets`` emitted, ``max_lag`` (worst lateness behind the frame schedule, seconds).
     """
 
     #: (width, height) of the lores frames and of the encoded main stream; set by subclasses.
@@ -64,6 +64,8 @@ class FrameSource:
         self.frames = 0
         self.drops = 0
         self.packets = 0
+        #: Worst lateness (s) of a paced source behind its frame schedule (frames within the buffers still count).
+        self.max_lag = 0.0
         #: Set when the source ended by itself (end of file) or failed; ``error`` holds the failure.
         self.finished = threading.Event()
         self.error: BaseException | None = None
@@ -196,12 +198,19 @@ class ThreadedSource(FrameSource):
 
 
 class Pacer:
-    """Holds a capture loop to ``fps`` frames per second and counts frames it fell a whole period behind on."""
+    """Holds a capture loop to ``fps`` frames per second, the way a camera with ``buffers`` frame buffers would.
 
-    def __init__(self, fps: float) -> None:
+    A late consumer gets queued frames late (with their scheduled capture time), as from a camera's buffer queue;
+    only when it falls more than ``buffers`` frame periods behind are frames lost — counted in ``late`` — and the
+    schedule re-anchored so lateness does not accumulate. ``max_lag`` is the worst lateness seen (seconds).
+    """
+
+    def __init__(self, fps: float, *, buffers: int = 4) -> None:
         self.period = 1.0 / fps
+        self.buffers = buffers
         self._next: float | None = None
         self.late = 0
+        self.max_lag = 0.0
 
     def wait(self, stop: threading.Event) -> float:
         """Sleep until the next frame is due (or ``stop``); returns the frame's capture time (monotonic)."""
@@ -211,9 +220,11 @@ class Pacer:
         elif now < self._next:
             stop.wait(self._next - now)
         else:
-            behind = int((now - self._next) / self.period)
-            if behind:
-                # A camera would have lost these frames; re-anchor so lateness does not accumulate.
+            lag = now - self._next
+            self.max_lag = max(self.max_lag, lag)
+            behind = int(lag / self.period)
+            if behind > self.buffers:
+                # Every buffer was full: a camera would have lost these frames. Skip ahead to the newest one.
                 self.late += behind
                 self._next += behind * self.period
         t = self._next

@@ -157,6 +157,7 @@ class PyAVSource(ThreadedSource):
             return time.monotonic()
         t = self._pacer.wait(self._stop_event)
         self.drops = self._pacer.late
+        self.max_lag = self._pacer.max_lag
         return t
 
     def _pass_packet(self, data: bytes, keyframe: bool, pts: int, t_capture: float, t_wall: float) -> None:

@@ -212,6 +212,7 @@ class SyntheticSource(ThreadedSource):
                     self._emit_packet(p)
             self.frames += 1
             self.drops = pacer.late
+            self.max_lag = pacer.max_lag
             i += 1
         if enc is not None:
             for p in enc.flush():
