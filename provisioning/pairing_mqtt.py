@@ -11,6 +11,12 @@ the window nothing it receives is even delivered; a message that still arrives i
 Because a client's SUBSCRIBE is handled by the broker before its later PUBLISH, an owner that sees an
 announcement knows the device is listening. All messages are QoS 1, never retained.
 
+Running from the service (a pairing button): open a :class:`~.pairing.PairingWindow` on the button press and call
+:func:`serve_pairing` on a worker thread with the service's own client. ``confirm(code)`` is the device's half of the
+comparison: log the code (and show it where the product can — display, Home Assistant, an LED pattern) and return
+True only when the owner confirms on the device too, e.g. a second press of the doorbell button within a minute.
+A device that accepts without a local yes is open to whoever answers first inside its window.
+
 Example (owner side)::
 
     client = MqttClient(MqttSection(host="hub.local"), client_id="doorkeep-owner-x")
