@@ -107,14 +107,13 @@ class AuditLog:
         with self._lock:
             if self._fd < 0:
                 raise VaultError(f"{self.path}: audit log is closed")
-            body = {"v": VERSION, "i": self._next, "t": round(time.time(), 6), "kind": kind, "f": fields,
-                    "prev": self._head.hex()}
+            t, prev = round(time.time(), 6), self._head.hex()
+            body = {"v": VERSION, "i": self._next, "t": t, "kind": kind, "f": fields, "prev": prev}
             try:
                 h = record_hash(self._head, body)
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"audit fields must be JSON values: {exc}") from None
-            rec = AuditRecord(self._next, body["t"], kind, fields, body["prev"], h.hex(),
-                              self._identity.sign(signed_message(SIG_DOMAIN, h)))
+            rec = AuditRecord(self._next, t, kind, fields, prev, h.hex(), self._identity.sign(signed_message(SIG_DOMAIN, h)))
             line = rec.to_line()
             if len(line) > MAX_LINE:
                 raise ValueError(f"audit record larger than {MAX_LINE} bytes")
