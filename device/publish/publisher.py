@@ -190,3 +190,16 @@ class MqttPublisher:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def publisher_from_config(config: Any, identity: DeviceIdentity, *,
+                          stats: Callable[[], dict[str, Any]] | None = None,
+                          audit_head: Callable[[], str] | None = None) -> MqttPublisher | None:
+    """The publisher for a :class:`~doorkeep.device.config.Config` (``None`` when ``mqtt.enabled`` is false).
+
+    Not started: call ``start()`` (or use ``with``) and add it to the doorbell's ``event_sinks``.
+    """
+    if not config.mqtt.enabled:
+        return None
+    return MqttPublisher(config.mqtt, identity, state_dir=config.state_dir, device_name=config.device.name,
+                         stats=stats, audit_head=audit_head)

@@ -1,0 +1,66 @@
+"""Egress: a subscriber on ``#`` sees only documented topics, no imagery, nothing over the documented bounds."""
+
+from __future__ import annotations
+
+import nacl.signing
+import pytest
+from doorkeep.device.button import SoftwareButton
+from doorkeep.device.config import MqttSection
+from doorkeep.device.events import Event
+from doorkeep.device.identity import DeviceIdentity
+from doorkeep.device.publish.publisher import MqttPublisher
+from doorkeep.device.publish.topics import Topics
+from fixtures_broker import Subscriber
+
+pytestmark = pytest.mark.broker
+
+#: JPEG, PNG and H.264 Annex B start codes: none may appear in anything the device publishes.
+IMAGE_MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG": "PNG", b"\x00\x00\x00\x01": "H.264 start code",
+               b"\x00\x00\x01": "H.264 start code"}
+
+
+def egress_violations(messages: list[tuple[str, bytes, bool]], device_id: str) -> list[str]:
+    """Every way the captured traffic breaks docs/mqtt.md (empty list: clean)."""
+    topics = Topics(device_id)
+    bad = []
+    for topic, payload, _retain in messages:
+        spec = topics.spec_for(topic)
+        if spec is None:
+            bad.append(f"undocumented topic {topic!r}")
+            continue
+        if len(payload) > spec.max_bytes:
+            bad.append(f"{topic}: {len(payload)} bytes > documented {spec.max_bytes}")
+        for magic, what in IMAGE_MAGIC.items():
+            if magic in payload:
+                bad.append(f"{topic}: payload contains {what} bytes")
+    return bad
+
+
+def test_egress_checker_catches_violations() -> None:
+    did = "dk-aaaaaaaaaaaaaaaa"
+    assert egress_violations([(f"doorkeep/{did}/snapshot", b"x", False)], did)
+    assert egress_violations([(f"doorkeep/{did}/event", b"\xff\xd8\xff\xe0", False)], did)
+    assert egress_violations([(f"doorkeep/{did}/event", b"x" * 257, False)], did)
+    assert egress_violations([("doorkeep/dk-bbbbbbbbbbbbbbbb/event", b"x", False)], did)
+    assert not egress_violations([(f"doorkeep/{did}/availability", b"online", True)], did)
+
+
+def test_device_run_egress_is_clean(mosquitto, tmp_path) -> None:
+    ident = DeviceIdentity(nacl.signing.SigningKey(bytes([41]) * 32))
+    snap = {"uptime_s": 1.0, "fps": 30.0, "counters": {f"c{i}": i for i in range(60)},
+            "gauges": {f"g{i}": float(i) for i in range(60)}, "latency_ms": {}}
+    with Subscriber(mosquitto, "#") as sniff:
+        with MqttPublisher(MqttSection(host=mosquitto.host, port=mosquitto.port, heartbeat_s=1), ident,
+                           state_dir=tmp_path, stats=lambda: snap, audit_head=lambda: "0" * 64) as pub:
+            button = SoftwareButton(sinks=[pub], holdoff_s=0)
+            for i in range(5):
+                pub.on_event(Event(f"e{i}", "person", "start", 1.7e9 + i, 1.7e9 + i, None, 0.9, "porch", True))
+                button.press()
+                pub.on_event(Event(f"e{i}", "person", "end", 1.7e9 + i + 1, 1.7e9 + i, 1.7e9 + i + 1, 0.9,
+                                   "porch", True))
+            sniff.wait_for(5, topic=Topics(ident.device_id).doorbell)
+            assert pub.drain(10)
+        seen = {t for t, _p, _r in sniff.all}
+    assert egress_violations(sniff.all, ident.device_id) == []
+    t = Topics(ident.device_id)
+    assert {t.availability, t.event, t.person, t.doorbell, t.stats, t.discovery} <= seen
