@@ -143,6 +143,8 @@ class CaptureLoop:
                 gate_open = self.gate.update(frame, info.t_capture) if self.gate is not None else True
                 t1 = time.perf_counter()
                 stats.observe("gate", t1 - t0)
+                if gate_open:
+                    stats.count("gate_open")
                 detections: list[Detection] | None = None
                 if gate_open and self.detector is not None:
                     detections = self.detector.detect(frame, width=w, height=h)

@@ -50,7 +50,8 @@ class PacketRing(PacketSink):
         self._keys: deque[int] = deque()  # absolute indices of config keyframes in the ring
         self._sinks: list[PacketSink] = []
         self._waiting: set[int] = set()  # id(sink) of sinks still waiting for their first config keyframe
-        self._lock = threading.Lock()
+        # Reentrant: a sink may detach itself (or another) from inside its on_packet.
+        self._lock = threading.RLock()
         self.bytes = 0
         self.packets = 0
         self.discarded = 0

@@ -142,3 +142,21 @@ def test_failing_sink_does_not_break_the_ring(stream: list[Packet]) -> None:
     for p in stream[:16]:
         ring.on_packet(p)
     assert len(good.packets) == 16
+
+
+def test_sink_may_detach_itself_from_on_packet(stream: list[Packet]) -> None:
+    ring = PacketRing(seconds=1.0)
+
+    class OneGop(Collect):
+        def on_packet(self, packet: Packet) -> None:
+            if self.packets and packet.keyframe:
+                ring.detach(self)  # called on the capture thread, inside the ring's lock
+                return
+            super().on_packet(packet)
+
+    clip, other = OneGop(), Collect()
+    ring.flush_into(clip)
+    ring.flush_into(other)
+    for p in stream[:20]:
+        ring.on_packet(p)
+    assert len(clip.packets) == GOP and len(other.packets) == 20

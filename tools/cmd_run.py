@@ -47,7 +47,7 @@ def _format(snap: dict[str, Any]) -> str:
     parts = [f"t={snap['uptime_s']:6.1f}s", f"capture {g.get('capture_fps', 0):5.1f} fps",
              f"analysed {snap['fps']:5.1f} fps", f"frames {int(g.get('captured', 0))}",
              f"drops {int(g.get('capture_drops', 0))}", f"skipped {int(g.get('frames_skipped', 0))}",
-             f"gate p50 {lat['gate']['p50']:.2f} ms"]
+             f"gate open {c.get('gate_open', 0)}", f"gate p50 {lat['gate']['p50']:.2f} ms"]
     if lat["detect"]["n"]:
         parts.append(f"detect p50 {lat['detect']['p50']:.1f} ms")
     parts.append(f"events {c.get('events', 0)}")
