@@ -1,8 +1,8 @@
 """The Raspberry Pi camera through picamera2 (imported lazily: it only exists on a Pi).
 
 * main stream (YUV420, e.g. 1920x1080) → picamera2's ``H264Encoder`` (the hardware encoder on Pi 4; libav on
-  Pi 5) with ``repeat=True`` (SPS/PPS on every keyframe) and ``iperiod=gop`` → :class:`_PacketOutput` turns each
-  encoded frame into a :class:`Packet` for the packet sinks.
+  Pi 5) with ``repeat=True`` (SPS/PPS on every keyframe) and ``iperiod=gop`` → an ``Output``
+  (:func:`_packet_output`) turns each encoded frame into a :class:`Packet` for the packet sinks.
 * ``main_filters`` run in picamera2's ``pre_callback`` on the main buffer itself (``MappedArray``), before the
   encoder sees it: what a privacy mask covers never reaches a clip.
 * the lores stream (YUV420, e.g. 320x240) is copied from the request's mapped buffer straight into the next
@@ -80,7 +80,7 @@ class PicameraSource(FrameSource):
     def _start(self) -> None:
         enc = self._pc2.encoders.H264Encoder(bitrate=self.bitrate, repeat=True, iperiod=self.gop)
         self._cam.pre_callback = self._on_request
-        self._cam.start_recording(enc, _PacketOutput(self, self._pc2.outputs.Output))
+        self._cam.start_recording(enc, _packet_output(self, self._pc2.outputs.Output))
 
     def _stop(self) -> None:
         self._cam.stop_recording()
@@ -133,17 +133,16 @@ def _copy_i420(src: np.ndarray, planes: tuple[np.ndarray, np.ndarray, np.ndarray
     np.copyto(v, sv)
 
 
-class _PacketOutput:
-    """A picamera2 Output that turns encoded frames into Packets for the source's sinks."""
+def _packet_output(source: PicameraSource, base: type) -> Any:
+    """A picamera2 ``Output`` (``base``, imported lazily) that turns encoded frames into Packets for the sinks."""
 
-    def __new__(cls, source: PicameraSource, base: type) -> Any:
-        class PacketOutput(base):  # type: ignore[misc, valid-type]
-            def outputframe(self, frame: bytes, keyframe: bool = True, timestamp: int | None = None,
-                            packet: Any = None, audio: bool = False) -> None:
-                if audio:
-                    return
-                data = bytes(frame)
-                source._emit_packet(Packet(data=data, pts=int(timestamp or 0), t_capture=time.monotonic(),
-                                           t_wall=time.time(), keyframe=bool(keyframe), has_config=has_config(data)))
+    class PacketOutput(base):  # type: ignore[misc, valid-type]
+        def outputframe(self, frame: bytes, keyframe: bool = True, timestamp: int | None = None,
+                        packet: Any = None, audio: bool = False) -> None:
+            if audio:
+                return
+            data = bytes(frame)
+            source._emit_packet(Packet(data=data, pts=int(timestamp or 0), t_capture=time.monotonic(),
+                                       t_wall=time.time(), keyframe=bool(keyframe), has_config=has_config(data)))
 
-        return PacketOutput()
+    return PacketOutput()
