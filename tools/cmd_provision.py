@@ -246,7 +246,7 @@ def _config_apply(args: argparse.Namespace) -> int:
         kind = _peek_kind(data, OwnerDocument)
         if kind == KIND_ROTATE:
             new = apply_rotation(prov, data)
-            print(f"owner key rotated; now pinned: {new.sign[:8].hex()}")
+            print(f"owner key rotated; now pinned: {new.sign[:8].hex()} (restart the service: new clips seal to it)")
             return 0
         local = load_local_toml(args.config) if args.config else {}
         applied = SignedConfigStore(prov, local=local).apply(data)
