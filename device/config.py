@@ -10,6 +10,7 @@ Sections are added by each area of the runtime; the loader below is generic over
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 import types
 import typing
@@ -264,7 +265,8 @@ class MqttSection:
     reconnect_max_s: int = check(in_range(1, 3600), default=60)
     #: Announce the device to Home Assistant (device discovery) under this prefix.
     discovery: bool = True
-    discovery_prefix: str = "homeassistant"
+    discovery_prefix: str = check(lambda v: None if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", v) else
+                                  "must be one MQTT topic level: 1..64 of A-Z a-z 0-9 _ -", default="homeassistant")
     #: Durable outbox bound (rows; about 400 bytes each). When full the oldest row is dropped and counted.
     outbox_max: int = check(in_range(10, 1_000_000), default=10_000)
     #: Messages in flight at once (awaiting PUBACK); ordered on the one connection.

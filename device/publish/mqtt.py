@@ -312,6 +312,6 @@ class MqttClient:
             matches = [cb for f, (_q, cb) in self._subs.items() if paho.topic_matches_sub(f, msg.topic)]
         for cb in matches:
             try:
-                cb(msg.topic, msg.payload)
+                cb(msg.topic, bytes(msg.payload))
             except Exception:
                 log.exception("MQTT message handler for %s failed", msg.topic)

@@ -136,6 +136,9 @@ class MqttPublisher:
                                    extra=self.figures, audit_head=audit_head)
         self.unencodable = 0
         self._started = False
+        self._closed = False
+        #: Last person state queued; re-sent (retained) after a reconnect in case the broker lost its retained copy.
+        self._person_state: bytes | None = None
 
     def start(self) -> None:
         """Connect (in the background) and start sending the outbox and the heartbeat."""
@@ -144,20 +147,36 @@ class MqttPublisher:
         self._started = True
         if self.discovery is not None:
             self.discovery.attach()
+        self.client.add_connect_listener(self._republish_state)
         self._sender.start()
         self.heartbeat.start()
         self.client.start()
 
     def on_event(self, event: Event) -> None:
-        """Sign and queue ``event`` durably; returns without waiting for the network."""
+        """Sign and queue ``event`` durably; returns without waiting for the network.
+
+        Raises:
+            PublishError: the publisher was closed (the event was not queued).
+        """
+        if self._closed:
+            raise PublishError(f"publisher closed: event {event.event_id} {event.phase} not queued")
         try:
             payload = encode(event, self.identity)
         except EventPayloadError:
             self.unencodable += 1
             log.exception("event %s cannot be encoded; not published", event.event_id)
             return
-        self.outbox.put(messages_for(event, payload, self.topics))
+        messages = messages_for(event, payload, self.topics)
+        self.outbox.put(messages)
+        if event.kind == "person":
+            self._person_state = messages[1].payload
         self._sender.wake()
+
+    def _republish_state(self) -> None:
+        state = self._person_state
+        if state is not None:
+            spec = SPEC["person"]
+            self.client.publish_raw(self.topics.person, state, qos=spec.qos, retain=spec.retain)
 
     def figures(self) -> dict[str, int]:
         """Outbox backlog and lifetime drop count (merged into the heartbeat)."""
@@ -175,6 +194,9 @@ class MqttPublisher:
 
     def close(self) -> None:
         """Stop sending, publish ``offline``, disconnect. Unacknowledged events stay in the outbox. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         if not self._started:
             self.outbox.close()
             return
