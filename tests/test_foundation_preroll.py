@@ -5,24 +5,17 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import av
 import numpy as np
 import pytest
 from doorkeep.device.frames import Packet
 from doorkeep.device.preroll import PacketRing
 from doorkeep.device.sources.h264 import has_config, nal_types
 from doorkeep.device.sources.synthetic import SyntheticSource
+from foundation_util import Collect, decode_h264
 
 FPS = 30
 GOP = 8
 
-
-class Collect:
-    def __init__(self) -> None:
-        self.packets: list[Packet] = []
-
-    def on_packet(self, packet: Packet) -> None:
-        self.packets.append(packet)
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +32,6 @@ def stream() -> list[Packet]:
     return [replace(p, t_capture=i / FPS) for i, p in enumerate(sink.packets)]
 
 
-def _decode(packets: list[Packet]) -> list[np.ndarray]:
-    ctx = av.CodecContext.create("h264", "r")
-    frames = []
-    for p in packets:
-        frames += [f.to_ndarray(format="yuv420p") for f in ctx.decode(av.Packet(p.data))]
-    frames += [f.to_ndarray(format="yuv420p") for f in ctx.decode(None)]
-    return frames
-
 
 def test_stream_repeats_sps_pps_on_every_keyframe(stream: list[Packet]) -> None:
     assert len(stream) == 64
@@ -58,7 +43,7 @@ def test_stream_repeats_sps_pps_on_every_keyframe(stream: list[Packet]) -> None:
 
 
 def test_flush_at_every_cut_point_decodes_from_first_frame_and_continues(stream: list[Packet]) -> None:
-    reference = _decode(stream)
+    reference = decode_h264(stream)
     assert len(reference) == len(stream)
     for cut in range(len(stream) + 1):
         ring = PacketRing(seconds=0.4, max_bytes=1 << 24)  # 0.4 s < 64 frames: the ring has wrapped
@@ -79,7 +64,7 @@ def test_flush_at_every_cut_point_decodes_from_first_frame_and_continues(stream:
         if cut > 0 and n:
             # The pre-roll reaches back at least `seconds` (whole GOPs) before the cut.
             assert stream[cut - 1].t_capture - got[0].t_capture >= min(0.4, stream[cut - 1].t_capture) - 1e-9
-        decoded = _decode(got)
+        decoded = decode_h264(got)
         assert len(decoded) == len(got), f"cut {cut}: only {len(decoded)} of {len(got)} packets decoded"
         for a, b in zip(decoded, reference[first:], strict=True):
             assert np.array_equal(a, b), f"cut {cut}: decoded frame differs from the full-stream decode"

@@ -16,16 +16,10 @@ from doorkeep.device.sources import open_source
 from doorkeep.device.sources.h264 import config_prefix, has_config
 from doorkeep.device.sources.pyav import PyAVSource
 from doorkeep.device.sources.synthetic import SyntheticSource, write_video
+from foundation_util import Collect, decode_h264
 
 W, H, FPS, SECONDS = 320, 240, 30, 1.0
 
-
-class Collect:
-    def __init__(self) -> None:
-        self.packets: list[Packet] = []
-
-    def on_packet(self, packet: Packet) -> None:
-        self.packets.append(packet)
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +42,6 @@ def _play(src: PyAVSource | SyntheticSource, lores: tuple[int, int] = (160, 120)
     return sink, ring
 
 
-def _decode(packets: list[Packet]) -> list[np.ndarray]:
-    ctx = av.CodecContext.create("h264", "r")
-    frames = []
-    for p in packets:
-        frames += [f.to_ndarray(format="yuv420p") for f in ctx.decode(av.Packet(p.data))]
-    return frames + [f.to_ndarray(format="yuv420p") for f in ctx.decode(None)]
-
 
 def _check_stream(packets: list[Packet], n: int) -> None:
     assert len(packets) == n
@@ -65,7 +52,7 @@ def _check_stream(packets: list[Packet], n: int) -> None:
             assert p.has_config and has_config(p.data)  # any keyframe is a valid start
     pts = [p.pts for p in packets]
     assert pts == sorted(pts) and pts[1] - pts[0] == pytest.approx(1e6 / FPS, abs=2)
-    assert len(_decode(packets)) == n
+    assert len(decode_h264(packets)) == n
 
 
 def test_h264_mp4_is_passed_through_as_annexb_with_config_on_keyframes(videos: dict[str, Path]) -> None:
@@ -128,7 +115,7 @@ def test_main_filters_change_the_encoded_output_even_for_h264_input(videos: dict
     src = PyAVSource(path=videos[kind], realtime=False, main_filters=[_black_top], lores_width=160, lores_height=120)
     assert not src.passthrough  # a mask can never be bypassed by passthrough
     sink, _ = _play(src)
-    decoded = _decode(sink.packets)
+    decoded = decode_h264(sink.packets)
     assert len(decoded) == round(SECONDS * FPS)
     for f in decoded:
         assert f[: H // 2].max() <= 20, "masked region visible in the encoded stream"
@@ -141,7 +128,7 @@ def test_synthetic_main_filters_and_determinism() -> None:
                               realtime=False, noise=3, main_filters=filters)
         sink, ring = _play(src)
         assert src.frames == 15 and ring.frames == 15
-        return _decode(sink.packets)
+        return decode_h264(sink.packets)
 
     a, b = run([]), run([])
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
