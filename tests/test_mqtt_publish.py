@@ -139,3 +139,25 @@ def test_last_will_offline_on_abrupt_death(mosquitto, tmp_path) -> None:
             dev.wait()
     with Subscriber(mosquitto, topics.availability) as late:
         assert late.get() == (topics.availability, b"offline", True)
+
+
+def test_retained_state_restored_after_broker_restart(mosquitto, tmp_path) -> None:
+    """A broker without persistence forgets retained messages; the device re-sends them when it reconnects."""
+    ident = identity()
+    topics = Topics(ident.device_id)
+    with MqttPublisher(settings(mosquitto, reconnect_max_s=1), ident, state_dir=tmp_path) as pub:
+        pub.on_event(person(1))
+        assert pub.drain(10)
+        mosquitto.restart()
+        with Subscriber(mosquitto, topics.availability) as avail:  # wait for the device to be back
+            while avail.get(timeout=30)[1] != b"online":
+                pass
+        wanted = {topics.person, topics.availability, topics.discovery, topics.stats}
+        with Subscriber(mosquitto, "#") as first:  # wait until the device has re-sent everything …
+            while not wanted <= {t for t, _p, _r in first.all}:
+                first.get(timeout=30)
+        with Subscriber(mosquitto, "#") as late:  # … then a newcomer gets it all from the retained store
+            got = {t: (p, r) for t, p, r in late.wait_for(4, timeout=30)}
+    assert got[topics.person] == (b"ON", True)
+    assert got[topics.availability] == (b"online", True)
+    assert got[topics.discovery][1] is True and got[topics.stats][1] is True
