@@ -140,3 +140,25 @@ def test_disk_full_never_stops_capture(tmp_path: Path, monkeypatch: pytest.Monke
     assert "clip_torn" in k and "clip_recovered" in k
     shreds = [r for r in kinds(dev) if r["kind"] == "clip_shredded"]
     assert shreds and shreds[0]["f"]["reason"] == "disk_full" and shreds[0]["f"]["clip_id"] == "old"
+
+
+def test_no_owner_no_recording_until_paired(tmp_path: Path) -> None:
+    dev = make_device(tmp_path, postroll_s=0.2)
+    (dev.state / "owner.pub").unlink()
+    ring = PacketRing(seconds=0.5)
+    dev.vault.start(ring)
+    assert dev.vault.recorder is None and kinds(dev)[-1]["kind"] == "vault_idle"
+    packets = make_packets(30)
+    dev.vault.on_event(Event("a", "person", "start", packets[0].t_wall, packets[0].t_wall))
+    assert dev.vault.recorder is None
+    from doorkeep.device.vault.keys import pin_owner_public
+    pin_owner_public(dev.state, dev.owner.public)  # pairing happens while running
+    for i, p in enumerate(packets):
+        if i == 5:
+            dev.vault.on_event(Event("b", "person", "start", p.t_wall, p.t_wall))
+        if i == 10:
+            dev.vault.on_event(Event("b", "person", "end", p.t_wall, p.t_wall, p.t_wall))
+        ring.on_packet(p)
+    dev.vault.stop()
+    (m,) = dev.vault.store.manifests()
+    assert m.event_ids == ("b",)

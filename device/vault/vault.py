@@ -56,6 +56,7 @@ class Vault:
         self.owner_path = owner_path
         self.codec = codec or Codec()
         self.recorder: ClipRecorder | None = None
+        self._ring: PacketSource | None = None
         self._release_lock = threading.Lock()
 
     @property
@@ -69,30 +70,40 @@ class Vault:
 
     # ---------------------------------------------------------------------------------------- recording
     def start(self, ring: PacketSource) -> None:
-        """Recover torn clips, apply retention, then record person events from ``ring``."""
+        """Recover torn clips, apply retention, then record person events from ``ring``. Without a pinned owner
+        nothing is recorded (audited ``vault_idle``) until pairing pins one; the next person event then starts
+        the recorder."""
+        self._ring = ring
         self.store.recover(self.identity, self.audit)
         self.enforce_retention()
-        owner = self.owner
-        if not self.section.enabled or owner is None:
+        if not self._start_recorder():
             why = "disabled in config" if not self.section.enabled else f"no owner key pinned at {self.owner_path}"
             self.audit.append("vault_idle", reason=why)
             log.warning("vault not recording: %s", why)
-            return
+
+    def _start_recorder(self) -> bool:
+        owner = self.owner
+        if self._ring is None or not self.section.enabled or owner is None:
+            return False
         s = self.section
-        self.recorder = ClipRecorder(self.store, owner=owner, identity=self.identity, audit=self.audit, ring=ring,
-                                     codec=self.codec, postroll_s=s.postroll_s, chunk_bytes=s.chunk_bytes,
-                                     queue_size=s.queue_packets, fsync_chunks=s.fsync_chunks,
-                                     on_closed=self._after_clip)
+        self.recorder = ClipRecorder(self.store, owner=owner, identity=self.identity, audit=self.audit,
+                                     ring=self._ring, codec=self.codec, postroll_s=s.postroll_s,
+                                     chunk_bytes=s.chunk_bytes, queue_size=s.queue_packets,
+                                     fsync_chunks=s.fsync_chunks, on_closed=self._after_clip)
         self.recorder.start()
         self.audit.append("vault_start", owner_key=owner.sign.hex(), clips=len(self.store.clip_ids()))
+        return True
 
     def on_event(self, event: Event) -> None:
         """EventSink: audit the event and let the recorder open/extend/close clips."""
         self.audit.append("event", event_id=event.event_id, kind=event.kind, phase=event.phase, t=event.t)
+        if self.recorder is None and event.phase == "start" and self._ring is not None:
+            self._start_recorder()  # an owner was pinned since start()
         if self.recorder is not None:
             self.recorder.on_event(event)
 
     def stop(self) -> None:
+        self._ring = None
         if self.recorder is not None:
             self.recorder.stop()
             self.recorder = None
