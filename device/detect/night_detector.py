@@ -1,15 +1,16 @@
-"""The night detector: BlazePose on the contrast-stretched luma, then DeepLabV3 person segmentation if it saw nobody.
+"""The night detector: BlazePose first, then DeepLabV3 person segmentation on the contrast-stretched luma.
 
 Measured on grayscale, darkened and noisy versions of real photos (docs/night.md): BlazePose alone loses people on
-grayscale frames (best score 0.08 on one street photo that scores 0.61 in colour), and contrast stretching alone does
-not bring them back; DeepLabV3 (PASCAL VOC, person = class 15) still segments them, and on the stretched luma it also
-holds on very dark frames. So in night mode:
+grayscale frames (3 of 7 found), and contrast stretching does not bring them back (it makes BlazePose worse);
+DeepLabV3 (PASCAL VOC, person = class 15) still segments them, and on the stretched luma it also holds on very dark
+and noisy frames without false alarms. So in night mode:
 
-1. the luma is stretched (its ``stretch_low``/``stretch_high`` percentiles, from a subsampled histogram, map to
-   black/white through a 256-entry table) into a preallocated gray I420 frame (chroma = 128);
-2. BlazePose (the day detector, same interpreter) runs on it at the day threshold; if it finds people, done;
-3. otherwise DeepLabV3 runs on it; person regions whose mean person probability is at least ``seg_threshold`` and
-   whose area is at least ``seg_min_area`` of the frame become detections (score = that mean probability).
+1. BlazePose (the day detector, same interpreter) runs on the frame at the day threshold; if it finds people, done
+   (its boxes are the better ones);
+2. otherwise the luma is stretched (its ``stretch_low``/``stretch_high`` percentiles, from a subsampled histogram,
+   map to black/white through a 256-entry table) into a preallocated gray I420 frame (chroma = 128), and DeepLabV3
+   runs on that; person regions whose mean person probability is at least ``seg_threshold`` and whose area is at
+   least ``seg_min_area`` of the frame become detections (score = that mean probability).
 
 In day mode the day detector runs on the frame untouched, so colour results are exactly the day detector's.
 :class:`NightDetector` implements the :class:`~doorkeep.device.detections.Detector` seam and reports
@@ -161,7 +162,7 @@ class SegmentationPersons:
 
 
 class NightDetector:
-    """Day detector in day mode; stretched luma -> day detector -> segmentation fallback in night mode.
+    """Day detector in day mode; day detector, then segmentation of the stretched luma, in night mode.
 
     ``mode`` decides per frame (chroma of the frame itself, camera lux through ``mode.on_metadata``). ``last_mode``
     and ``max_score`` describe the last frame. ``segmenter`` may be ``None`` (night = stretched luma only).
@@ -184,16 +185,15 @@ class NightDetector:
             found = self.day.detect(frame, width=width, height=height)
             self.max_score = float(self.day.max_score)
             return found
+        found = self.day.detect(frame, width=width, height=height)
+        self.max_score = float(self.day.max_score)
+        if found or self.segmenter is None:
+            return found
         st = self._stretch
         if st is None or st.width != width or st.height != height:
             st = self._stretch = LumaStretch(width=width, height=height, low=self.config.stretch_low,
                                              high=self.config.stretch_high)
-        gray = st(frame)
-        found = self.day.detect(gray, width=width, height=height)
-        self.max_score = float(self.day.max_score)
-        if found or self.segmenter is None:
-            return found
-        found = self.segmenter.detect(gray, width=width, height=height)
+        found = self.segmenter.detect(st(frame), width=width, height=height)
         self.max_score = max(self.max_score, self.segmenter.max_score)
         return found
 
