@@ -11,6 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from doorkeep.device.config import MqttSection
+from doorkeep.device.identity import DeviceIdentity
+from doorkeep.device.publish.mqtt import MqttClient
+from doorkeep.device.vault.audit import AuditLog
+from doorkeep.provisioning.device_state import DeviceProvisioning
+from doorkeep.provisioning.remote import RemoteDocuments
 
 pytestmark = pytest.mark.broker
 
@@ -36,7 +42,8 @@ def test_cli_pair_sign_apply_rotate_reset(mosquitto, tmp_path):
     owner.mkdir()
     run("owner", "keygen", "--out", str(owner / "owner.key"), "--kdf", "min", env=env)
     run("owner", "keygen", "--out", str(owner / "new.key"), "--kdf", "min", env=env)
-    for cmd in (["pair"], ["config", "sign"], ["config", "apply"], ["config", "rotate-owner"], ["factory-reset"]):
+    for cmd in (["pair"], ["config", "sign"], ["config", "apply"], ["config", "push"], ["config", "rotate-owner"],
+                ["factory-reset"]):
         assert "usage:" in run(*cmd, "--help", env=env).stdout
 
     device = subprocess.Popen([DOORKEEP, "pair", "--device", "--state-dir", str(state), "--broker", mosquitto.url,
@@ -61,6 +68,27 @@ def test_cli_pair_sign_apply_rotate_reset(mosquitto, tmp_path):
     assert "motion.hold_s" in applied.stdout
     replay = run("config", "apply", str(tmp_path / "c1.json"), "--state-dir", str(state), env=env, check=False)
     assert replay.returncode == 1 and "stale-counter" in replay.stderr
+
+    # push the next one to the running device over MQTT (the service's listener, run here in-process)
+    (tmp_path / "policy2.toml").write_text("[motion]\nhold_s = 11.0\n")
+    run("config", "sign", str(tmp_path / "policy2.toml"), "--key", str(owner / "owner.key"),
+        "--out", str(tmp_path / "c2.json"), env=env)
+    ident = DeviceIdentity.load_or_create(state)
+    dev_client = MqttClient(MqttSection(host=mosquitto.host, port=mosquitto.port), client_id="device-under-test")
+    dev_client.start()
+    dev_client.wait_connected(10)
+    with AuditLog.open(state / "audit.log", ident) as audit:
+        remote = RemoteDocuments(dev_client, DeviceProvisioning(state, identity=ident, audit=audit))
+        remote.start()
+        dev_client.wait_subscribed(10)
+        try:
+            pushed = run("config", "push", str(tmp_path / "c2.json"), "--broker", mosquitto.url, env=env)
+            again = run("config", "push", str(tmp_path / "c2.json"), "--broker", mosquitto.url, env=env, check=False)
+        finally:
+            remote.stop()
+            dev_client.stop()
+    assert "applied document #2" in pushed.stdout
+    assert again.returncode == 1 and "stale-counter" in again.stderr
 
     (tmp_path / "bad.toml").write_text("[motion]\nhold_s = -1\n")
     bad = run("config", "sign", str(tmp_path / "bad.toml"), "--key", str(owner / "owner.key"),

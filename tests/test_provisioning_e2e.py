@@ -37,6 +37,7 @@ from doorkeep.provisioning.pairing_mqtt import (
     serve_pairing,
     wait_for_announcement,
 )
+from doorkeep.provisioning.remote import RemoteDocuments, push_document
 from doorkeep.provisioning.reset import factory_reset, verify_reset
 from doorkeep.provisioning.rotation import apply_rotation, sign_rotation
 from doorkeep.provisioning.signed_config import SignedConfigStore, sign_config
@@ -105,18 +106,37 @@ def test_new_device_to_factory_reset(mosquitto, tmp_path):
     assert applied.config.motion.min_changed == 0.01 and applied.changed == ("motion.min_changed",)
     second = sign_config({"motion": {"min_changed": 0.02, "hold_s": 5.0}}, device_id=paired.device_id,
                          counter=book.next_counter(paired.device_id), keys=keys)
-    store.apply(second.to_bytes())
-    assert store.effective().motion.min_changed == 0.02
+    # the second one is pushed over MQTT to the running device, which answers with a device-signed verdict
+    dev_client, owner_client = client(mosquitto, "dev"), client(mosquitto, "owner")
+    seen = []
+    remote = RemoteDocuments(dev_client, dev.prov, on_config=seen.append)
+    remote.start()
+    dev_client.wait_subscribed(10)
+    try:
+        verdict = push_document(owner_client, device_id=paired.device_id, device_key=paired.device_key,
+                                data=second.to_bytes(), timeout=20)
+        assert verdict.ok and verdict.counter == second.counter and seen[0].config.motion.min_changed == 0.02
+        assert store.effective().motion.min_changed == 0.02
 
-    # ---- unsigned and rolled-back configurations refused
-    unsigned = OwnerDocument(**{**second.__dict__, "counter": 99, "signature": None})
+        # ---- unsigned and rolled-back configurations refused (over MQTT and from a file)
+        unsigned = OwnerDocument(**{**second.__dict__, "counter": 99, "signature": None})
+        verdict = push_document(owner_client, device_id=paired.device_id, device_key=paired.device_key,
+                                data=unsigned.to_bytes(), timeout=20)
+        assert (verdict.ok, verdict.reason) == (False, "unsigned")
+        verdict = push_document(owner_client, device_id=paired.device_id, device_key=paired.device_key,
+                                data=first.to_bytes(), timeout=20)  # an older, validly signed document
+        assert (verdict.ok, verdict.reason) == (False, "stale-counter")
+    finally:
+        remote.stop()
+        dev_client.stop()
+        owner_client.stop()
     with pytest.raises(UnsignedDocument):
         store.apply(unsigned.to_bytes())
     with pytest.raises(StaleCounter):
-        store.apply(first.to_bytes())  # an older, validly signed document: rollback
-    assert store.effective().motion.min_changed == 0.02
+        store.apply(first.to_bytes())
+    assert store.effective().motion.min_changed == 0.02 and len(seen) == 1
     refused = dev.audit_records("config_refused")
-    assert [r["reason"] for r in refused] == ["unsigned", "stale-counter"]
+    assert [r["reason"] for r in refused] == ["unsigned", "stale-counter", "unsigned", "stale-counter"]
 
     # ---- owner key rotation, signed by the old key
     new_keys = owner_keys()

@@ -36,6 +36,7 @@ from doorkeep.provisioning.pairing import (
     run_device,
     seal,
 )
+from doorkeep.provisioning.remote import DocResult, parse_result, sign_result
 from doorkeep.provisioning.rotation import apply_rotation, sign_rotation
 from doorkeep.provisioning.signed_config import (
     SignedConfigStore,
@@ -314,3 +315,12 @@ def test_unsigned_document_helper_round_trip(paired):
     doc = config_doc(dev, keys, 1)
     again = OwnerDocument.from_bytes(doc.to_bytes())
     assert again == doc
+
+
+def test_a_result_not_signed_by_the_pinned_device_is_refused(tmp_path):
+    dev = new_device(tmp_path / "s")
+    other = new_device(tmp_path / "o")
+    r = DocResult("00" * 32, True, 3, "applied", "")
+    assert parse_result(sign_result(r, dev.identity.sign), device_key=dev.identity.public_bytes) == r
+    with pytest.raises(BadSignature):
+        parse_result(sign_result(r, other.identity.sign), device_key=dev.identity.public_bytes)

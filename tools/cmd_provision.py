@@ -3,7 +3,8 @@
 Device: ``pair --device`` (open a pairing window on MQTT, or consume a boot-partition file with ``--boot-file``),
 ``config apply`` (an owner-signed configuration or owner-rotation document), ``factory-reset``.
 Owner: ``pair --owner`` (over MQTT; ``--boot-file`` writes a pairing file for the SD card; ``--receipt`` pins the
-device from its receipt), ``config sign`` (TOML → signed document), ``config rotate-owner``.
+device from its receipt), ``config sign`` (TOML → signed document), ``config push`` (to the running device over
+MQTT), ``config rotate-owner``.
 Owner key passphrases come from ``--passphrase-file``, else ``$DOORKEEP_PASSPHRASE``, else a prompt.
 """
 
@@ -59,6 +60,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     a.add_argument("document", type=Path)
     _state_args(a)
     a.set_defaults(func=_config_apply)
+
+    u = cs.add_parser("push", help="owner: send a signed document to the running device over MQTT; print its verdict")
+    u.add_argument("document", type=Path)
+    u.add_argument("--broker", required=True, metavar="HOST[:PORT]")
+    u.add_argument("--device-id", help="device (default: the one the document names)")
+    u.add_argument("--book", type=Path)
+    u.add_argument("--timeout", type=float, default=30.0, metavar="S")
+    u.set_defaults(func=_config_push)
 
     r = cs.add_parser("rotate-owner", help="owner: sign a hand-over from the old owner key to a new one")
     r.add_argument("--key", required=True, type=Path, help="the OLD owner secret key file (signs)")
@@ -255,6 +264,25 @@ def _config_apply(args: argparse.Namespace) -> int:
         return 0
     finally:
         audit.close()
+
+
+def _config_push(args: argparse.Namespace) -> int:
+    from doorkeep.provisioning.documents import OwnerDocument
+    from doorkeep.provisioning.remote import push_document
+
+    data = args.document.read_bytes()
+    book = _book(args)
+    dev = book.get(args.device_id or OwnerDocument.from_bytes(data).device_id)
+    client = _mqtt(None, args.broker, f"doorkeep-owner-{uuid.uuid4().hex[:8]}")
+    try:
+        verdict = push_document(client, device_id=dev.device_id, device_key=dev.key, data=data, timeout=args.timeout)
+    finally:
+        client.stop()
+    if not verdict.ok:
+        print(f"doorkeep: {dev.device_id} refused the document: {verdict.reason}: {verdict.detail}", file=sys.stderr)
+        return 1
+    print(f"{dev.device_id} applied document #{verdict.counter}")
+    return 0
 
 
 def _peek_kind(data: bytes, doc_cls: Any) -> str | None:

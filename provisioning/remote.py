@@ -1,0 +1,197 @@
+"""Owner-signed documents over MQTT: the owner's hub pushes a configuration or an owner rotation to the running
+device, which answers with a device-signed result.
+
+Topics (under the pairing family, docs/formats.md "Provisioning")::
+
+    doorkeep/<id>/pair/doc      owner -> device   an owner document (canonical JSON, docs/formats.md)
+    doorkeep/<id>/pair/result   device -> owner   {"format":"doorkeep/doc-result","v":1,"doc_hash","ok",
+                                                   "counter","reason","detail","sig"}
+
+Unlike the pairing exchange, ``pair/doc`` is listened to all the time: a document is self-authenticating (owner
+signature, device id, counter), so the channel does not have to be trusted. Every document is audited by the
+checks in :mod:`.signed_config` / :mod:`.rotation` whatever the outcome. Documents are applied on a worker thread,
+never on the network thread.
+
+Example (device side, in the service)::
+
+    remote = RemoteDocuments(client, prov, local=local_tables, on_config=restart_pipeline)
+    remote.start()
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import nacl.exceptions
+import nacl.signing
+from doorkeep.device.errors import FormatError
+from doorkeep.device.publish.mqtt import MqttClient
+from doorkeep.device.publish.topics import Topics
+from doorkeep.device.vault import codec
+from doorkeep.device.vault.keys import PublicKeys
+
+from .device_state import DeviceProvisioning
+from .documents import KIND_CONFIG, KIND_ROTATE, MAX_BYTES, OwnerDocument
+from .errors import BadSignature, MalformedDocument, PairingMismatch, ProvisionRefused
+from .rotation import apply_rotation
+from .signed_config import Applied, SignedConfigStore
+
+log = logging.getLogger(__name__)
+
+LEAF_DOC, LEAF_RESULT = "doc", "result"
+RESULT_FORMAT = "doorkeep/doc-result"
+RESULT_DOMAIN = "doorkeep-doc-result-v1"
+
+
+def doc_hash(data: bytes) -> str:
+    return codec.blake2b(data, person=b"dk-prov-doc").hex()
+
+
+@dataclass(frozen=True)
+class DocResult:
+    """The device's verdict on one pushed document."""
+
+    doc_hash: str
+    ok: bool
+    counter: int | None
+    reason: str
+    detail: str
+
+
+class RemoteDocuments:
+    """Device side: apply owner documents arriving on ``pair/doc`` and publish signed results.
+
+    Args:
+        client: the service's MQTT client.
+        prov: the device's provisioning state (with the service's audit log).
+        local: the local TOML tables (only ``[device]``/``[capture]`` are used).
+        on_config: called with the :class:`Applied` configuration (e.g. to rebuild the pipeline).
+        on_rotation: called with the new owner keys (e.g. to reseal new clips to them).
+    """
+
+    def __init__(self, client: MqttClient, prov: DeviceProvisioning, *, local: dict[str, Any] | None = None,
+                 on_config: Callable[[Applied], None] | None = None,
+                 on_rotation: Callable[[PublicKeys], None] | None = None) -> None:
+        self.client = client
+        self.prov = prov
+        self.store = SignedConfigStore(prov, local=local)
+        self.on_config = on_config
+        self.on_rotation = on_rotation
+        topics = Topics(prov.identity.device_id)
+        self.doc_topic, self.result_topic = topics.pairing(LEAF_DOC), topics.pairing(LEAF_RESULT)
+        self._inbox: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+        self._thread = threading.Thread(target=self._run, name="doorkeep-owner-docs", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        self.client.subscribe(self.doc_topic, self._on_message, qos=1)
+
+    def stop(self) -> None:
+        self.client.unsubscribe(self.doc_topic)
+        self._inbox.put(None)
+        self._thread.join(timeout=5.0)
+
+    def _on_message(self, _topic: str, payload: bytes) -> None:
+        if len(payload) > MAX_BYTES:
+            log.warning("dropped a %d-byte owner document (limit %d)", len(payload), MAX_BYTES)
+            return
+        try:
+            self._inbox.put_nowait(bytes(payload))
+        except queue.Full:
+            log.warning("owner document queue full; dropped one")
+
+    def _run(self) -> None:
+        while (data := self._inbox.get()) is not None:
+            result = self.apply(data)
+            self.client.publish_raw(self.result_topic, sign_result(result, self.prov.identity.sign), qos=1)
+
+    def apply(self, data: bytes) -> DocResult:
+        """Apply one document (config or rotation) and return the verdict; refusals are audited, never raised."""
+        h = doc_hash(data)
+        try:
+            kind = _peek_kind(data)
+            if kind == KIND_ROTATE:
+                new = apply_rotation(self.prov, data)
+                counter = self.prov.last_counter()
+                if self.on_rotation:
+                    self.on_rotation(new)
+            else:
+                applied = self.store.apply(data)
+                counter = applied.counter
+                if self.on_config:
+                    self.on_config(applied)
+        except ProvisionRefused as exc:
+            log.warning("owner document refused: %s", exc)
+            return DocResult(h, False, None, exc.reason, exc.detail[:300])
+        return DocResult(h, True, counter, "applied", "")
+
+
+def _peek_kind(data: bytes) -> str:
+    try:
+        return OwnerDocument.from_bytes(data).kind
+    except ProvisionRefused:
+        return KIND_CONFIG  # the config path refuses (and audits) it with its reason
+
+
+def sign_result(r: DocResult, sign: Callable[[bytes], bytes]) -> bytes:
+    body = {"format": RESULT_FORMAT, "v": 1, "doc_hash": r.doc_hash, "ok": r.ok, "counter": r.counter,
+            "reason": r.reason, "detail": r.detail}
+    sig = sign(codec.signed_message(RESULT_DOMAIN, codec.canonical(body)))
+    return codec.canonical({**body, "sig": codec.b64e(sig)}) + b"\n"
+
+
+def parse_result(data: bytes, *, device_key: bytes) -> DocResult:
+    """Owner side: verify a result against the pinned device key."""
+    try:
+        f = codec.Fields(codec.parse_json(data, what="document result"), what="document result")
+        f.header(RESULT_FORMAT, 1)
+        f.only("format", "v", "doc_hash", "ok", "counter", "reason", "detail", "sig")
+        body = {k: v for k, v in f.obj.items() if k != "sig"}
+        try:
+            nacl.signing.VerifyKey(device_key).verify(codec.signed_message(RESULT_DOMAIN, codec.canonical(body)),
+                                                      f.b64("sig", length=64))
+        except nacl.exceptions.BadSignatureError:
+            raise BadSignature("document result: not signed by the pinned device key") from None
+        counter = None if f.obj.get("counter") is None else f.integer("counter")
+        return DocResult(f.hexstr("doc_hash", length=32), f.flag("ok"), counter, f.text("reason", max_len=64),
+                         f.text("detail", max_len=400, empty=True))
+    except FormatError as exc:
+        raise MalformedDocument(str(exc)) from None
+
+
+def push_document(client: MqttClient, *, device_id: str, device_key: bytes, data: bytes,
+                  timeout: float) -> DocResult:
+    """Owner side: publish a document to the device and wait for its signed verdict on this document.
+
+    Raises:
+        PairingMismatch: no verdict within ``timeout`` (reason ``timeout``) — is the device online?
+    """
+    topics = Topics(device_id)
+    want = doc_hash(data)
+    results: queue.Queue[DocResult] = queue.Queue()
+
+    def on_result(_topic: str, payload: bytes) -> None:
+        try:
+            r = parse_result(payload, device_key=device_key)
+        except ProvisionRefused as exc:
+            log.warning("ignored a result: %s", exc)
+            return
+        if r.doc_hash == want:
+            results.put(r)
+
+    client.subscribe(topics.pairing(LEAF_RESULT), on_result, qos=1)
+    try:
+        client.wait_subscribed(timeout)
+        client.publish_raw(topics.pairing(LEAF_DOC), data, qos=1).wait(timeout)
+        try:
+            return results.get(timeout=timeout)
+        except queue.Empty:
+            raise PairingMismatch(f"no answer from {device_id} within {timeout:.0f} s (is it online?)",
+                                  reason="timeout") from None
+    finally:
+        client.unsubscribe(topics.pairing(LEAF_RESULT))
