@@ -56,7 +56,16 @@ SESSION_BYTES = 16
 CODE_DIGITS = 6
 #: Default pairing window after ``doorkeep pair --device`` or a button press.
 DEFAULT_WINDOW_S = 300.0
-MESSAGE_TYPES = ("offer", "accept", "reveal", "confirm", "done", "abort")
+#: The fields each message type carries besides format, v, type, session and sig (nothing else is accepted).
+MESSAGE_FIELDS: dict[str, tuple[str, ...]] = {
+    "offer": ("owner", "commit", "auth"),
+    "accept": ("device", "device_id", "nonce"),
+    "reveal": ("nonce",),
+    "confirm": ("transcript",),
+    "done": ("transcript", "counter"),
+    "abort": ("reason",),
+}
+MESSAGE_TYPES = tuple(MESSAGE_FIELDS)
 
 
 # ------------------------------------------------------------------------------------------------- derivations
@@ -104,6 +113,7 @@ class Message:
             mtype = f.text("type", max_len=16)
             if mtype not in MESSAGE_TYPES:
                 raise MalformedDocument(f"unknown pairing message type {mtype!r}")
+            f.only("format", "v", "type", "session", "sig", *MESSAGE_FIELDS[mtype])
             sig = f.b64("sig", length=64)
             body = {k: v for k, v in f.obj.items() if k != "sig"}
             return cls(mtype, f.b64("session", length=SESSION_BYTES), f, codec.signed_message(
@@ -203,10 +213,11 @@ class DevicePairing:
                 raise PairingMismatch(f"pairing session already {self.state}")
             msg = Message.parse(data)
             if msg.type == "abort":
-                if self._owner is not None and msg.session == self._session:
-                    msg.verify(self._owner.sign)
-                    self._fail("aborted-by-owner", str(msg.fields.obj.get("reason", ""))[:100])
-                return []
+                if self._owner is None or msg.session != self._session:
+                    return []  # nothing of ours to abort
+                msg.verify(self._owner.sign)
+                raise PairingMismatch(f"the owner aborted: {str(msg.fields.obj.get('reason', ''))[:100]}",
+                                      reason="aborted-by-owner")
             if self._session and msg.session != self._session:
                 raise PairingMismatch("message for another pairing session")
             return getattr(self, f"_on_{self.state}")(msg)

@@ -324,3 +324,18 @@ def test_a_result_not_signed_by_the_pinned_device_is_refused(tmp_path):
     assert parse_result(sign_result(r, dev.identity.sign), device_key=dev.identity.public_bytes) == r
     with pytest.raises(BadSignature):
         parse_result(sign_result(r, other.identity.sign), device_key=dev.identity.public_bytes)
+
+
+def test_owner_abort_ends_the_device_session_and_extra_fields_are_refused(tmp_path):
+    dev = new_device(tmp_path / "s")
+    keys = owner_keys()
+    o, d = OwnerPairing(keys), DevicePairing(dev.prov)
+    (accept,) = d.handle(o.start())
+    o.handle(accept)
+    with pytest.raises(PairingMismatch) as exc:
+        d.handle(o.abort_message("code-rejected"))
+    assert exc.value.reason == "aborted-by-owner" and d.state == "failed"
+    offer = json.loads(OwnerPairing(keys).start())
+    offer["extra"] = "x"
+    with pytest.raises(MalformedDocument, match="unknown keys"):
+        DevicePairing(new_device(tmp_path / "t").prov).handle(codec.canonical(offer))
