@@ -27,8 +27,13 @@ def night_set(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict
 
     out = tmp_path_factory.mktemp("night-set")
     labels = build_evalset(load_evalset("night"), out)
+    from doorkeep.tools.evalset import split_name
+
     with open(labels, newline="", encoding="utf-8") as f:
-        return out, list(csv.DictReader(f))
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["photo"], r["variant"] = split_name(r["file"])
+    return out, rows
 
 
 @pytest.fixture(scope="module")

