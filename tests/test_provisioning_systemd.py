@@ -31,6 +31,13 @@ def test_unit_has_the_hardening():
     assert f"ExecStart={INSTALLED_BINARY} run" in text
 
 
+def test_exec_lines_carry_no_systemd_variables():
+    """systemd expands $VAR in Exec lines before the shell sees them: a shell variable there would be empty."""
+    for line in UNIT.read_text().splitlines():
+        if line.startswith("Exec"):
+            assert "$" not in line.replace("$$", ""), line
+
+
 def test_unit_passes_systemd_analyze_verify(tmp_path):
     analyze = shutil.which("systemd-analyze") or "/usr/bin/systemd-analyze"
     if not os.access(analyze, os.X_OK):
