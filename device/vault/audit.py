@@ -179,8 +179,13 @@ def verify(path: str | os.PathLike[str], verify_key: nacl.signing.VerifyKey | by
            expect_head: str | None = None) -> VerifyReport:
     """Check every record's index, chain, hash and signature; with ``expect_head`` also that a head seen earlier
     (e.g. in a heartbeat) is still in the chain, which detects truncation and rollback."""
+    return verify_bytes(Path(path).read_bytes(), verify_key, expect_head=expect_head)
+
+
+def verify_bytes(data: bytes, verify_key: nacl.signing.VerifyKey | bytes, *,
+                 expect_head: str | None = None) -> VerifyReport:
+    """:func:`verify` on the log's bytes (e.g. a copy the hub fetched)."""
     vk = verify_key if isinstance(verify_key, nacl.signing.VerifyKey) else nacl.signing.VerifyKey(verify_key)
-    data = Path(path).read_bytes()
     lines = data.split(b"\n")
     torn = lines.pop() != b""  # a complete file ends with "\n", leaving one empty piece
     prev = GENESIS
