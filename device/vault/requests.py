@@ -26,6 +26,8 @@ SIG_DOMAIN = "doorkeep-request-v1"
 NOTICE_FORMAT = "doorkeep-request-notice"
 #: The one reply a requester ever gets from the device.
 ACK = canonical({"format": "doorkeep-request-ack", "v": 1, "status": "forwarded-to-owner"})
+#: Largest request accepted (and so the largest notification published, plus a small envelope).
+MAX_REQUEST_BYTES = 8192
 _KEYS = ("format", "v", "request_id", "requester", "incident", "purpose", "window", "issued_at", "key", "sig")
 
 
@@ -54,6 +56,8 @@ class Request:
     @classmethod
     def from_bytes(cls, data: bytes) -> Request:
         """Parse and verify the requester's signature. Raises :class:`FormatError`."""
+        if len(data) > MAX_REQUEST_BYTES:
+            raise FormatError(f"request: larger than {MAX_REQUEST_BYTES} bytes")
         f = Fields(parse_json(bytes(data).strip(), what="request"), what="request")
         f.header(FORMAT, VERSION)
         f.only(*_KEYS)
