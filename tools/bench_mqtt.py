@@ -92,6 +92,20 @@ class _Receiver:
         self.client.loop_stop()
 
 
+def _rig(stack: ExitStack, *, seed: int) -> tuple[MqttPublisher, _Receiver, str]:
+    """Broker, a verifying subscriber and a connected publisher (outbox in a temp dir), closed by ``stack``."""
+    ident = DeviceIdentity(nacl.signing.SigningKey(bytes([seed]) * 32))
+    state = stack.enter_context(tempfile.TemporaryDirectory())
+    host, port, kind = _broker(stack)
+    rx = _Receiver(host, port, ident)
+    stack.callback(rx.close)
+    pub = MqttPublisher(MqttSection(host=host, port=port, heartbeat_s=3600, discovery=False), ident, state_dir=state)
+    pub.start()
+    stack.callback(pub.close)
+    pub.client.wait_connected(10)
+    return pub, rx, kind
+
+
 def _percentiles(ms: list[float], prefix: str) -> dict[str, float]:
     p50, p95 = np.percentile(np.asarray(ms), (50, 95))
     return {f"{prefix}_p50_ms": round(float(p50), 2), f"{prefix}_p95_ms": round(float(p95), 2)}
@@ -129,16 +143,8 @@ def frame_to_event_latency(*, cycles: int) -> dict[str, float]:
             if k not in appeared and info.seq >= i:
                 appeared[k] = info.t_wall - (info.seq - i) / FPS
 
-    ident = DeviceIdentity(nacl.signing.SigningKey(bytes([5]) * 32))
-    with ExitStack() as stack, tempfile.TemporaryDirectory() as state:
-        host, port, kind = _broker(stack)
-        rx = _Receiver(host, port, ident)
-        stack.callback(rx.close)
-        pub = MqttPublisher(MqttSection(host=host, port=port, heartbeat_s=3600, discovery=False), ident,
-                            state_dir=state)
-        pub.start()
-        stack.callback(pub.close)
-        pub.client.wait_connected(10)
+    with ExitStack() as stack:
+        pub, rx, kind = _rig(stack, seed=5)
         bell = Doorbell.from_config(config, source=source, detector=detector, tracker=PersonTracker.from_config(config),
                                     event_sinks=[pub], on_frame=on_frame)
         received: list[float] = []
@@ -163,17 +169,9 @@ def frame_to_event_latency(*, cycles: int) -> dict[str, float]:
 
 def publish_latency(*, n: int) -> dict[str, float]:
     """``on_event`` → verified event at a subscriber (no capture/detection): the MQTT share of the latency."""
-    ident = DeviceIdentity(nacl.signing.SigningKey(bytes([6]) * 32))
     lat = []
-    with ExitStack() as stack, tempfile.TemporaryDirectory() as state:
-        host, port, _kind = _broker(stack)
-        rx = _Receiver(host, port, ident)
-        stack.callback(rx.close)
-        pub = MqttPublisher(MqttSection(host=host, port=port, heartbeat_s=3600, discovery=False), ident,
-                            state_dir=state)
-        pub.start()
-        stack.callback(pub.close)
-        pub.client.wait_connected(10)
+    with ExitStack() as stack:
+        pub, rx, _kind = _rig(stack, seed=6)
         for i in range(n):
             t0 = time.time()
             pub.on_event(Event(f"b{i}", "doorbell", "press", t0, t0))
