@@ -27,3 +27,26 @@ def test_demo_mqtt_on_embedded_broker_prints_verified_events() -> None:
         demo.close()  # idempotent
     text = out.getvalue()
     assert IDENT.device_id in text and "porch" in text and "doorbell" in text
+
+
+def test_attach_demo_mqtt_to_a_doorbell() -> None:
+    pytest.importorskip("amqtt", reason="amqtt (extra 'demo') not installed")
+    from doorkeep.device.app import Doorbell
+    from doorkeep.device.config import CaptureSection, Config
+    from doorkeep.device.sources.synthetic import SyntheticSource
+    from doorkeep.tools.embedded_broker import attach_demo_mqtt
+
+    config = Config().replace(capture=CaptureSection(source="synthetic", main_width=320, main_height=240,
+                                                     lores_width=160, lores_height=120))
+    bell = Doorbell.from_config(config, source=SyntheticSource(width=320, height=240, lores_width=160,
+                                                               lores_height=120, encode=False))
+    out = io.StringIO()
+    mqtt = attach_demo_mqtt(bell, identity=IDENT, out=out)
+    try:
+        with bell:
+            assert mqtt.publisher in bell.loop.event_sinks
+            mqtt.button.press()
+            mqtt.watcher.wait(count=1, seconds=20)
+    finally:
+        mqtt.close()
+    assert mqtt.watcher.verified == 1 and "doorbell" in out.getvalue()

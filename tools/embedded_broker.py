@@ -5,11 +5,12 @@ hub subscriber that verifies and prints every signed event — so ``doorkeep dem
 
 Example::
 
-    mqtt = DemoMqtt.start(identity, broker=None, out=sys.stdout)
-    bell = Doorbell.from_config(config, event_sinks=[mqtt.publisher, ...])
-    mqtt.publisher.heartbeat.stats = bell.stats.snapshot
-    ...
-    mqtt.close()
+    bell = build_demo(config, args)                     # the demo's Doorbell
+    mqtt = attach_demo_mqtt(bell, broker=args.broker)   # embedded broker unless --broker; prints verified events
+    try:
+        ...run the bell...
+    finally:
+        mqtt.close()
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import threading
 from pathlib import Path
 from typing import Any, TextIO
 
+from doorkeep.device.button import SoftwareButton
 from doorkeep.device.config import MqttSection
 from doorkeep.device.errors import PublishError
 from doorkeep.device.identity import DeviceIdentity
@@ -120,6 +122,8 @@ class DemoMqtt:
         self.watcher = watcher
         self.broker = broker
         self._state_dir = state_dir
+        #: The demo's doorbell button (``press()``); Enter on a terminal presses it.
+        self.button = SoftwareButton(sinks=[publisher])
 
     @classmethod
     def start(cls, identity: DeviceIdentity, *, broker: str | None = None, out: TextIO = sys.stdout,
@@ -166,3 +170,27 @@ class DemoMqtt:
             self.broker.stop()
             self.broker = None
         shutil.rmtree(self._state_dir, ignore_errors=True)
+
+
+def attach_demo_mqtt(bell: Any, *, broker: str | None = None, identity: DeviceIdentity | None = None,
+                     out: TextIO = sys.stdout) -> DemoMqtt:
+    """Give a demo :class:`~doorkeep.device.app.Doorbell` its MQTT side, before ``bell.start()``.
+
+    Starts the embedded broker (unless ``broker`` is ``HOST[:PORT]``), adds the signing publisher to the bell's
+    event sinks with the bell's stats as its heartbeat, and prints every verified event (and loudly every rejected
+    one). On a terminal, Enter rings the doorbell. ``identity``: default a fresh one for this run. Close the result
+    after the bell stops.
+    """
+    demo = DemoMqtt.start(identity or DeviceIdentity.generate(), broker=broker, out=out)
+    demo.publisher.heartbeat.stats = bell.stats.snapshot
+    bell.loop.event_sinks.append(demo.publisher)
+    if sys.stdin is not None and sys.stdin.isatty():
+        print("doorkeep demo: press Enter to ring the doorbell", file=out, flush=True)
+        threading.Thread(target=_ring_on_enter, args=(demo.button,), name="doorkeep-demo-button",
+                         daemon=True).start()
+    return demo
+
+
+def _ring_on_enter(button: SoftwareButton) -> None:
+    for _line in sys.stdin:
+        button.press()

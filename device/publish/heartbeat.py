@@ -43,7 +43,8 @@ def heartbeat_payload(snapshot: dict[str, Any], *, outbox: int = 0, outbox_dropp
         "v": HEARTBEAT_VERSION,
         "t": round((time.time() if now is None else now) * 1000),
         "uptime_s": round(float(snapshot.get("uptime_s", 0.0)), 1),
-        "fps": round(float(snapshot.get("fps", 0.0)), 2),
+        # Capture rate when the loop reports it (gauge), else the analysed rate.
+        "fps": round(float(gauges.get("capture_fps", snapshot.get("fps", 0.0))), 2),
         "drops": _drops(snapshot),
         "inference_ms": round(float(detect.get("p50", 0.0)), 2),
         "storage_mb": round(float(storage) / 1e6, 2),
