@@ -116,7 +116,7 @@ class PrivacyMask:
         self.shape = i420_shape(width, height)
         self.width, self.height = width, height
         y = rasterise(polygons, width=width, height=height)
-        c = y.reshape(height // 2, 2, width // 2, 2).any(axis=(1, 3))
+        c: np.ndarray = np.asarray(y.reshape(height // 2, 2, width // 2, 2).any(axis=(1, 3)))
         self.coverage = float(y.mean())
         self._y = _PlanePlan(y, BLACK_Y)
         self._c = _PlanePlan(c, NEUTRAL_UV)

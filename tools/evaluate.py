@@ -48,7 +48,7 @@ def image_to_lores(path: Path, *, width: int, height: int) -> tuple[np.ndarray, 
         rgb = im.convert("RGB")
     s = min(width / rgb.width, height / rgb.height)
     w, h = max(2, int(rgb.width * s) // 2 * 2), max(2, int(rgb.height * s) // 2 * 2)
-    return rgb_to_i420(np.asarray(rgb.resize((w, h), Image.BILINEAR))), w, h
+    return rgb_to_i420(np.asarray(rgb.resize((w, h), Image.Resampling.BILINEAR))), w, h
 
 
 def auc(labels: list[int], scores: list[float]) -> float | None:

@@ -34,7 +34,7 @@ def lores_frames(path: Path, *, width: int, height: int) -> Iterator[tuple[float
             s = vf.reformat(width=width, height=height, format="yuv420p")
             for dst, plane in ((out[:height], s.planes[0]), (u, s.planes[1]), (v, s.planes[2])):
                 h, w = dst.shape
-                np.copyto(dst, np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:h, :w])
+                np.copyto(dst, np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)[:h, :w])
             yield t, out
 
 

@@ -55,14 +55,12 @@ class PersonDetector:
                 else manifest.person_class
             self._decoder = SsdPostprocessDecoder(threshold=self.threshold, person_class=pc)
         self._pre: Preprocessor | None = None
+        #: Best person score of the last frame, even below the threshold.
+        self.max_score = 0.0
 
     @property
     def runtime(self) -> str:
         return str(self.interpreter.runtime)
-
-    @property
-    def max_score(self) -> float:
-        return float(self._decoder.max_score)
 
     def _check_io(self) -> None:
         m, it = self.manifest, self.interpreter
@@ -90,10 +88,14 @@ class PersonDetector:
         it = self.interpreter
         it.set_input(pre(frame))
         it.invoke()
+        dets: list[Detection]
         if self.manifest.decoder == "blazepose":
-            return self._decoder.decode(it.output(0), it.output(1), pre.letterbox)  # type: ignore[no-any-return]
-        outs = {name: it.output(i) for i, name in enumerate(self.manifest.output_names)}
-        return self._decoder.decode(outs, pre.letterbox)  # type: ignore[no-any-return]
+            dets = self._decoder.decode(it.output(0), it.output(1), pre.letterbox)
+        else:
+            dets = self._decoder.decode({n: it.output(i) for i, n in enumerate(self.manifest.output_names)},
+                                        pre.letterbox)
+        self.max_score = float(self._decoder.max_score)
+        return dets
 
 
 def build_detector(config: Any, *, fetch: bool = True) -> PersonDetector:

