@@ -95,3 +95,15 @@ def photo_dir(tmp_path_factory) -> Path:
             rows.append(f"{dst},{label}")
     (d / "labels.csv").write_text("\n".join(rows) + "\n")
     return d
+
+
+@pytest.fixture(scope="session")
+def person_photos() -> dict[str, np.ndarray]:
+    """Real photos with people, by name, as RGB uint8 arrays."""
+    return {n: load_photo(*src) for n, src in PERSON_PHOTOS.items()}
+
+
+@pytest.fixture(scope="session")
+def no_person_photos() -> dict[str, np.ndarray]:
+    """Real photos without people, by name, as RGB uint8 arrays."""
+    return {n: load_photo(*src) for n, src in NO_PERSON_PHOTOS.items()}

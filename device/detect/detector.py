@@ -11,6 +11,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from .decoders.ssd_postprocess import (
 from .models import ModelManifest, all_manifests, ensure_model
 from .preprocess import Preprocessor
 from .runtime import Interpreter, open_interpreter
+
+log = logging.getLogger(__name__)
 
 #: Decoder kinds (manifest ``[decoder] kind``) that PersonDetector can run.
 PERSON_DECODERS = ("blazepose", "ssd_postprocess")
@@ -110,5 +113,8 @@ def build_detector(config: Any, *, fetch: bool = True) -> PersonDetector:
         raise ModelError(f"detect.model = {d.model!r}: no such model (known: {', '.join(sorted(manifests))})")
     manifest = manifests[d.model]
     path = ensure_model(manifest, state_dir=config.state_dir, fetch=fetch)
-    return PersonDetector(manifest, path, threshold=d.threshold, threads=d.threads, runtime=d.runtime,
-                          delegate=d.delegate or None)
+    det = PersonDetector(manifest, path, threshold=d.threshold, threads=d.threads, runtime=d.runtime,
+                         delegate=d.delegate or None)
+    log.info("person detector: %s (%s, sha256 %s…) on %s, %d threads%s", manifest.name, path,
+             manifest.sha256[:12], det.runtime, d.threads, f", delegate {d.delegate}" if d.delegate else "")
+    return det
