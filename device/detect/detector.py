@@ -78,12 +78,8 @@ class PersonDetector:
                              f"([output] names), got {len(shapes)} outputs named {list(m.output_names)}")
 
     def _preprocessor(self, width: int, height: int) -> Preprocessor:
-        pre = self._pre
-        if pre is None or pre.width != width or pre.height != height:
-            spec = self.manifest.input
-            pre = self._pre = Preprocessor(width=width, height=height, in_w=spec.width, in_h=spec.height,
-                                           value_range=spec.value_range, dtype=spec.dtype, letterbox=spec.letterbox)
-        return pre
+        self._pre = Preprocessor.reuse(self._pre, self.manifest.input, width=width, height=height)
+        return self._pre
 
     def detect(self, frame: np.ndarray, *, width: int, height: int) -> list[Detection]:
         """People in ``frame`` (I420, ``width`` x ``height``), best first, boxes normalised to the frame."""

@@ -12,6 +12,7 @@ Colour: BT.601 limited range ("TV" levels), what libx264/PyAV's ``yuv420p`` and 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -119,6 +120,15 @@ class Preprocessor:
         self.output = self._work if self.dtype == np.float32 else np.zeros((1, in_h, in_w, 3), self.dtype)
         if self.dtype != np.float32:
             np.copyto(self.output, self._work, casting="unsafe")
+
+    @classmethod
+    def reuse(cls, current: Preprocessor | None, spec: Any, *, width: int, height: int) -> Preprocessor:
+        """``current`` if it fits a ``width`` x ``height`` frame, else a new one for ``spec`` (a manifest's
+        :class:`~doorkeep.device.detect.models.InputSpec`). Detectors keep one and call this per frame."""
+        if current is not None and current.width == width and current.height == height:
+            return current
+        return cls(width=width, height=height, in_w=spec.width, in_h=spec.height, value_range=spec.value_range,
+                   dtype=spec.dtype, letterbox=spec.letterbox)
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         if frame.shape != self.frame_shape or frame.dtype != np.uint8:
