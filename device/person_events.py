@@ -22,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -30,6 +31,8 @@ from .detections import Detection
 from .errors import EventError
 from .events import Event
 from .zones import Zone, zone_of
+
+log = logging.getLogger(__name__)
 
 
 class PersonTracker:
@@ -55,6 +58,7 @@ class PersonTracker:
         self._active: Event | None = None
         self._last_seen = 0.0
         self._best = 0.0
+        self._clock_warned = False
 
     @classmethod
     def from_config(cls, config: object) -> PersonTracker:
@@ -84,9 +88,16 @@ class PersonTracker:
         return best
 
     def update(self, t: float, detections: list[Detection] | None) -> list[Event]:
-        """Feed one frame's result at time ``t`` (seconds, non-decreasing); returns the transitions it caused."""
+        """Feed one frame's result at time ``t`` (seconds); returns the transitions it caused.
+
+        Times are wall-clock seconds and a device's clock can be stepped back (NTP after boot): a ``t`` earlier than
+        the previous one is treated as the previous one, so events never run backwards and the device keeps going.
+        """
         if self._last_t is not None and t < self._last_t:
-            raise EventError(f"time went backwards: {t} after {self._last_t}")
+            if not self._clock_warned:
+                log.warning("clock went back %.3f s; holding event time at %.3f", self._last_t - t, self._last_t)
+                self._clock_warned = True
+            t = self._last_t
         self._last_t = t
         out: list[Event] = []
         if detections is not None:
