@@ -40,11 +40,11 @@ class MyProductEvents(EventSink):
         print(f"{event.kind} {event.phase}: score {event.score:.2f} zone {event.zone or '-'}", flush=True)
 
 
-def make_config(video: Path, state_dir: Path, broker: str | None) -> Config:
+def make_config(video: Path, state_dir: Path, broker: str | None, *, fast: bool = False) -> Config:
     """Configuration as a dict (the same keys as doorkeep.toml, docs/config.md)."""
     table: dict = {
         "device": {"name": "Embedded doorbell", "state_dir": str(state_dir)},
-        "capture": {"source": "file", "path": str(video), "realtime": False, "lores_width": 320,
+        "capture": {"source": "file", "path": str(video), "realtime": not fast, "lores_width": 320,
                     "lores_height": 240},
         "mqtt": {"enabled": broker is not None},
     }
@@ -59,10 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--video", required=True, type=Path, help="video file (any format PyAV reads)")
     ap.add_argument("--state-dir", required=True, type=Path, help="device state (identity, outbox, vault)")
     ap.add_argument("--broker", help="HOST[:PORT]: also publish signed events over MQTT")
+    ap.add_argument("--fast", action="store_true",
+                    help="read the file as fast as possible (the detector then sees only the newest frames)")
     ap.add_argument("--timeout", type=float, default=120.0, help="stop after this many seconds")
     args = ap.parse_args(argv)
 
-    config = make_config(args.video, args.state_dir, args.broker)
+    config = make_config(args.video, args.state_dir, args.broker, fast=args.fast)
     identity = DeviceIdentity.load_or_create(config.state_dir)  # a vendor may also use doorkeep.provisioning
     mine = MyProductEvents()
     sinks: list[EventSink] = [mine]

@@ -16,7 +16,7 @@ from doorkeep.device.publish.payload import verify
 from fixtures_broker import Subscriber
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "embed_doorkeep.py"
-W, H, FPS, SECONDS = 640, 360, 10, 6
+W, H, FPS, SECONDS = 640, 360, 15, 4
 
 pytestmark = [pytest.mark.detection, pytest.mark.broker]
 
