@@ -149,5 +149,9 @@ def open_interpreter(
     try:
         raw = info.module.Interpreter(**kwargs)
         return Interpreter(raw, info, delegate=delegate)
+    except (ImportError, AttributeError) as exc:
+        # tflite-runtime imports under numpy 2 but fails here ("_ARRAY_API not found").
+        raise RuntimeMissingError(f"{info} is installed but cannot create an interpreter with numpy {np.__version__} "
+                                  f"({type(exc).__name__}: {exc}). {_missing_message([])}") from exc
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"{info} could not load the model {model_path}: {exc}") from exc
