@@ -103,3 +103,19 @@ def test_cli_pair_sign_apply_rotate_reset(mosquitto, tmp_path):
     assert refused.returncode == 2  # the confirmation flag is required
     run("factory-reset", "--state-dir", str(state), "--yes-destroy-everything", env=env)
     assert not (state / "device.key").exists() and not (state / "owner.pub").exists()
+
+
+def test_cli_boot_file_pairing_and_receipt(tmp_path):
+    env = {**os.environ, "DOORKEEP_PASSPHRASE": "pw", "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    state, key, boot = tmp_path / "state", tmp_path / "owner.key", tmp_path / "bootfs" / "doorkeep-pair.json"
+    boot.parent.mkdir()
+    run("owner", "keygen", "--out", str(key), "--kdf", "min", env=env)
+    wrote = run("pair", "--owner", "--key", str(key), "--boot-file", str(boot), env=env)
+    code = re.search(r"PAIRING CODE (\d{6})", wrote.stdout).group(1)
+    device = run("pair", "--device", "--state-dir", str(state), "--boot-file", str(boot), env=env)
+    assert f"code {code}" in device.stdout and not boot.exists()
+    pinned = run("pair", "--owner", "--key", str(key), "--receipt", str(state / "pair-receipt.json"), env=env)
+    assert "pinned device dk-" in pinned.stdout
+    again = run("pair", "--owner", "--key", str(key), "--receipt", str(state / "pair-receipt.json"), env=env,
+                check=False)  # the pending nonce was used up: a receipt cannot be replayed into the book
+    assert again.returncode == 1 and "proof" in again.stderr
