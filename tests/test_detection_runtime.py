@@ -74,3 +74,22 @@ def test_missing_delegate_is_a_clear_error(model_path):
 
     with pytest.raises(DetectError, match="delegate"):
         open_interpreter(model_path, delegate="/nonexistent/libedgetpu.so.1")
+
+
+def test_runtime_that_imports_but_cannot_run_is_a_runtime_error(monkeypatch, tmp_path):
+    """tflite-runtime under numpy 2 imports fine, then Interpreter() fails with SystemError (_ARRAY_API not found)."""
+    import types
+
+    from doorkeep.device.detect import runtime
+
+    fake = types.ModuleType("fake_rt.interpreter")
+
+    def _broken(**kw):
+        raise SystemError("returned a result with an exception set (_ARRAY_API not found)")
+
+    fake.Interpreter = _broken  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "fake_rt", types.ModuleType("fake_rt"))
+    monkeypatch.setitem(sys.modules, "fake_rt.interpreter", fake)
+    monkeypatch.setitem(runtime.RUNTIMES, "tflite", ("fake_rt", "fake_rt.interpreter", "fake-rt"))
+    with pytest.raises(RuntimeMissingError, match=r"installed but cannot create an interpreter.*numpy<2"):
+        runtime.open_interpreter(tmp_path / "m.tflite", runtime="tflite")

@@ -44,10 +44,10 @@ class RuntimeInfo:
         return f"{self.name} {self.version}"
 
 
-def _missing_message(errors: list[str]) -> str:
+def _missing_message(errors: list[str], *, lead: str = "no TFLite runtime could be imported") -> str:
     machine = platform.machine()
     msg = (
-        "no TFLite runtime could be imported. Install one of: "
+        f"{lead}. Install one of: "
         "`pip install ai-edge-litert` (the default; works with numpy 1.x and 2.x), or "
         "`pip install tflite-runtime 'numpy<2'` (the fallback; needs numpy<2, Python <= 3.11, and is the one that "
         "loads a Coral Edge TPU delegate). Neither package has wheels for armv7l (32-bit Raspberry Pi OS): use the "
@@ -149,9 +149,9 @@ def open_interpreter(
     try:
         raw = info.module.Interpreter(**kwargs)
         return Interpreter(raw, info, delegate=delegate)
-    except (ImportError, AttributeError) as exc:
+    except (ImportError, AttributeError, SystemError) as exc:
         # tflite-runtime imports under numpy 2 but fails here ("_ARRAY_API not found").
-        raise RuntimeMissingError(f"{info} is installed but cannot create an interpreter with numpy {np.__version__} "
-                                  f"({type(exc).__name__}: {exc}). {_missing_message([])}") from exc
+        lead = f"{info} is installed but cannot create an interpreter with numpy {np.__version__}"
+        raise RuntimeMissingError(_missing_message([f"{type(exc).__name__}: {exc}"], lead=lead)) from exc
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"{info} could not load the model {model_path}: {exc}") from exc
