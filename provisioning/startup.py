@@ -8,10 +8,11 @@
 3. Build the configuration: the local TOML's hardware/path tables plus the owner-signed document last applied
    (re-verified). Once paired, policy in the local file is refused by key path.
 
-Example (the lead's ``doorkeep run``)::
+Example (``doorkeep run``; the service holds the state-directory lock for its whole life)::
 
-    start = prepare_device(args.config)
-    bell = Doorbell.from_config(start.config)
+    with StateLock(state_dir, holder="doorkeep run"):
+        start = prepare_device(args.config)
+        bell = Doorbell.from_config(start.config)
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from doorkeep.device.publish.mqtt import MqttClient
 from doorkeep.device.vault.audit import AuditLog
 from doorkeep.provisioning.device_state import DeviceProvisioning
 from doorkeep.provisioning.remote import RemoteDocuments
+from doorkeep.provisioning.state_lock import StateLock
 
 pytestmark = pytest.mark.broker
 
@@ -119,3 +120,8 @@ def test_cli_boot_file_pairing_and_receipt(tmp_path):
     again = run("pair", "--owner", "--key", str(key), "--receipt", str(state / "pair-receipt.json"), env=env,
                 check=False)  # the pending nonce was used up: a receipt cannot be replayed into the book
     assert again.returncode == 1 and "proof" in again.stderr
+    # while the service holds the state directory, device-side commands are refused (one audit-log writer)
+    with StateLock(state, holder="doorkeep run"):
+        busy = run("factory-reset", "--state-dir", str(state), "--yes-destroy-everything", env=env, check=False)
+    assert busy.returncode == 1 and "state-busy" in busy.stderr and "doorkeep run" in busy.stderr
+    assert (state / "device.key").exists()

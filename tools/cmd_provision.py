@@ -103,16 +103,36 @@ def _owner_keys(path: Path | None, args: argparse.Namespace) -> Any:
     return SecretKeys.load(path, _passphrase(args), role="owner")
 
 
+class _DeviceAudit:
+    """The audit log of a device-side command, holding the state-directory lock until closed."""
+
+    def __init__(self, log: Any, lock: Any) -> None:
+        self.log, self.lock = log, lock
+
+    def append(self, kind: str, **fields: Any) -> Any:
+        return self.log.append(kind, **fields)
+
+    def close(self) -> None:
+        self.log.close()
+        self.lock.release()
+
+
 def _device(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    """(config, audit log, DeviceProvisioning) for device-side commands."""
+    """(config, audit log, DeviceProvisioning) for device-side commands; refused while the service runs."""
     from doorkeep.device.vault.audit import AuditLog
     from doorkeep.device.vault.vault import AUDIT_FILE
     from doorkeep.provisioning.device_state import DeviceProvisioning
     from doorkeep.provisioning.identity import first_boot
+    from doorkeep.provisioning.state_lock import StateLock
 
     cfg = _config(args)
-    ident = first_boot(cfg.state_dir)
-    audit = AuditLog.open(cfg.state_dir / AUDIT_FILE, ident)
+    lock = StateLock(cfg.state_dir, holder=f"doorkeep {args.command}").acquire()
+    try:
+        ident = first_boot(cfg.state_dir)
+        audit = _DeviceAudit(AuditLog.open(cfg.state_dir / AUDIT_FILE, ident), lock)
+    except BaseException:
+        lock.release()
+        raise
     return cfg, audit, DeviceProvisioning(cfg.state_dir, identity=ident, audit=audit)
 
 
