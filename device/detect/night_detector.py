@@ -112,16 +112,8 @@ class SegmentationPersons:
         self._pre: Preprocessor | None = None
         self.max_score = 0.0
 
-    def _preprocessor(self, width: int, height: int) -> Preprocessor:
-        pre = self._pre
-        if pre is None or pre.width != width or pre.height != height:
-            spec = self.manifest.input
-            pre = self._pre = Preprocessor(width=width, height=height, in_w=spec.width, in_h=spec.height,
-                                           value_range=spec.value_range, dtype=spec.dtype, letterbox=spec.letterbox)
-        return pre
-
     def detect(self, frame: np.ndarray, *, width: int, height: int) -> list[Detection]:
-        pre = self._preprocessor(width, height)
+        pre = self._pre = Preprocessor.reuse(self._pre, self.manifest.input, width=width, height=height)
         it = self.interpreter
         it.set_input(pre(frame))
         it.invoke()
