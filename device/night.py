@@ -85,7 +85,8 @@ class NightMode:
 
     def __init__(self, config: NightSection | None = None, *, clock: Clock = time.monotonic) -> None:
         self.config = config or NightSection()
-        self._clock = clock
+        #: Time source for smoothing and dwell: monotonic seconds on a device; footage replay sets the video's time.
+        self.clock = clock
         self._lock = threading.Lock()
         self._meter: ChromaMeter | None = None
         self.listeners: list[Callable[[str], None]] = []
@@ -117,7 +118,7 @@ class NightMode:
             meter = self._meter = ChromaMeter(width=width, height=height, step=self.config.chroma_step)
         value = meter(frame)
         with self._lock:
-            now = self._clock() if t is None else t
+            now = self.clock() if t is None else t
             self.chroma, self._t_chroma = self._smooth(self.chroma, self._t_chroma, value, now)
             if not self._use_lux():
                 self._decide(self.chroma, self.config.chroma_enter, self.config.chroma_leave, now)
@@ -132,7 +133,7 @@ class NightMode:
     def update_lux(self, lux: float, *, t: float | None = None) -> bool:
         """Feed one lux reading; returns True in night mode."""
         with self._lock:
-            now = self._clock() if t is None else t
+            now = self.clock() if t is None else t
             self.lux, self._t_lux = self._smooth(self.lux, self._t_lux, lux, now)
             if self._use_lux():
                 self._decide(self.lux, self.config.lux_enter, self.config.lux_leave, now)
