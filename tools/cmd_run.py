@@ -77,12 +77,17 @@ def _serve(bell: Doorbell, *, seconds: float, every: float) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from doorkeep.device.app import Doorbell
+    from doorkeep.device.memory import pin_mmap_threshold
 
+    pin_mmap_threshold()  # a long-running process: keep RSS flat (device/memory.py)
     bell = Doorbell.from_config(_load(args.config))
     return _serve(bell, seconds=0.0, every=args.stats)
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from doorkeep.device.memory import pin_mmap_threshold
+
+    pin_mmap_threshold()
     config = _load(args.config)
     bell = build_demo(config, args)
     w, h = bell.source.main_size

@@ -93,11 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=30.0, help="seconds before the RSS baseline (default 30)")
     p.add_argument("--make", action="store_true", help="write a 1080p30 H.264 synthetic file first if missing")
     p.add_argument("--make-seconds", type=float, default=60.0, help="length of the made file (looped; default 60)")
+    p.add_argument("--no-pin", action="store_true", help="leave glibc's dynamic mmap threshold (to compare)")
     p.add_argument("--dump-preroll", metavar="FILE", help="at the end, write the pre-roll as raw H.264 and decode it")
     args = p.parse_args(argv)
     from doorkeep.device.app import Doorbell
     from doorkeep.device.config import CaptureSection, Config
+    from doorkeep.device.memory import pin_mmap_threshold
 
+    pinned = pin_mmap_threshold() if not args.no_pin else False
     if args.config:
         config = Config.from_toml(args.config)
     elif args.file:
@@ -112,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("give a video FILE or --config")
     bell = Doorbell.from_config(config)
     result = soak(bell, seconds=args.seconds, warmup_s=args.warmup)
+    result["mmap_threshold_pinned"] = pinned
     if args.dump_preroll:
         result.update(check_preroll(bell, args.dump_preroll))
     bell.close()
