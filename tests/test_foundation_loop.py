@@ -10,6 +10,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 from doorkeep.device.app import Doorbell
 from doorkeep.device.config import CaptureSection, Config
 from doorkeep.device.detections import Detection
@@ -157,3 +158,28 @@ def test_main_filters_from_doorbell_reach_the_source() -> None:
     with bell:
         assert source.wait(30)
     assert calls and calls[0] == (360, 320)
+
+
+def test_pacer_models_the_camera_buffer_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Late by less than the buffer depth: frames come late but none is lost; later than that: lost, counted."""
+    from doorkeep.device.sources import base
+
+    clock = [100.0]
+    monkeypatch.setattr(base.time, "monotonic", lambda: clock[0])
+
+    class Stop:
+        def wait(self, s: float) -> bool:
+            clock[0] += s
+            return False
+
+    pacer = base.Pacer(10.0, buffers=3)  # 100 ms period
+    stop = Stop()
+    times = [pacer.wait(stop) for _ in range(3)]  # type: ignore[arg-type]
+    assert times == pytest.approx([100.0, 100.1, 100.2])
+    clock[0] += 0.25  # the consumer stalls 2.5 periods: within 3 buffers
+    times = [pacer.wait(stop) for _ in range(4)]  # type: ignore[arg-type]
+    assert times == pytest.approx([100.3, 100.4, 100.5, 100.6]) and pacer.late == 0
+    clock[0] += 0.75  # now 6.5 periods behind the next frame (due at 100.7): the buffers overflow
+    t = pacer.wait(stop)  # type: ignore[arg-type]
+    assert pacer.late == 6 and t == pytest.approx(101.3)  # 6 lost; delivery resumes at the newest frame
+    assert pacer.max_lag == pytest.approx(0.65)
