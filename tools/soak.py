@@ -38,10 +38,18 @@ def soak(bell: Doorbell, *, seconds: float, warmup_s: float = 30.0) -> dict[str,
     samples: list[tuple[float, float]] = []
     load0 = os.getloadavg()[0]
     t0 = time.monotonic()
+    psi0 = _pressure()
+    drop_events: list[tuple[float, int, float]] = []
     with bell:
+        drops = 0
         while time.monotonic() - t0 < seconds and not source.finished.is_set():
             time.sleep(1.0)
-            samples.append((time.monotonic() - t0, rss_mb()))
+            t = time.monotonic() - t0
+            samples.append((t, rss_mb()))
+            if source.drops != drops:  # when frames were lost, and how late the capture thread was
+                drop_events.append((round(t, 1), source.drops - drops, round(source.max_lag * 1e3, 1)))
+                drops = source.drops
+    psi1 = _pressure()
     snap = bell.stats.snapshot()
     after = [r for t, r in samples if t >= warmup_s] or [r for _, r in samples] or [rss_mb()]
     elapsed = samples[-1][0] if samples else time.monotonic() - t0
@@ -55,6 +63,8 @@ def soak(bell: Doorbell, *, seconds: float, warmup_s: float = 30.0) -> dict[str,
         "capture_fps": round(source.frames / max(elapsed, 1e-9), 2),
         "capture_drops": source.drops,
         "max_capture_lag_ms": round(source.max_lag * 1e3, 1),
+        "drop_events_t_n_maxlagms": drop_events,
+        "stall_s_during_run": {k: round((psi1[k] - psi0[k]) / 1e6, 2) for k in psi0 if k in psi1},
         "loadavg_start_end": [round(load0, 2), round(os.getloadavg()[0], 2)],
         "rss_every_30s_mb": [round(r, 1) for t, r in samples[29::30]],
         "ring_overruns": bell.ring.overruns,
@@ -67,6 +77,19 @@ def soak(bell: Doorbell, *, seconds: float, warmup_s: float = 30.0) -> dict[str,
         "preroll_bytes": bell.preroll.bytes,
         "error": repr(source.error) if source.error else None,
     }
+
+
+def _pressure() -> dict[str, int]:
+    """Linux PSI totals (µs some task stalled): CPU and IO contention from other processes during the run."""
+    out = {}
+    for kind in ("cpu", "io"):
+        try:
+            with open(f"/proc/pressure/{kind}") as f:
+                some = f.readline().split()
+            out[kind] = int(some[-1].split("=")[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
 
 
 def check_preroll(bell: Doorbell, path: str) -> dict[str, Any]:
