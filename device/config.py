@@ -191,6 +191,9 @@ class NightSection:
     dwell_s: float = check(in_range(0, 3600), default=30.0)
     #: Second model run in night mode, by manifest name (``""`` = BlazePose on the contrast-stretched luma only).
     model: str = "deeplabv3"
+    #: Night mode runs the night model alone (False: ~1.5x the day step), or BlazePose first and the night model only
+    #: when BlazePose found nobody (True: BlazePose's boxes when it sees someone, but up to ~2.9x the day step).
+    pose_first: bool = False
     #: Night model: mean person probability over a person region that counts as a person.
     seg_threshold: float = check(in_range(0.01, 0.99), default=0.58)
     #: Night model: smallest person region, as a share of the frame, that counts.
