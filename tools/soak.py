@@ -1,6 +1,6 @@
 """Soak run: the foundation pipeline on a real file source for minutes, watching drops and memory.
 
-    python -m doorkeep.tools.soak /tmp/soak-1080p30.mp4 --make --seconds 300
+    python -m doorkeep.tools.soak /dev/shm/soak-1080p30.mp4 --make --seconds 300   # tmpfs: no disk stalls
     python -m doorkeep.tools.soak --config pi.toml --seconds 300 --dump-preroll /tmp/preroll.h264   # on a Pi
 
 ``--make`` first writes a 1080p30 H.264 file of the synthetic scene (not committed; a few minutes of encoding) if it
