@@ -42,4 +42,7 @@ class Tracker(Protocol):
     can still end an event by time.
     """
 
+    #: The open event's id-bearing state, or ``None`` when no event is open (the loop keeps inferring while open).
+    active: object | None
+
     def update(self, t: float, detections: list | None) -> list[Event]: ...

@@ -146,7 +146,10 @@ class CaptureLoop:
                 if gate_open:
                     stats.count("gate_open")
                 detections: list[Detection] | None = None
-                if gate_open and self.detector is not None:
+                # While a person event is open, keep looking without motion: a visitor standing still at the door
+                # fades into the gate's background, and "not looked" must not split their event in two.
+                looking = gate_open or (self.tracker is not None and self.tracker.active is not None)
+                if looking and self.detector is not None:
                     detections = self.detector.detect(frame, width=w, height=h)
                     stats.observe("detect", time.perf_counter() - t1)
                     stats.count("inferences")

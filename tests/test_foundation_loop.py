@@ -45,6 +45,8 @@ class SlowDetector:
 class EveryNthTracker:
     """Emits one event per inference (enough to see the fan-out)."""
 
+    active = None  # never holds an event open, so the gate alone decides when to infer
+
     def __init__(self) -> None:
         self.none_updates = 0
 
