@@ -14,9 +14,10 @@ import re
 import tomllib
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .errors import ConfigError
 
@@ -96,6 +97,16 @@ class CaptureSection:
     preroll_max_mb: float = check(in_range(1, 512), default=32.0)
     #: H.264 keyframe interval in frames for sources that encode (bounds pre-roll granularity).
     gop: int = check(in_range(1, 600), default=30)
+
+
+@dataclass(frozen=True)
+class ButtonSection:
+    #: BCM GPIO pin of the doorbell push button (to ground, internal pull-up); -1: no GPIO button.
+    pin: int = check(in_range(-1, 63), default=-1)
+    #: Contact debounce in seconds (gpiozero ``bounce_time``).
+    bounce_s: float = check(in_range(0.001, 1.0), default=0.05)
+    #: Presses closer together than this ring once.
+    holdoff_s: float = check(in_range(0.0, 60.0), default=1.0)
 
 
 @dataclass(frozen=True)
@@ -374,6 +385,7 @@ class Config:
     device: DeviceSection = field(default_factory=DeviceSection)
     capture: CaptureSection = field(default_factory=CaptureSection)
     motion: MotionSection = field(default_factory=MotionSection)
+    button: ButtonSection = field(default_factory=ButtonSection)
     night: NightSection = field(default_factory=NightSection)
     mqtt: MqttSection = field(default_factory=MqttSection)
     vault: VaultSection = field(default_factory=VaultSection)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from doorkeep.device.app import Doorbell
-    from doorkeep.device.config import Config
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -20,26 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=_run)
 
     d = sub.add_parser("demo", help="run the pipeline on a built-in scene and print live stats")
-    d.add_argument("--config", metavar="FILE", help="TOML config (default: built-in synthetic scene)")
+    d.add_argument("--config", metavar="FILE", help="TOML config (default: built-in real-photo scene at 720p)")
     d.add_argument("--seconds", type=float, default=0.0, metavar="N", help="stop after N seconds (0: until Ctrl-C)")
     d.add_argument("--broker", metavar="HOST[:PORT]", help="publish to this MQTT broker instead of an embedded one")
+    d.add_argument("--state", metavar="DIR", help="keep the demo's state (keys, clips, audit log) in DIR "
+                   "(default: a temporary directory removed at the end)")
     d.set_defaults(func=_demo)
-
-
-def _load(path: str | None) -> Config:
-    from doorkeep.device.config import CaptureSection, Config
-
-    if path:
-        return Config.from_toml(path)
-    # Built-in default: the synthetic scene at 720p (leaves CPU for detection on a 2-core machine).
-    return Config().replace(capture=CaptureSection(source="synthetic", main_width=1280, main_height=720))
-
-
-def build_demo(config: Config, args: argparse.Namespace) -> Doorbell:
-    """The demo's composition, in one place: other areas add their stages here (detector, tracker, sinks)."""
-    from doorkeep.device.app import Doorbell
-
-    return Doorbell.from_config(config)
 
 
 def _format(snap: dict[str, Any]) -> str:
@@ -55,7 +40,8 @@ def _format(snap: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
-def _serve(bell: Doorbell, *, seconds: float, every: float) -> int:
+def serve(bell: Doorbell, *, seconds: float, every: float, out: TextIO = sys.stdout) -> int:
+    """Run ``bell`` until a signal, ``seconds`` (0: none) or the source ends; print stats every ``every`` s."""
     from doorkeep.device.loop import stop_on_signals
 
     t_end = time.monotonic() + seconds if seconds > 0 else None
@@ -66,7 +52,7 @@ def _serve(bell: Doorbell, *, seconds: float, every: float) -> int:
                 timeout = min(timeout, max(0.0, t_end - time.monotonic()))
             stop.wait(timeout)
             if every > 0:
-                print(_format(bell.stats.snapshot()), flush=True)
+                print(_format(bell.stats.snapshot()), file=out, flush=True)
             if t_end is not None and time.monotonic() >= t_end:
                 break
     if bell.source.error is not None:
@@ -76,20 +62,32 @@ def _serve(bell: Doorbell, *, seconds: float, every: float) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from doorkeep.device.app import Doorbell
+    """The device service: identity, boot-file pairing and the owner-signed config, then the whole pipeline."""
+    from doorkeep.device.assembly import assemble
+    from doorkeep.device.config import Config
     from doorkeep.device.memory import pin_mmap_threshold
+    from doorkeep.device.sd_notify import Notifier
+    from doorkeep.provisioning.startup import prepare_device
+    from doorkeep.provisioning.state_lock import StateLock
 
     pin_mmap_threshold()  # a long-running process: keep RSS flat (device/memory.py)
-    bell = Doorbell.from_config(_load(args.config))
-    return _serve(bell, seconds=0.0, every=args.stats)
+    notifier = Notifier.from_env()
+    with StateLock(Config.from_toml(args.config).state_dir, holder="doorkeep run"):
+        start = prepare_device(args.config)
+        # The watchdog is pinged from the detect thread: a hung pipeline stops the pings and systemd restarts us.
+        device = assemble(start.config, identity=start.identity, on_frame=lambda *_: notifier.watchdog())
+        print(f"doorkeep: device {start.identity.device_id} (fingerprint {start.identity.fingerprint}), "
+              f"{'paired' if start.paired else 'NOT paired: run `doorkeep pair --device`'}", flush=True)
+        with device:
+            notifier.ready("capturing")
+            rc = serve(device.bell, seconds=0.0, every=args.stats)
+            notifier.stopping()
+        return rc
 
 
 def _demo(args: argparse.Namespace) -> int:
     from doorkeep.device.memory import pin_mmap_threshold
+    from doorkeep.tools.demo import run_demo
 
     pin_mmap_threshold()
-    config = _load(args.config)
-    bell = build_demo(config, args)
-    w, h = bell.source.main_size
-    print(f"doorkeep demo: {type(bell.source).__name__} {w}x{h} @ {bell.source.fps:g} fps; Ctrl-C stops", flush=True)
-    return _serve(bell, seconds=args.seconds, every=1.0)
+    return run_demo(args)

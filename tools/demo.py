@@ -1,0 +1,152 @@
+"""``doorkeep demo``: the whole job on a built-in scene, with nothing but pip.
+
+A real person photo walks past a real brick wall (device/sources/photo_scene.py); the real pinned detector finds
+them; person events are signed and published to an embedded MQTT broker (amqtt on loopback, unless ``--broker``),
+where a hub-side subscriber verifies every signature; the vault records encrypted clips sealed to a demo owner key
+that the device never holds in usable form. At the end the demo shows, as the owner, that the clips decrypt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import TextIO
+
+from doorkeep.device.assembly import Device, assemble
+from doorkeep.device.config import CaptureSection, Config, DeviceSection, MqttSection
+from doorkeep.device.identity import DeviceIdentity
+from doorkeep.device.vault import keys
+
+#: The demo owner's passphrase (a demo key only: real owners choose theirs with ``doorkeep owner keygen``).
+DEMO_PASSPHRASE = b"demo"
+
+
+def demo_config(args: argparse.Namespace, state: Path, host: str, port: int) -> Config:
+    """The demo's configuration: ``--config`` or the built-in scene at 720p, pointed at the demo broker/state."""
+    base = Config.from_toml(args.config) if args.config else Config().replace(
+        capture=CaptureSection(source="synthetic", main_width=1280, main_height=720))
+    mqtt = dataclasses.replace(base.mqtt, host=host, port=port, heartbeat_s=5.0, reconnect_max_s=2)
+    return base.replace(device=DeviceSection(name="doorkeep demo", state_dir=state), mqtt=mqtt)
+
+
+def demo_owner(owner_dir: Path, state: Path) -> keys.SecretKeys:
+    """The demo owner's keys (made once, passphrase ``demo``), kept OUTSIDE the device's state directory (as on
+    the owner's phone or laptop); only the public half is pinned on the device."""
+    path = owner_dir / "owner.key"
+    if path.exists():
+        return keys.SecretKeys.load(path, DEMO_PASSPHRASE, role="owner")
+    owner_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    owner = keys.SecretKeys.generate("owner")
+    owner.save(path, DEMO_PASSPHRASE, limits=keys.INTERACTIVE)
+    keys.pin_owner_public(state, owner.public, replace=True)
+    return owner
+
+
+@contextmanager
+def demo_broker(broker: str | None) -> Iterator[tuple[str, int]]:
+    """``(host, port)`` of ``--broker`` or of an embedded amqtt broker on loopback, stopped on exit."""
+    from doorkeep.tools.cmd_hub import parse_broker
+    from doorkeep.tools.embedded_broker import EmbeddedBroker
+
+    if broker:
+        yield parse_broker(broker)
+        return
+    embedded = EmbeddedBroker()
+    embedded.start()
+    try:
+        yield embedded.host, embedded.port
+    finally:
+        embedded.stop()
+
+
+def build_device(config: Config, identity: DeviceIdentity) -> Device:
+    """The device on the real-photo scene (or on whatever source ``--config`` names)."""
+    from doorkeep.device.sources.photo_scene import photo_scene
+    from doorkeep.device.sources.synthetic import SyntheticSource
+
+    cap = config.capture
+    source = None
+    if cap.source == "synthetic":
+        source = SyntheticSource(width=cap.main_width, height=cap.main_height, lores_width=cap.lores_width,
+                                 lores_height=cap.lores_height, fps=cap.fps, gop=cap.gop, noise=2,
+                                 scene=photo_scene(cap.main_width, cap.main_height))
+    return assemble(config, identity=identity, source=source)
+
+
+def _ring_on_enter(device: Device) -> None:
+    for _line in sys.stdin:
+        if device.button is not None:
+            device.button.press()
+
+
+def report(device: Device, owner: keys.SecretKeys, out: TextIO) -> None:
+    """After the run: the clips on disk, decrypted as the owner, and the audit chain verified."""
+    from doorkeep.device.vault.audit import verify
+    from doorkeep.device.vault.clips import decrypt_clip, open_clip_key, parse_header
+    from doorkeep.device.vault.vault import AUDIT_FILE
+
+    vault = device.vault
+    if vault is None:
+        return
+    manifests = vault.store.manifests()
+    print(f"vault: {len(manifests)} encrypted clip(s) in {vault.store.root}", file=out)
+    for m in manifests:
+        data = vault.store.clip_path(m.clip_id).read_bytes()
+        _header, packets = decrypt_clip(data, open_clip_key(parse_header(data), owner), require_final=m.complete)
+        first = packets[0] if packets else None
+        start = "starts at a keyframe with SPS/PPS" if first and first.keyframe and first.has_config else "NO KEYFRAME"
+        print(f"  {m.clip_id}: {m.size} bytes, events {','.join(m.event_ids)}; the owner's key opens it: "
+              f"{len(packets)} H.264 packets, {start}", file=out)
+    rep = verify(device.config.state_dir / AUDIT_FILE, device.identity.public_bytes)
+    state = "intact" if rep.ok else f"BROKEN at record {rep.first_bad}: {rep.reason}"
+    print(f"audit log: {rep.records} records, chain {state}, head {rep.head[:16]}…", file=out)
+
+
+def run_demo(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> int:
+    from doorkeep.tools.cmd_run import serve
+    from doorkeep.tools.hub import EventWatcher
+
+    keep = args.state is not None
+    root = Path(args.state).expanduser() if keep else Path(tempfile.mkdtemp(prefix="doorkeep-demo-"))
+    state, owner_dir = root / "device", root / "owner"
+    try:
+        identity = DeviceIdentity.load_or_create(state)
+        owner = demo_owner(owner_dir, state)
+        with ExitStack() as stack:
+            host, port = stack.enter_context(demo_broker(args.broker))
+            config = demo_config(args, state, host, port)
+            watcher = EventWatcher(identity.public_bytes, out=out, err=sys.stderr)
+            watcher.connect(MqttSection(host=host, port=port, discovery=False, reconnect_max_s=2))
+            stack.callback(watcher.close)
+            watcher.wait_subscribed(10.0)
+            device = build_device(config, identity)
+            where = f"broker {host}:{port}" if args.broker else f"embedded broker {host}:{port}"
+            w, h = device.bell.source.main_size
+            print(f"doorkeep demo: device {identity.device_id} (fingerprint {identity.fingerprint}), "
+                  f"{type(device.bell.source).__name__} {w}x{h} @ {device.bell.source.fps:g} fps, "
+                  f"signed events on {where}, clips sealed to the demo owner key; Ctrl-C stops", file=out, flush=True)
+            if sys.stdin is not None and sys.stdin.isatty():
+                print("doorkeep demo: press Enter to ring the doorbell", file=out, flush=True)
+                threading.Thread(target=_ring_on_enter, args=(device,), daemon=True,
+                                 name="doorkeep-demo-button").start()
+            with device:
+                rc = serve(device.bell, seconds=args.seconds, every=1.0, out=out)
+                if device.publisher is not None:
+                    device.publisher.drain(3.0)
+            watcher.wait(seconds=0.5)
+            print(watcher.summary(), file=out)
+            report(device, owner, out)
+        if keep:
+            print(f"kept: device state {state}, owner key {owner_dir / 'owner.key'} (passphrase 'demo'); try "
+                  f"`doorkeep clips --state-dir {state}`", file=out)
+        return rc
+    finally:
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
