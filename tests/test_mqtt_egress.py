@@ -64,3 +64,33 @@ def test_device_run_egress_is_clean(mosquitto, tmp_path) -> None:
     assert egress_violations(sniff.all, ident.device_id) == []
     t = Topics(ident.device_id)
     assert {t.availability, t.event, t.person, t.doorbell, t.stats, t.discovery} <= seen
+
+
+@pytest.mark.slow
+def test_demo_run_egress_is_clean(mosquitto) -> None:
+    """A whole ``doorkeep demo`` run against a real broker: documented topics only, signed events, no imagery."""
+    import re
+    import subprocess
+    import sys
+
+    from doorkeep.device.identity import device_id_for
+    from doorkeep.device.publish.payload import verify
+
+    with Subscriber(mosquitto, "#") as sniff:
+        proc = subprocess.run([sys.executable, "-m", "doorkeep.tools.cli", "demo", "--seconds", "18", "--broker",
+                               mosquitto.url], capture_output=True, text=True, timeout=240, check=False)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        key_hex = re.search(r"public key ([0-9a-f]{64})", proc.stdout)
+        assert key_hex, proc.stdout[-3000:]
+        key = bytes.fromhex(key_hex.group(1))
+        device_id = device_id_for(key)
+        topics = Topics(device_id)
+        # the demo's last message is ``offline`` (acknowledged before it exited); everything before it is here
+        while (topics.availability, b"offline") not in {(t, p) for t, p, _r in sniff.all}:
+            sniff.get(timeout=30)
+    assert sniff.all, "the demo published nothing"
+    assert egress_violations(sniff.all, device_id) == []
+    seen = {t for t, _p, _r in sniff.all}
+    assert {topics.availability, topics.discovery, topics.stats} <= seen
+    events = [verify(p, key) for t, p, _r in sniff.all if t == topics.event]
+    assert all(e.device_id == device_id for e in events)

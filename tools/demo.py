@@ -129,9 +129,10 @@ def run_demo(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> int:
             device = build_device(config, identity)
             where = f"broker {host}:{port}" if args.broker else f"embedded broker {host}:{port}"
             w, h = device.bell.source.main_size
-            print(f"doorkeep demo: device {identity.device_id} (fingerprint {identity.fingerprint}), "
-                  f"{type(device.bell.source).__name__} {w}x{h} @ {device.bell.source.fps:g} fps, "
-                  f"signed events on {where}, clips sealed to the demo owner key; Ctrl-C stops", file=out, flush=True)
+            print(f"doorkeep demo: {type(device.bell.source).__name__} {w}x{h} @ {device.bell.source.fps:g} fps; "
+                  f"device {identity.device_id} (fingerprint {identity.fingerprint}, public key "
+                  f"{identity.public_bytes.hex()}) signs events on {where}; clips are sealed to the demo owner's key; "
+                  "Ctrl-C stops", file=out, flush=True)
             if sys.stdin is not None and sys.stdin.isatty():
                 print("doorkeep demo: press Enter to ring the doorbell", file=out, flush=True)
                 threading.Thread(target=_ring_on_enter, args=(device,), daemon=True,
