@@ -174,7 +174,9 @@ class MqttPublisher:
 
     def _republish_state(self) -> None:
         state = self._person_state
-        if state is not None:
+        # Queued rows are sent right after this, in order, and end with the latest state if it changed while we
+        # were offline; publishing it here too would put a stale state between them (ON, ON, OFF).
+        if state is not None and not len(self.outbox):
             spec = SPEC["person"]
             self.client.publish_raw(self.topics.person, state, qos=spec.qos, retain=spec.retain)
 
