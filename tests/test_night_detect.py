@@ -91,9 +91,15 @@ def test_the_set_covers_street_and_group_scenes_and_many_empty_scenes(night_set)
     assert all((folder / r["file"]).is_file() for r in rows)
 
 
-def test_grayscale_every_person_found_and_at_most_one_false_alarm(night_detector, night_set) -> None:
+@pytest.mark.parametrize("pose_first", [False, True])
+def test_grayscale_every_person_found_and_at_most_one_false_alarm(person_detector, segmenter, night_set,
+                                                                  pose_first: bool) -> None:
+    from doorkeep.device.detect.night_detector import NightDetector
+
+    cfg = NightSection(pose_first=pose_first)
+    detector = NightDetector(person_detector, mode=NightMode(cfg), segmenter=segmenter, config=cfg)
     folder, rows = night_set
-    result = run(night_detector, folder, rows, "gray")
+    result = run(detector, folder, rows, "gray")
     assert {m for m, _, _ in result.values()} == {NIGHT}  # chosen automatically from the flat chroma
     missed = sorted(p for p in people(rows) if not result[p][1])
     false_alarms = sorted(p for p, (_, found, _) in result.items() if found and p not in people(rows))
@@ -166,3 +172,26 @@ def test_segmentation_wrapper_refuses_a_detection_model(model_manifest, model_pa
 
     with pytest.raises(ModelError, match="not a segmentation model"):
         SegmentationPersons(model_manifest, model_path)
+
+
+def test_doorkeep_eval_reports_the_mode_of_every_image(night_set, capsys) -> None:
+    """`doorkeep eval DIR --json` on the built set: the night mode is chosen per image and reported."""
+    import json
+
+    from doorkeep.tools.cli import main
+    from doorkeep.tools.evalset import split_name
+
+    folder, _ = night_set
+    assert main(["eval", str(folder), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    by_variant: dict[str, list[dict]] = {}
+    for r in result["scores"]:
+        by_variant.setdefault(split_name(r["file"])[1], []).append(r)
+    for variant in NIGHT_VARIANTS:
+        rs = by_variant[variant]
+        assert {r["mode"] for r in rs} == {NIGHT}
+        missed = [r["file"] for r in rs if r["person"] and not r["detected"]]
+        assert len(missed) <= (1 if variant == "noisy" else 0), missed
+        assert sum(1 for r in rs if r["detected"] and not r["person"]) <= 1
+    assert {r["mode"] for r in by_variant["color"]} == {DAY, NIGHT}  # gray-born photos are judged night
+    assert result["modes"]["night"] > result["modes"]["day"]

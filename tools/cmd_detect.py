@@ -24,10 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def _setup(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from doorkeep.device.config import Config
-    from doorkeep.device.detect.detector import build_detector
+    from doorkeep.device.detect.night_detector import build_night_detector
 
+    # The device's own detector: day model, and night mode chosen per frame/image ([night], docs/night.md).
     cfg = Config.from_toml(args.config) if args.config else Config()
-    return cfg, build_detector(cfg)
+    return cfg, build_night_detector(cfg)
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -41,10 +42,10 @@ def _eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"{'file':<36} {'person':>6} {'score':>7}  result")
+    print(f"{'file':<36} {'person':>6} {'mode':>5} {'score':>7}  result")
     for r in result["scores"]:
         ok = "ok" if r["detected"] == bool(r["person"]) else ("MISSED" if r["person"] else "FALSE ALARM")
-        print(f"{r['file']:<36} {r['person']:>6} {r['score']:>7.3f}  {ok}")
+        print(f"{r['file']:<36} {r['person']:>6} {r['mode']:>5} {r['score']:>7.3f}  {ok}")
     print(f"threshold {result['threshold']:.2f}  tp {result['tp']}  fp {result['fp']}  tn {result['tn']}  "
           f"fn {result['fn']}  auc {result['auc']}  ({det.runtime})")
     return 0
@@ -57,7 +58,9 @@ def _scan(args: argparse.Namespace) -> int:
     events, summary = scan_video(args.video, cfg, detector=det, gate=not args.no_gate)
     for e in events:
         print(json.dumps(e) if args.json else f"person {e['start_s']:>8.2f}s - {e['end_s']}s  score {e['score']:.2f}"
-              f"  zone {e['zone']}")
+              f"  zone {e['zone']}  mode {e['mode']}")
+    modes = ", ".join(f"{m['mode']} from {m['t_s']:.1f}s" for m in summary["modes"])
     print(json.dumps(summary) if args.json else
-          f"{summary['frames']} frames, {summary['inferences']} inferences, {summary['events']} events")
+          f"{summary['frames']} frames, {summary['inferences']} inferences ({summary['night_inferences']} in night "
+          f"mode), {summary['events']} events; modes: {modes or '-'}")
     return 0

@@ -66,18 +66,24 @@ def evaluate(folder: Path, config: Any, *, detector: Any) -> dict[str, Any]:
     w, h = config.capture.lores_width, config.capture.lores_height
     thr = detector.threshold
     scores: list[dict[str, Any]] = []
+    reset = getattr(detector, "reset", None)  # unrelated stills: each image decides its own day/night mode
     for name, person in read_labels(folder):
         frame, fw, fh = image_to_lores(folder / name, width=w, height=h)
-        detector.detect(frame, width=fw, height=fh)
-        s = float(detector.max_score)
-        scores.append({"file": name, "person": person, "score": round(s, 4), "detected": s >= thr})
+        if reset is not None:
+            reset()
+        found = detector.detect(frame, width=fw, height=fh)
+        # "detected" is what the device would act on: the detector returned a person (the night model's region
+        # scores are on their own scale, so the score alone is not compared with the day threshold).
+        scores.append({"file": name, "person": person, "mode": getattr(detector, "last_mode", "day"),
+                       "score": round(float(detector.max_score), 4), "detected": bool(found)})
     ys = [r["person"] for r in scores]
     ss = [r["score"] for r in scores]
     tp = sum(1 for r in scores if r["person"] and r["detected"])
     fp = sum(1 for r in scores if not r["person"] and r["detected"])
     a = auc(ys, ss)
     return {"threshold": thr, "tp": tp, "fp": fp, "tn": ys.count(0) - fp, "fn": ys.count(1) - tp,
-            "auc": None if a is None else round(a, 4), "lores": [w, h], "scores": scores}
+            "auc": None if a is None else round(a, 4), "lores": [w, h],
+            "modes": {m: sum(1 for r in scores if r["mode"] == m) for m in ("day", "night")}, "scores": scores}
 
 
 def plot(result: dict[str, Any], out: Path) -> None:

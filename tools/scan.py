@@ -45,12 +45,24 @@ def scan_video(path: Path, config: Any, *, detector: Any, gate: bool = True) -> 
     pipe = DetectionPipeline.from_config(config, detector=detector, gate=gate)
     events: list[dict] = []  # type: ignore[type-arg]
     open_: dict[str, dict] = {}  # type: ignore[type-arg]
+    modes: list[dict] = []  # type: ignore[type-arg]  # each switch of the judged mode: {"mode", "t_s"}
+    night_inferences = 0
     t = 0.0
+    night = getattr(detector, "mode", None)
+    if night is not None:  # smoothing and dwell run on the footage's time, not on how fast we replay it
+        night.clock = lambda: t
+    mode = "day"
     for t, frame in lores_frames(path, width=pipe.width, height=pipe.height):
-        for ev in pipe.step(frame, t):
+        transitions = pipe.step(frame, t)
+        if pipe.last is not None:  # an inference ran: the detector judged this frame's mode
+            mode = getattr(detector, "last_mode", "day")
+            night_inferences += mode == "night"
+            if not modes or modes[-1]["mode"] != mode:
+                modes.append({"mode": mode, "t_s": round(t, 3)})
+        for ev in transitions:
             if ev.phase == "start":
                 open_[ev.event_id] = {"event_id": ev.event_id, "start_s": round(ev.t_start, 3), "end_s": None,
-                                      "score": round(ev.score, 3), "zone": ev.zone}
+                                      "score": round(ev.score, 3), "zone": ev.zone, "mode": mode}
             else:
                 rec = open_.pop(ev.event_id)
                 rec.update(end_s=round(ev.t_end if ev.t_end is not None else ev.t, 3), score=round(ev.score, 3))
@@ -58,5 +70,5 @@ def scan_video(path: Path, config: Any, *, detector: Any, gate: bool = True) -> 
     events.extend(open_.values())  # still open at the end of the file: end_s stays null
     c = pipe.counts
     summary = {"frames": c.frames, "inferences": c.inferences, "skipped": c.skipped, "events": len(events),
-               "duration_s": round(t, 3)}
+               "duration_s": round(t, 3), "night_inferences": night_inferences, "modes": modes}
     return sorted(events, key=lambda e: e["start_s"]), summary
