@@ -94,3 +94,5 @@ def test_demo_run_egress_is_clean(mosquitto) -> None:
     assert {topics.availability, topics.discovery, topics.stats} <= seen
     events = [verify(p, key) for t, p, _r in sniff.all if t == topics.event]
     assert all(e.device_id == device_id for e in events)
+    # the demo's person is in view from 1.5 s to 10.5 s: its start and end were published (and passed the checks)
+    assert [e.phase for e in events if e.kind == "person"][:2] == ["start", "end"], proc.stdout[-2000:]
