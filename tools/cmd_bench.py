@@ -11,7 +11,8 @@ import importlib
 import json
 import sys
 
-BENCH_MODULES = ("bench_foundation", "bench_detection", "bench_night", "bench_mqtt", "bench_vault")
+BENCH_MODULES = ("bench_foundation", "bench_detection", "bench_night", "bench_mqtt", "bench_vault",
+                 "bench_provisioning")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
