@@ -1,52 +1,42 @@
-"""The demo's embedded broker (amqtt): signed events reach the verifying subscriber; clean stop."""
+"""The demo's embedded broker (amqtt): the real publisher's signed events reach a verifying subscriber; clean stop."""
 
 from __future__ import annotations
 
 import io
+import socket
 
 import nacl.signing
 import pytest
+from doorkeep.device.config import MqttSection
 from doorkeep.device.events import Event
 from doorkeep.device.identity import DeviceIdentity
-from doorkeep.tools.embedded_broker import DemoMqtt
+from doorkeep.device.publish.publisher import MqttPublisher
+from doorkeep.tools.embedded_broker import EmbeddedBroker
+from doorkeep.tools.hub import EventWatcher
 
 IDENT = DeviceIdentity(nacl.signing.SigningKey(bytes([31]) * 32))
 
 
-def test_demo_mqtt_on_embedded_broker_prints_verified_events() -> None:
+def test_signed_events_through_the_embedded_broker(tmp_path) -> None:
     pytest.importorskip("amqtt", reason="amqtt (extra 'demo') not installed")
+    broker = EmbeddedBroker()
+    broker.start()
     out = io.StringIO()
-    demo = DemoMqtt.start(IDENT, out=out)
+    watcher = EventWatcher(IDENT.public_bytes, out=out, err=io.StringIO())
     try:
-        demo.publisher.on_event(Event("e1", "person", "start", 1.7e9, 1.7e9, None, 0.8, "porch", True))
-        demo.publisher.on_event(Event("b1", "doorbell", "press", 1.7e9 + 1, 1.7e9 + 1))
-        demo.watcher.wait(count=2, seconds=20)
-        assert demo.watcher.verified == 2 and not demo.watcher.rejected
+        watcher.connect(MqttSection(host=broker.host, port=broker.port, discovery=False))
+        watcher.wait_subscribed(10)
+        with MqttPublisher(MqttSection(host=broker.host, port=broker.port, heartbeat_s=3600), IDENT,
+                           state_dir=tmp_path) as pub:
+            pub.on_event(Event("e1", "person", "start", 1.7e9, 1.7e9, None, 0.8, "porch", True))
+            pub.on_event(Event("b1", "doorbell", "press", 1.7e9 + 1, 1.7e9 + 1))
+            watcher.wait(count=2, seconds=20)
+            assert pub.drain(10)
     finally:
-        demo.close()
-        demo.close()  # idempotent
-    text = out.getvalue()
-    assert IDENT.device_id in text and "porch" in text and "doorbell" in text
-
-
-def test_attach_demo_mqtt_to_a_doorbell() -> None:
-    pytest.importorskip("amqtt", reason="amqtt (extra 'demo') not installed")
-    from doorkeep.device.app import Doorbell
-    from doorkeep.device.config import CaptureSection, Config
-    from doorkeep.device.sources.synthetic import SyntheticSource
-    from doorkeep.tools.embedded_broker import attach_demo_mqtt
-
-    config = Config().replace(capture=CaptureSection(source="synthetic", main_width=320, main_height=240,
-                                                     lores_width=160, lores_height=120))
-    bell = Doorbell.from_config(config, source=SyntheticSource(width=320, height=240, lores_width=160,
-                                                               lores_height=120, encode=False))
-    out = io.StringIO()
-    mqtt = attach_demo_mqtt(bell, identity=IDENT, out=out)
-    try:
-        with bell:
-            assert mqtt.publisher in bell.loop.event_sinks
-            mqtt.button.press()
-            mqtt.watcher.wait(count=1, seconds=20)
-    finally:
-        mqtt.close()
-    assert mqtt.watcher.verified == 1 and "doorbell" in out.getvalue()
+        watcher.close()
+        broker.stop()
+        broker.stop()  # idempotent
+    assert watcher.verified == 2 and not watcher.rejected
+    assert "porch" in out.getvalue() and "doorbell" in out.getvalue()
+    with pytest.raises(OSError), socket.create_connection((broker.host, broker.port), timeout=1):
+        pass  # stopped: the port no longer accepts connections

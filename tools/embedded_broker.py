@@ -1,35 +1,23 @@
-"""The demo's MQTT side: an embedded broker (amqtt, MQTT 3.1.1 only) on loopback, the device's publisher, and a
-hub subscriber that verifies and prints every signed event — so ``doorkeep demo`` needs no system service.
-
-``doorkeep demo --broker HOST[:PORT]`` skips the embedded broker and uses a real one.
+"""The demo's embedded MQTT broker: amqtt (MQTT 3.1.1 only) on loopback, in a background thread, so
+``doorkeep demo`` needs no system service (tools/demo.py; ``--broker HOST[:PORT]`` uses a real one instead).
 
 Example::
 
-    bell = build_demo(config, args)                     # the demo's Doorbell
-    mqtt = attach_demo_mqtt(bell, broker=args.broker)   # embedded broker unless --broker; prints verified events
-    try:
-        ...run the bell...
-    finally:
-        mqtt.close()
+    broker = EmbeddedBroker()          # 127.0.0.1, a free port
+    broker.start()
+    ...connect to broker.host, broker.port...
+    broker.stop()
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import socket
-import sys
-import tempfile
 import threading
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from doorkeep.device.button import SoftwareButton
-from doorkeep.device.config import MqttSection
 from doorkeep.device.errors import PublishError
-from doorkeep.device.identity import DeviceIdentity
-from doorkeep.device.publish.publisher import MqttPublisher
 
 log = logging.getLogger(__name__)
 
@@ -111,86 +99,3 @@ class EmbeddedBroker:
         loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
             self._thread.join(timeout)
-
-
-class DemoMqtt:
-    """The demo's MQTT pieces: broker (embedded unless given), the device publisher, a verifying subscriber."""
-
-    def __init__(self, publisher: MqttPublisher, watcher: Any, broker: EmbeddedBroker | None, state_dir: Path,
-                 ) -> None:
-        self.publisher = publisher
-        self.watcher = watcher
-        self.broker = broker
-        self._state_dir = state_dir
-        #: The demo's doorbell button (``press()``); Enter on a terminal presses it.
-        self.button = SoftwareButton(sinks=[publisher])
-
-    @classmethod
-    def start(cls, identity: DeviceIdentity, *, broker: str | None = None, out: TextIO = sys.stdout,
-              device_name: str = "doorkeep demo", timeout: float = 10.0) -> DemoMqtt:
-        """Start everything and wait until the subscriber listens and the publisher is connected.
-
-        ``broker``: ``HOST[:PORT]`` of a real broker, or ``None`` for the embedded one. The demo's outbox lives in
-        a temporary directory removed by :meth:`close`.
-        """
-        from doorkeep.tools.cmd_hub import parse_broker
-        from doorkeep.tools.hub import EventWatcher
-
-        embedded = None
-        if broker:
-            host, port = parse_broker(broker)
-        else:
-            embedded = EmbeddedBroker()
-            embedded.start(timeout)
-            host, port = embedded.host, embedded.port
-        settings = MqttSection(host=host, port=port, reconnect_max_s=2, heartbeat_s=5)
-        watcher = EventWatcher(identity.public_bytes, out=out, err=sys.stderr)
-        state = Path(tempfile.mkdtemp(prefix="doorkeep-demo-mqtt-"))
-        publisher = MqttPublisher(settings, identity, state_dir=state, device_name=device_name)
-        try:
-            watcher.connect(MqttSection(host=host, port=port, reconnect_max_s=2, discovery=False))
-            watcher.wait_subscribed(timeout)
-            publisher.start()
-            publisher.client.wait_connected(timeout)
-        except BaseException:
-            cls(publisher, watcher, embedded, state).close()
-            raise
-        where = f"embedded broker {host}:{port}" if embedded else f"broker {host}:{port}"
-        print(f"doorkeep demo: signed events from {identity.device_id} on {where}; "
-              f"verifying with its public key {identity.public_bytes.hex()}", file=out, flush=True)
-        return cls(publisher, watcher, embedded, state)
-
-    def close(self) -> None:
-        """Flush what can be flushed, stop the publisher, the subscriber and the broker (idempotent)."""
-        if self.publisher.client.connected:
-            self.publisher.drain(2.0)
-        self.publisher.close()
-        self.watcher.close()
-        if self.broker is not None:
-            self.broker.stop()
-            self.broker = None
-        shutil.rmtree(self._state_dir, ignore_errors=True)
-
-
-def attach_demo_mqtt(bell: Any, *, broker: str | None = None, identity: DeviceIdentity | None = None,
-                     out: TextIO = sys.stdout) -> DemoMqtt:
-    """Give a demo :class:`~doorkeep.device.app.Doorbell` its MQTT side, before ``bell.start()``.
-
-    Starts the embedded broker (unless ``broker`` is ``HOST[:PORT]``), adds the signing publisher to the bell's
-    event sinks with the bell's stats as its heartbeat, and prints every verified event (and loudly every rejected
-    one). On a terminal, Enter rings the doorbell. ``identity``: default a fresh one for this run. Close the result
-    after the bell stops.
-    """
-    demo = DemoMqtt.start(identity or DeviceIdentity.generate(), broker=broker, out=out)
-    demo.publisher.heartbeat.stats = bell.stats.snapshot
-    bell.loop.event_sinks.append(demo.publisher)
-    if sys.stdin is not None and sys.stdin.isatty():
-        print("doorkeep demo: press Enter to ring the doorbell", file=out, flush=True)
-        threading.Thread(target=_ring_on_enter, args=(demo.button,), name="doorkeep-demo-button",
-                         daemon=True).start()
-    return demo
-
-
-def _ring_on_enter(button: SoftwareButton) -> None:
-    for _line in sys.stdin:
-        button.press()
