@@ -17,6 +17,7 @@ import nacl.hash
 import nacl.signing
 
 from .errors import ProvisionError
+from .fileio import write_atomic
 
 KEY_FILE = "device.key"
 
@@ -83,12 +84,5 @@ class DeviceIdentity:
                 raise ProvisionError(f"{path}: a device key is 32 bytes, found {len(seed)}; refusing to overwrite it")
             return cls(nacl.signing.SigningKey(seed))
         ident = cls.generate()
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, bytes(ident.signing_key))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        write_atomic(path, bytes(ident.signing_key), mode=0o600)
         return ident

@@ -9,35 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from doorkeep.device.fileio import fsync_dir, write_atomic
 
-def fsync_dir(path: Path) -> None:
-    """fsync a directory so a rename or unlink inside it is durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600) -> Path:
-    """Write ``data`` to ``path`` through a temporary file + fsync + rename; the file gets ``mode``."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
-    try:
-        os.fchmod(fd, mode)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    os.replace(tmp, target)
-    fsync_dir(target.parent)
-    return target
+__all__ = ["fsync_dir", "shred", "write_atomic"]
 
 
 def shred(path: str | os.PathLike[str], *, passes: int = 1) -> bool:

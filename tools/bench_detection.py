@@ -15,19 +15,10 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
-
-
-def _median_ms(fn, n: int) -> float:  # type: ignore[no-untyped-def]
-    ts = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts) * 1e3
+from doorkeep.tools.bench_util import median_ms
 
 
 def _demo_frame(width: int = 320, height: int = 240) -> np.ndarray:
@@ -51,12 +42,12 @@ def detect_figures(*, rounds: int, per_round: int) -> dict[str, float]:
     det.detect(frame, width=320, height=240)  # warm up, build the index maps
     inv, step = [], []
     for _ in range(rounds):
-        inv.append(_median_ms(det.interpreter.invoke, per_round))
-        step.append(_median_ms(lambda: det.detect(frame, width=320, height=240), per_round))
+        inv.append(median_ms(det.interpreter.invoke, per_round))
+        step.append(median_ms(lambda: det.detect(frame, width=320, height=240), per_round))
     pre = det._preprocessor(320, 240)
     return {"detect_invoke_ms": round(statistics.median(inv), 2), "detect_step_ms": round(statistics.median(step), 2),
             "detect_step_ratio": round(statistics.median(s / i for s, i in zip(step, inv)), 3),
-            "preprocess_ms": round(_median_ms(lambda: pre(frame), per_round * 4), 3)}
+            "preprocess_ms": round(median_ms(lambda: pre(frame), per_round * 4), 3)}
 
 
 def mask_figures(*, n: int) -> dict[str, float]:
@@ -66,8 +57,8 @@ def mask_figures(*, n: int) -> dict[str, float]:
     frame = np.full(i420_shape(1920, 1080), 120, np.uint8)
     slanted = PrivacyMask([[(0.1, 0.05), (0.6, 0.1), (0.9, 0.9), (0.2, 0.7)]], width=1920, height=1080)
     rect = PrivacyMask([[(0.0, 0.0), (1.0, 0.0), (1.0, 0.3), (0.0, 0.3)]], width=1920, height=1080)
-    return {"mask_1080p_ms": round(_median_ms(lambda: slanted(frame), n), 3),
-            "mask_1080p_rect_ms": round(_median_ms(lambda: rect(frame), n), 3)}
+    return {"mask_1080p_ms": round(median_ms(lambda: slanted(frame), n), 3),
+            "mask_1080p_rect_ms": round(median_ms(lambda: rect(frame), n), 3)}
 
 
 def gate_figures(*, static_s: float) -> dict[str, float]:

@@ -14,21 +14,12 @@
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable
 
 import numpy as np
+from doorkeep.tools.bench_util import median_ms
 
 W, H = 320, 240
-
-
-def _median_ms(fn: Callable[[], object], n: int) -> float:
-    ts = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts) * 1e3
 
 
 def _frames() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -80,13 +71,13 @@ def run(*, quick: bool = False) -> dict[str, float]:
 
     day_ms, night_ms, person_ms, pf_ms = [], [], [], []
     for _ in range(rounds):
-        day_ms.append(_median_ms(lambda: day.detect(colour, width=W, height=H), per))
-        night_ms.append(_median_ms(on(det, empty), per))
-        person_ms.append(_median_ms(on(det, gray), per))
-        pf_ms.append(_median_ms(on(pose_first, empty), per))
+        day_ms.append(median_ms(lambda: day.detect(colour, width=W, height=H), per))
+        night_ms.append(median_ms(on(det, empty), per))
+        person_ms.append(median_ms(on(det, gray), per))
+        pf_ms.append(median_ms(on(pose_first, empty), per))
     assert det.night and pose_first.night, "the grayscale bench frames must be judged night"
     check = NightMode(cfg.night)
-    check_ms = _median_ms(lambda: check.update(empty, width=W, height=H), 200 if quick else 5000)
+    check_ms = median_ms(lambda: check.update(empty, width=W, height=H), 200 if quick else 5000)
     return {
         "night_step_ms": round(statistics.median(night_ms), 2),
         "night_step_person_ms": round(statistics.median(person_ms), 2),

@@ -170,7 +170,7 @@ def _keygen(args: argparse.Namespace) -> int:
     sk = k.SecretKeys.generate(args.role)
     sk.save(args.out, _passphrase(args, confirm=True), limits=limits)
     pub = args.pub or args.out.with_name(args.out.name + ".pub")
-    k.write_atomic(pub, sk.public.to_bytes())
+    k.write_atomic(pub, sk.public.to_bytes(), mode=0o644)
     print(f"{args.role} keys: secret {args.out}, public {pub} (signing key {sk.public.sign.hex()[:16]}…)")
     return 0
 
@@ -250,7 +250,7 @@ def _request(args: argparse.Namespace) -> int:
     keys = SecretKeys.load(args.key, _passphrase(args), role="recipient")
     r = make_request(keys, requester=args.requester, incident=args.incident, purpose=args.purpose,
                      window=(_time(args.t_from), _time(args.t_to)))
-    write_atomic(args.out, r.to_bytes())
+    write_atomic(args.out, r.to_bytes(), mode=0o644)
     print(f"request {r.request_id} written to {args.out}")
     return 0
 

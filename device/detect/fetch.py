@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, Literal
 
 from ..errors import ModelError
+from ..fileio import fsync_dir
 
 #: The model files are platform-independent, so one wheel platform serves every device (a Pi too).
 WHEEL_PLATFORM = "manylinux_2_28_x86_64"
@@ -112,11 +113,7 @@ def install_atomically(src: IO[bytes], dest: Path, *, sha256: str, what: str) ->
             raise HashMismatchError(what, expected=sha256.lower(), actual=h.hexdigest())
         os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
-        dir_fd = os.open(dest.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        fsync_dir(dest.parent)
         return dest
     finally:
         tmp.unlink(missing_ok=True)

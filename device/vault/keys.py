@@ -26,6 +26,7 @@ import nacl.signing
 import nacl.utils
 
 from ..errors import FormatError, VaultError
+from ..fileio import write_atomic
 from .codec import Fields, b64e, canonical, parse_json
 
 Role = Literal["owner", "recipient"]
@@ -220,26 +221,6 @@ class SecretKeys:
         if role is not None and keys.role != role:
             raise FormatError(f"{p}: is a {keys.role} key, expected {role}")
         return keys
-
-
-def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` via a temp file + fsync + rename, so readers see old or new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 def pin_owner_public(state_dir: str | os.PathLike[str], owner: PublicKeys, *, replace: bool = False) -> Path:
