@@ -71,8 +71,9 @@ def test_person_state_and_doorbell_for_home_assistant(mosquitto, tmp_path) -> No
 def test_discovery_retained_and_reannounced_on_ha_online(mosquitto, tmp_path) -> None:
     ident = identity()
     topics = Topics(ident.device_id)
-    with MqttPublisher(settings(mosquitto), ident, state_dir=tmp_path, device_name="Porch") as pub:
-        pub.client.wait_connected(10)
+    with Subscriber(mosquitto, topics.discovery) as live, \
+            MqttPublisher(settings(mosquitto), ident, state_dir=tmp_path, device_name="Porch"):
+        live.get()  # the announcement on connect; a newcomer now gets it from the retained store
         with Subscriber(mosquitto, topics.discovery) as ha:
             _topic, payload, retained = ha.get()
             assert retained, "discovery config must be retained"
