@@ -192,3 +192,13 @@ def test_roundtrip_any_event(event_id, kind_phase, t, dur, score, zone, clip) ->
 def test_garbage_never_verifies(data: bytes) -> None:
     with pytest.raises(PayloadError):
         verify(data, IDENT.public_bytes)
+
+
+def test_fit_zone_makes_any_name_encodable() -> None:
+    from doorkeep.device.publish.payload import fit_zone
+
+    assert fit_zone("porch") == "porch" and fit_zone(None) is None
+    assert fit_zone("Front porch by the garage door") == "Front porch by the g"
+    long_utf8 = fit_zone('Vorgarten “Süd” "x" ümlaut')
+    assert long_utf8 is not None and len(long_utf8.encode()) <= 20 and '"' not in long_utf8
+    encode(Event("a", "person", "start", 1.0, 1.0, zone=long_utf8), IDENT)

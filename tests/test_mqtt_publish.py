@@ -162,3 +162,12 @@ def test_retained_state_restored_after_broker_restart(mosquitto, tmp_path) -> No
     assert got[topics.person] == (b"ON", True)
     assert got[topics.availability] == (b"online", True)
     assert got[topics.discovery][1] is True and got[topics.stats][1] is True
+
+
+def test_long_zone_name_does_not_block_the_event(mosquitto, tmp_path) -> None:
+    ident = identity()
+    with Subscriber(mosquitto, Topics(ident.device_id).event) as sub, \
+            MqttPublisher(settings(mosquitto), ident, state_dir=tmp_path) as pub:
+        pub.on_event(Event("z1", "person", "start", T0, T0, None, 0.9, "Front porch by the garage door", False))
+        _t, payload, _r = sub.get()
+    assert verify(payload, ident.public_bytes).zone == "Front porch by the g"

@@ -87,6 +87,16 @@ def payload_event_id(event_id: str) -> str:
     return "h" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
+def fit_zone(zone: str | None) -> str | None:
+    """A zone name as the payload can carry it: quotes, backslashes and non-printables dropped, cut to 20 UTF-8
+    bytes at a character boundary (the publisher applies this, so a long owner-chosen name never blocks an event)."""
+    if zone is None:
+        return None
+    clean = "".join(ch for ch in zone if ch.isprintable() and ch not in '"\\').strip()
+    cut = clean.encode()[:MAX_ZONE_BYTES].decode(errors="ignore").rstrip()
+    return cut or None
+
+
 def _ms(t: float) -> int:
     return round(float(t) * 1000.0)
 

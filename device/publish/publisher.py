@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -34,7 +35,7 @@ from .discovery import DiscoveryAnnouncer
 from .heartbeat import Heartbeat
 from .mqtt import MqttClient, PublishHandle
 from .outbox import Outbox, OutMessage
-from .payload import EventPayloadError, encode, payload_event_id
+from .payload import EventPayloadError, encode, fit_zone, payload_event_id
 from .topics import OFF, ON, SPEC, Topics
 
 log = logging.getLogger(__name__)
@@ -160,6 +161,9 @@ class MqttPublisher:
         """
         if self._closed:
             raise PublishError(f"publisher closed: event {event.event_id} {event.phase} not queued")
+        zone = fit_zone(event.zone)
+        if zone != event.zone:
+            event = dataclasses.replace(event, zone=zone)
         try:
             payload = encode(event, self.identity)
         except EventPayloadError:
