@@ -5,7 +5,8 @@ module adds what a shipping doorbell attaches to it, each built by its own area:
 
 - detection: the pinned person detector, wrapped by night mode (``[night]``), privacy masks (``[[masks]]``);
 - the vault (``[vault]``): encrypted clips from the pre-roll on person events, the audit log;
-- the MQTT publisher (``[mqtt]``): signed events, Home Assistant discovery, the stats heartbeat with the audit head;
+- the MQTT publisher (``[mqtt]``): signed events, Home Assistant discovery, the stats heartbeat with the audit head,
+  and footage requests relayed to the owner's hub (request_relay.py);
 - the doorbell button (``[button]``) and the IR outputs (``[night]``).
 
 Example::
@@ -32,6 +33,7 @@ from .loop import FrameHook
 from .night import NightMode
 from .night_ir import IrOutputs
 from .publish.publisher import MqttPublisher
+from .request_relay import RequestRelay
 from .sources.base import FrameSource
 from .vault.vault import Vault, build_vault
 
@@ -144,6 +146,8 @@ def assemble(config: Config, *, identity: DeviceIdentity, source: FrameSource | 
     if config.mqtt.enabled if publish is None else publish:
         publisher = MqttPublisher(config.mqtt, identity, state_dir=config.state_dir, device_name=config.device.name,
                                   audit_head=vault.audit_head if vault is not None else None)
+    if publisher is not None and vault is not None:
+        RequestRelay(publisher.client, publisher.topics, vault).attach()
     sinks = _ClipAwareSinks(vault, [s for s in (publisher, *extra_sinks) if s is not None])
     bell = Doorbell.from_config(config, source=source, on_metadata=night.on_metadata, on_frame=on_frame,
                                 event_sinks=[sinks], **stages, **doorbell_kw)

@@ -73,7 +73,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--purpose", required=True)
     p.add_argument("--from", dest="t_from", required=True)
     p.add_argument("--to", dest="t_to", required=True)
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--out", type=Path, help="write the signed request to this file")
+    p.add_argument("--send", metavar="HOST[:PORT]", help="publish it to the device's request inbox on this broker")
+    p.add_argument("--device", metavar="DEVICE_ID", help="the device to ask (with --send)")
     _pass_arg(p)
     p.set_defaults(func=_request)
 
@@ -248,11 +250,36 @@ def _request(args: argparse.Namespace) -> int:
     from doorkeep.device.vault.requests import make_request
 
     keys = SecretKeys.load(args.key, _passphrase(args), role="recipient")
+    if not args.out and not args.send:
+        raise SystemExit("say where the request goes: --out FILE and/or --send HOST[:PORT] --device DEVICE_ID")
+    if args.send and not args.device:
+        raise SystemExit("--send needs --device DEVICE_ID")
     r = make_request(keys, requester=args.requester, incident=args.incident, purpose=args.purpose,
                      window=(_time(args.t_from), _time(args.t_to)))
-    write_atomic(args.out, r.to_bytes(), mode=0o644)
-    print(f"request {r.request_id} written to {args.out}")
+    if args.out:
+        write_atomic(args.out, r.to_bytes(), mode=0o644)
+        print(f"request {r.request_id} written to {args.out}")
+    if args.send:
+        _send_request(r.to_bytes(), args.send, args.device)
+        print(f"request {r.request_id} sent to {args.device}; only its owner can answer, with a signed grant")
     return 0
+
+
+def _send_request(data: bytes, broker: str, device_id: str) -> None:
+    from doorkeep.device.config import MqttSection
+    from doorkeep.device.publish.mqtt import MqttClient
+    from doorkeep.device.publish.topics import Topics
+    from doorkeep.tools.cmd_hub import parse_broker
+
+    host, port = parse_broker(broker)
+    client = MqttClient(MqttSection(host=host, port=port, discovery=False),
+                        client_id="doorkeep-requester-" + os.urandom(4).hex())
+    client.start()
+    try:
+        client.wait_connected(10)
+        client.publish_raw(Topics(device_id).request_in, data, qos=1).wait(10)
+    finally:
+        client.stop()
 
 
 def _export(args: argparse.Namespace) -> int:

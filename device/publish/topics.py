@@ -37,7 +37,7 @@ class TopicSpec:
     retain: bool
     #: Largest payload the device ever publishes here (the egress test enforces it).
     max_bytes: int
-    #: Who publishes: ``device`` or ``hub`` (Home Assistant / the owner's tools).
+    #: Who publishes: ``device``, ``hub`` (Home Assistant / the owner's tools) or ``requester``.
     publisher: str
     payload: str
 
@@ -63,6 +63,10 @@ SPECS: tuple[TopicSpec, ...] = (
               "export bundle chunks for a recipient (vault; sealed, never plaintext media)"),
     TopicSpec("pairing", ROOT + "/{id}/pair/{leaf}", 1, False, 4096, "device",
               "pairing messages (provisioning)"),
+    TopicSpec("request_in", ROOT + "/{id}/request/in", 1, False, 8192, "requester",
+              "a requester's signed footage request (vault request v1, docs/formats.md)"),
+    TopicSpec("request", ROOT + "/{id}/request", 1, False, 9216, "device",
+              "request notice for the owner's hub: the verified request, never whether footage exists"),
 )
 SPEC = {s.name: s for s in SPECS}
 
@@ -120,6 +124,14 @@ class Topics:
     @property
     def ha_status(self) -> str:
         return self._t("ha_status")
+
+    @property
+    def request_in(self) -> str:
+        return self._t("request_in")
+
+    @property
+    def request(self) -> str:
+        return self._t("request")
 
     def recipient(self, recipient_id: str, *parts: str) -> str:
         """``doorkeep/<id>/recipient/<recipient_id>[/<part>…]`` — the vault's chunked export."""

@@ -95,7 +95,9 @@ class Notification:
 
 
 def request_topic(device_id: str) -> str:
-    return f"doorkeep/{device_id}/request"
+    from ..publish.topics import Topics
+
+    return Topics(device_id).request
 
 
 def handle_request(data: bytes, *, device_id: str, audit: AuditLog, now: float | None = None) -> Notification:
