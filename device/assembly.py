@@ -134,7 +134,15 @@ def assemble(config: Config, *, identity: DeviceIdentity, source: FrameSource | 
     lores_size = source.lores_size if source is not None else (cap.lores_width, cap.lores_height)
     stages = doorbell_stages(config, main_size=main_size, lores_size=lores_size, fetch=fetch)
     night = NightMode(config.night)
-    stages["detector"] = build_night_detector(config, day=stages["detector"], mode=night, fetch=fetch)
+    stages["detector"] = build_night_detector(config, day=stages["detector"], mode=night, fetch=fetch, feed_mode=False)
+    # Judge day/night on every lores frame (0.006 ms), after the privacy mask, not only on frames the gate passes:
+    # in the dark the IR illuminator must come on before there is motion to see.
+    lw, lh = lores_size
+
+    def judge_light(frame: Any) -> None:
+        night.update(frame, width=lw, height=lh)
+
+    stages["lores_filters"] = [*stages["lores_filters"], judge_light]
     ir = IrOutputs.from_config(config.night) if (config.night.ir_led_pin >= 0 or config.night.ir_cut_pin >= 0) \
         else None
     if ir is not None:

@@ -162,9 +162,12 @@ class NightDetector:
     """
 
     def __init__(self, day: ScoredDetector, *, mode: NightMode, segmenter: SegmentationPersons | None,
-                 config: NightSection | None = None) -> None:
+                 config: NightSection | None = None, feed_mode: bool = True) -> None:
         self.day = day
         self.mode = mode
+        #: False when something else feeds ``mode`` every frame (the device does, so the IR outputs follow the
+        #: light even while the motion gate keeps the detector idle); then detect() only reads the mode.
+        self.feed_mode = feed_mode
         self.segmenter = segmenter
         self.config = config or mode.config
         self._stretch: LumaStretch | None = None
@@ -186,7 +189,7 @@ class NightDetector:
         self.last_mode = self.mode.mode
 
     def detect(self, frame: np.ndarray, *, width: int, height: int) -> list[Detection]:
-        night = self.mode.update(frame, width=width, height=height)
+        night = self.mode.update(frame, width=width, height=height) if self.feed_mode else self.mode.night
         self.last_mode = self.mode.mode
         if not night:
             found = self.day.detect(frame, width=width, height=height)
@@ -213,7 +216,7 @@ class NightDetector:
 
 
 def build_night_detector(config: Any, *, day: ScoredDetector | None = None, mode: NightMode | None = None,
-                         fetch: bool = True) -> NightDetector:
+                         fetch: bool = True, feed_mode: bool = True) -> NightDetector:
     """The configured detector with night mode: ``config.night`` around the day detector of ``config.detect``.
 
     ``day`` defaults to :func:`~doorkeep.device.detect.detector.build_detector` ``(config)``; ``mode`` to a new
@@ -237,4 +240,4 @@ def build_night_detector(config: Any, *, day: ScoredDetector | None = None, mode
         path = ensure_model(man, state_dir=config.state_dir, fetch=fetch)
         segmenter = SegmentationPersons(man, path, threshold=n.seg_threshold, min_area=n.seg_min_area,
                                         threads=config.detect.threads, runtime=config.detect.runtime)
-    return NightDetector(day, mode=mode or NightMode(n), segmenter=segmenter, config=n)
+    return NightDetector(day, mode=mode or NightMode(n), segmenter=segmenter, config=n, feed_mode=feed_mode)
