@@ -166,7 +166,9 @@ class EventsSection:
 class ZoneSection:
     """One [[zones]] entry: a named polygon, points normalised to the frame (0..1, origin top left)."""
 
-    name: str
+    #: Carried in every signed event (whose 256-byte bound leaves 20 bytes for it): letters, digits, space, _ and -.
+    name: str = check(lambda v: None if re.fullmatch(r"[A-Za-z0-9 _-]{1,20}", v) else
+                      "a zone name is 1..20 characters: letters, digits, space, _ or -")
     polygon: tuple[tuple[float, float], ...] = check(polygon, default=())
 
 

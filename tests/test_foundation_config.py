@@ -67,3 +67,11 @@ def test_demo_runs_the_whole_job() -> None:
     assert any(line.startswith("summary:") and " 0 REJECTED" in line for line in lines), out
     assert any("the owner's key opens it" in line and "starts at a keyframe with SPS/PPS" in line for line in lines), out
     assert any(line.startswith("audit log:") and "chain intact" in line for line in lines), out
+
+
+def test_zone_names_are_refused_when_they_cannot_travel_in_a_signed_event() -> None:
+    square = [[0, 0], [1, 0], [1, 1]]
+    assert Config.from_dict({"zones": [{"name": "front porch", "polygon": square}]}).zones[0].name == "front porch"
+    for bad in ("x" * 21, "", "porch/#", "caf\u00e9"):
+        with pytest.raises(ConfigError, match=r"zones\[0\]\.name"):
+            Config.from_dict({"zones": [{"name": bad, "polygon": square}]})
