@@ -143,26 +143,35 @@ def assemble(config: Config, *, identity: DeviceIdentity, source: FrameSource | 
         night.update(frame, width=lw, height=lh)
 
     stages["lores_filters"] = [*stages["lores_filters"], judge_light]
-    ir = IrOutputs.from_config(config.night) if (config.night.ir_led_pin >= 0 or config.night.ir_cut_pin >= 0) \
-        else None
-    if ir is not None:
-        night.listeners.append(ir.set_mode)
-        ir.set_mode(night.mode)
 
-    vault = build_vault(config, identity) if config.vault.enabled else None
-    publisher = None
-    if config.mqtt.enabled if publish is None else publish:
-        publisher = MqttPublisher(config.mqtt, identity, state_dir=config.state_dir, device_name=config.device.name,
-                                  audit_head=vault.audit_head if vault is not None else None)
-    if publisher is not None and vault is not None:
-        RequestRelay(publisher.client, publisher.topics, vault).attach()
-    sinks = _ClipAwareSinks(vault, [s for s in (publisher, *extra_sinks) if s is not None])
-    bell = Doorbell.from_config(config, source=source, on_metadata=night.on_metadata, on_frame=on_frame,
-                                event_sinks=[sinks], **stages, **doorbell_kw)
-    if publisher is not None:
-        publisher.heartbeat.stats = bell.stats.snapshot
-    b = config.button
-    button: SoftwareButton = (GpioButton(b.pin, bounce_time=b.bounce_s, holdoff_s=b.holdoff_s, sinks=[sinks])
-                              if b.pin >= 0 else SoftwareButton(holdoff_s=b.holdoff_s, sinks=[sinks]))
+    ir: IrOutputs | None = None
+    vault: Vault | None = None
+    publisher: MqttPublisher | None = None
+    bell: Doorbell | None = None
+    try:
+        if config.night.ir_led_pin >= 0 or config.night.ir_cut_pin >= 0:
+            ir = IrOutputs.from_config(config.night)
+            night.listeners.append(ir.set_mode)
+            ir.set_mode(night.mode)
+        vault = build_vault(config, identity) if config.vault.enabled else None
+        if config.mqtt.enabled if publish is None else publish:
+            publisher = MqttPublisher(config.mqtt, identity, state_dir=config.state_dir,
+                                      device_name=config.device.name,
+                                      audit_head=vault.audit_head if vault is not None else None)
+        if publisher is not None and vault is not None:
+            RequestRelay(publisher.client, publisher.topics, vault).attach()
+        sinks = _ClipAwareSinks(vault, [s for s in (publisher, *extra_sinks) if s is not None])
+        bell = Doorbell.from_config(config, source=source, on_metadata=night.on_metadata, on_frame=on_frame,
+                                    event_sinks=[sinks], **stages, **doorbell_kw)
+        if publisher is not None:
+            publisher.heartbeat.stats = bell.stats.snapshot
+        b = config.button
+        button: SoftwareButton = (GpioButton(b.pin, bounce_time=b.bounce_s, holdoff_s=b.holdoff_s, sinks=[sinks])
+                                  if b.pin >= 0 else SoftwareButton(holdoff_s=b.holdoff_s, sinks=[sinks]))
+    except BaseException:  # a part that failed to build must not leave the audit log, outbox, camera or pins open
+        for part in (bell, publisher, vault, ir):
+            if part is not None:
+                part.close()
+        raise
     return Device(config=config, identity=identity, bell=bell, events=sinks, vault=vault, publisher=publisher,
                   night=night, button=button, ir=ir)
