@@ -32,7 +32,7 @@ from .identity import DeviceIdentity
 from .loop import FrameHook
 from .night import NightMode
 from .night_ir import IrOutputs
-from .publish.publisher import MqttPublisher
+from .publish.publisher import MqttPublisher, publisher_from_config
 from .request_relay import RequestRelay
 from .sources.base import FrameSource
 from .vault.vault import Vault, build_vault
@@ -110,14 +110,13 @@ class Device:
 
 
 def assemble(config: Config, *, identity: DeviceIdentity, source: FrameSource | None = None,
-             publish: bool | None = None, extra_sinks: Sequence[EventSink] = (), on_frame: FrameHook | None = None,
-             fetch: bool = True, **doorbell_kw: Any) -> Device:
+             extra_sinks: Sequence[EventSink] = (), on_frame: FrameHook | None = None, fetch: bool = True,
+             **doorbell_kw: Any) -> Device:
     """Build the whole device from ``config``.
 
     Args:
         identity: the device identity (signs events, manifests, audit records).
         source: a frame source; default the one ``[capture]`` names.
-        publish: build the MQTT publisher (default: ``[mqtt] enabled``).
         extra_sinks: more event sinks (a vendor's own), after the vault and the publisher.
         on_frame: hook on the detect thread (the systemd watchdog ping, overlays).
         fetch: fetch a pinned model that is not cached yet.
@@ -154,10 +153,8 @@ def assemble(config: Config, *, identity: DeviceIdentity, source: FrameSource | 
             night.listeners.append(ir.set_mode)
             ir.set_mode(night.mode)
         vault = build_vault(config, identity) if config.vault.enabled else None
-        if config.mqtt.enabled if publish is None else publish:
-            publisher = MqttPublisher(config.mqtt, identity, state_dir=config.state_dir,
-                                      device_name=config.device.name,
-                                      audit_head=vault.audit_head if vault is not None else None)
+        publisher = publisher_from_config(config, identity,
+                                          audit_head=vault.audit_head if vault is not None else None)
         if publisher is not None and vault is not None:
             RequestRelay(publisher.client, publisher.topics, vault).attach()
         sinks = _ClipAwareSinks(vault, [s for s in (publisher, *extra_sinks) if s is not None])

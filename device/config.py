@@ -51,9 +51,6 @@ def even_positive(v: Any) -> str | None:
     return None if v > 0 and v % 2 == 0 else "must be a positive even number"
 
 
-Point = tuple[float, float]
-
-
 def polygon(v: Any) -> str | None:
     if len(v) < 3:
         return "a polygon needs at least 3 points"

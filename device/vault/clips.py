@@ -149,11 +149,6 @@ def chunk_hash(frame: bytes) -> str:
     return blake2b(frame, person=CHUNK_PERSON).hex()
 
 
-def encode_packet(p: Packet) -> bytes:
-    flags = (1 if p.keyframe else 0) | (2 if p.has_config else 0)
-    return _PKT.pack(len(p.data), p.pts, p.t_wall, p.t_capture, flags) + p.data
-
-
 def decode_packets(plain: bytes) -> list[Packet]:
     out: list[Packet] = []
     pos = 0
@@ -290,10 +285,6 @@ class ClipWriter:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-
-    def key_is_wiped(self) -> bool:
-        """True once the key buffer is all zeros (tests and self-checks)."""
-        return bytes(ffi.buffer(self._key)) == bytes(KEY_BYTES)
 
     @property
     def size(self) -> int:
