@@ -321,7 +321,7 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
                 raise ConfigError(path, value, f"must have exactly {len(args)} items")
-            return tuple(_convert(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+            return tuple(_convert(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
         item = args[0] if args else Any
         conv = [_convert(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
         return tuple(conv)
@@ -363,7 +363,8 @@ def load_section(cls: type[Any], data: dict[str, Any], path: str = "") -> Any:
         converted = _convert(hints[key], value, kp)
         chk = f.metadata.get("check")
         if chk is not None:
-            items = converted if typing.get_origin(hints[key]) in (list, tuple) and f.metadata.get("each") else [converted]
+            each = typing.get_origin(hints[key]) in (list, tuple) and f.metadata.get("each")
+            items = converted if each else [converted]
             for it in items:
                 why = chk(it)
                 if why:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 EventKind = Literal["person", "doorbell"]
 EventPhase = Literal["start", "end", "press"]
@@ -42,7 +42,8 @@ class Tracker(Protocol):
     can still end an event by time.
     """
 
-    #: The open event's id-bearing state, or ``None`` when no event is open (the loop keeps inferring while open).
-    active: object | None
+    @property
+    def active(self) -> object | None:
+        """The open event's id-bearing state, or ``None`` when none is open (the loop keeps inferring while open)."""
 
-    def update(self, t: float, detections: list | None) -> list[Event]: ...
+    def update(self, t: float, detections: list[Any] | None) -> list[Event]: ...

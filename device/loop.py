@@ -40,7 +40,8 @@ from .stats import Stats
 log = logging.getLogger(__name__)
 
 #: Called on the detect thread for every frame taken from the ring: (frame, info, gate_open, detections or None).
-FrameHook = Callable[[np.ndarray, FrameInfo, bool, "list[Detection] | None"], None]
+#: Its return value is ignored.
+FrameHook = Callable[[np.ndarray, FrameInfo, bool, "list[Detection] | None"], object]
 
 _STOP = object()
 

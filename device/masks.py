@@ -57,7 +57,7 @@ def rasterise(polygons: Sequence[Polygon], *, width: int, height: int) -> np.nda
             rows = np.flatnonzero(n_cross >= k + 2)
             a = np.ceil(xs[rows, k] * width - 0.5).astype(np.int64).clip(0, width)
             b = (np.floor(xs[rows, k + 1] * width - 0.5).astype(np.int64) + 1).clip(0, width)
-            for r, ca, cb in zip(rows.tolist(), a.tolist(), b.tolist()):
+            for r, ca, cb in zip(rows.tolist(), a.tolist(), b.tolist(), strict=True):
                 if cb > ca:
                     out[r, ca:cb] ^= True  # even-odd within one polygon
     return out
@@ -72,7 +72,7 @@ def row_spans(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
     rows_s, cols_s = np.nonzero(d == 1)
     _, cols_e = np.nonzero(d == -1)
     per_row: dict[int, list[tuple[int, int]]] = {}
-    for r, a, b in zip(rows_s.tolist(), cols_s.tolist(), cols_e.tolist()):
+    for r, a, b in zip(rows_s.tolist(), cols_s.tolist(), cols_e.tolist(), strict=True):
         per_row.setdefault(r, []).append((a, b))
     blocks: list[tuple[int, int, int, int]] = []
     open_: dict[tuple[int, int], int] = {}
@@ -131,7 +131,8 @@ class PrivacyMask:
     def apply(self, frame: np.ndarray) -> None:
         """Black out the masked region of ``frame`` (an I420 array of this mask's size) in place."""
         if frame.shape != self.shape:
-            raise ValueError(f"mask built for {self.width}x{self.height} I420 {self.shape}, got a frame of {frame.shape}")
+            raise ValueError(f"mask built for {self.width}x{self.height} I420 {self.shape}, "
+                             f"got a frame of {frame.shape}")
         if self.empty:
             return
         self._y.fill(frame[: self.height])

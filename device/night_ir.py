@@ -33,7 +33,7 @@ OutputFactory = Callable[[int, bool], Output]
 def gpiozero_output(pin: int, active_high: bool) -> Output:
     """A gpiozero ``DigitalOutputDevice`` on BCM ``pin`` (imported here, not at doorkeep import time)."""
     try:
-        from gpiozero import DigitalOutputDevice  # type: ignore[import-not-found]
+        from gpiozero import DigitalOutputDevice
     except ImportError as exc:
         raise CaptureError(f"night: an IR GPIO pin ({pin}) is configured but gpiozero is not installed "
                            "(pip install 'doorkeep[pi]')") from exc

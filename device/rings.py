@@ -62,7 +62,7 @@ class FrameRing:
         self.size = frames
         self.lores_filters: tuple[FrameFilter, ...] = tuple(lores_filters)
         self._buf = np.zeros((frames, *self.shape), dtype=np.uint8)
-        self._slots = [self._buf[i] for i in range(frames)]
+        self._slots: list[np.ndarray] = [self._buf[i] for i in range(frames)]
         self._planes = [(s[:height], *chroma_planes(s, width, height)) for s in self._slots]
         # Per-slot sequence (-1: empty or being written), capture times, and readers currently copying it.
         self._seq = np.full(frames, -1, dtype=np.int64)

@@ -37,7 +37,7 @@ STATE_VERSION = 1
 class Auditor(Protocol):
     """Where provisioning records its decisions (the vault's :class:`~doorkeep.device.vault.audit.AuditLog`)."""
 
-    def append(self, kind: str, **fields: Any) -> Any: ...
+    def append(self, kind: str, /, **fields: Any) -> object: ...
 
 
 class DeviceProvisioning:

@@ -120,7 +120,8 @@ class OwnerDocument:
         if self.device_id != device_id:
             raise WrongDevice(f"document is for {self.device_id}, this device is {device_id}")
         if self.counter <= last_counter:
-            raise StaleCounter(f"counter {self.counter} is not above the last applied {last_counter} (replay or rollback)")
+            raise StaleCounter(f"counter {self.counter} is not above the last applied {last_counter} "
+                               "(replay or rollback)")
 
 
 def key_id(public: bytes) -> str:

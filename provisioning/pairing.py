@@ -2,7 +2,8 @@
 both show a 6-digit code derived from all of them, the owner checks the two codes match and confirms on both sides.
 
 The exchange (sans-I/O state machines here; messages and derivations in :mod:`.pairing_messages`; MQTT transport
-in :mod:`.pairing_mqtt`; boot-partition file in :mod:`.boot_pairing`), every message signed by its sender's key over ``doorkeep-pair-v1 || NUL || canonical``::
+in :mod:`.pairing_mqtt`; boot-partition file in :mod:`.boot_pairing`), every message signed by its sender's key
+over ``doorkeep-pair-v1 || NUL || canonical``::
 
     owner  -> device  offer    session, owner public keys, commit = H(session, owner keys, N_o)[, re-pair auth]
     device -> owner   accept   session, device key, device id, N_d
@@ -145,7 +146,8 @@ class DevicePairing:
                                       reason="aborted-by-owner")
             if self._session and msg.session != self._session:
                 raise PairingMismatch("message for another pairing session")
-            return getattr(self, f"_on_{self.state}")(msg)
+            handler: Callable[[Message], list[bytes]] = getattr(self, f"_on_{self.state}")
+            return handler(msg)
         except ProvisionRefused as exc:
             if self.state != "failed":
                 self._fail(exc.reason, exc.detail)
@@ -171,7 +173,8 @@ class DevicePairing:
             auth = msg.fields.obj.get("auth")
             if auth is None:
                 raise AlreadyPaired(f"already paired to owner {owner_key_id(current)}; re-pairing needs the current "
-                                    "owner's signature (doorkeep pair --owner --authorize-with OLD_KEY) or a factory reset")
+                                    "owner's signature (doorkeep pair --owner --authorize-with OLD_KEY) "
+                                    "or a factory reset")
             doc = OwnerDocument.from_bytes(codec.canonical(auth))
             doc.verify(kind=KIND_REPAIR, pinned_owner=current.sign, device_id=self.prov.identity.device_id,
                        last_counter=self.prov.last_counter())

@@ -1,4 +1,4 @@
 """Shared fixtures. Each area keeps its fixtures in a fixtures_*.py module beside this file."""
 
-from fixtures_broker import *  # noqa: F401,F403  (real mosquitto on loopback)
-from fixtures_detect import *  # noqa: F401,F403  (the pinned model, real photos)
+from fixtures_broker import *  # noqa: F403  (real mosquitto on loopback)
+from fixtures_detect import *  # noqa: F403  (the pinned model, real photos)

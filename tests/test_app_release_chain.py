@@ -56,7 +56,7 @@ def test_demo_clip_released_to_a_recipient_decrypts_to_the_owners_frames(tmp_pat
     assert len(released) == 1
     got, want = frames(released[0]), frames(tmp_path / "owner.mp4")
     assert len(got) == len(want) > 30
-    assert all(np.array_equal(a, b) for a, b in zip(got, want))
+    assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
     audit = doorkeep("audit", "verify", "--state-dir", device, "--json")
     assert json.loads(audit)["ok"] is True
     kinds = [json.loads(line)["kind"] for line in (device / "audit.log").read_text().splitlines()]

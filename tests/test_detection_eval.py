@@ -15,7 +15,7 @@ def test_auc_hand_computed():
 
 
 def test_labels_csv_errors_name_the_line(tmp_path):
-    with pytest.raises(EvalError, match="labels.csv"):
+    with pytest.raises(EvalError, match=r"labels\.csv"):
         read_labels(tmp_path)
     (tmp_path / "a.png").write_bytes(b"")
     (tmp_path / "labels.csv").write_text("file,person\na.png,1\nb.png,0\n")

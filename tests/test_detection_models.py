@@ -247,7 +247,8 @@ def test_manifest_that_does_not_match_the_file_is_refused_on_load(model_path, mo
     wrong_input = replace(model_manifest, input=replace(model_manifest.input, shape=(1, 300, 300, 3)))
     with pytest.raises(ModelError, match=r"input is float32 \(1, 224, 224, 3\)"):
         PersonDetector(wrong_input, model_path)
-    wrong_decoder = replace(model_manifest, decoder="ssd_postprocess", output_names=("boxes", "classes", "scores", "count"))
+    wrong_decoder = replace(model_manifest, decoder="ssd_postprocess",
+                            output_names=("boxes", "classes", "scores", "count"))
     with pytest.raises(ModelError, match="ssd_postprocess needs 4 outputs"):
         PersonDetector(wrong_decoder, model_path)
     with pytest.raises(ModelError, match="not a person-box decoder"):

@@ -65,7 +65,8 @@ def test_demo_runs_the_whole_job() -> None:
     assert any("capture" in line and "fps" in line and "drops" in line for line in lines[1:])
     assert any(" person " in line and " start " in line for line in lines), out
     assert any(line.startswith("summary:") and " 0 REJECTED" in line for line in lines), out
-    assert any("the owner's key opens it" in line and "starts at a keyframe with SPS/PPS" in line for line in lines), out
+    assert any("the owner's key opens it" in line and "starts at a keyframe with SPS/PPS" in line
+               for line in lines), out
     assert any(line.startswith("audit log:") and "chain intact" in line for line in lines), out
 
 

@@ -157,7 +157,7 @@ def test_bad_file_and_missing_stream_raise_capture_error(tmp_path: Path) -> None
 
 
 def test_picamera2_off_pi_raises_capture_error_naming_the_fix() -> None:
-    with pytest.raises(CaptureError, match="picamera2 is not available.*python3-picamera2"):
+    with pytest.raises(CaptureError, match=r"picamera2 is not available.*python3-picamera2"):
         open_source(CaptureSection(source="picamera2"))
 
 
@@ -167,7 +167,7 @@ def test_open_source_follows_config(videos: dict[str, Path]) -> None:
     assert isinstance(src, PyAVSource) and src.lores_size == (160, 120) and not src.realtime
     syn = open_source(CaptureSection(main_width=640, main_height=480, gop=12))
     assert isinstance(syn, SyntheticSource) and syn.main_size == (640, 480) and syn.gop == 12
-    with pytest.raises(ConfigError, match="capture.path"):
+    with pytest.raises(ConfigError, match=r"capture\.path"):
         open_source(CaptureSection(source="file"))
 
 

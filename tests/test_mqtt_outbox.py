@@ -60,7 +60,8 @@ def test_not_an_outbox_refused(tmp_path) -> None:
         Outbox(bad)
     other = tmp_path / "v2.sqlite3"
     db = sqlite3.connect(other)
-    db.executescript("CREATE TABLE meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL); INSERT INTO meta VALUES ('schema', 2)")
+    db.executescript("CREATE TABLE meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL); "
+                     "INSERT INTO meta VALUES ('schema', 2)")
     db.commit()
     db.close()
     with pytest.raises(PublishError, match="schema 2"):

@@ -161,7 +161,7 @@ def test_build_night_detector_from_config(person_detector) -> None:
 
     det = build_night_detector(Config.from_dict({}), day=person_detector)
     assert isinstance(det, NightDetector) and det.segmenter is not None
-    with pytest.raises(ModelError, match="night.model"):
+    with pytest.raises(ModelError, match=r"night\.model"):
         build_night_detector(Config.from_dict({"night": {"model": "nope"}}), day=person_detector)
     plain = build_night_detector(Config.from_dict({"night": {"model": ""}}), day=person_detector)
     assert plain.segmenter is None

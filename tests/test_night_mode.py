@@ -114,9 +114,9 @@ def test_metadata_without_lux_is_ignored() -> None:
 
 
 def test_config_refuses_an_inverted_band() -> None:
-    with pytest.raises(ConfigError, match="night.lux_leave"):
+    with pytest.raises(ConfigError, match=r"night\.lux_leave"):
         Config.from_dict({"night": {"lux_enter": 20, "lux_leave": 10}})
-    with pytest.raises(ConfigError, match="night.mode"):
+    with pytest.raises(ConfigError, match=r"night\.mode"):
         Config.from_dict({"night": {"mode": "dusk"}})
 
 

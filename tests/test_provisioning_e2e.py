@@ -170,7 +170,7 @@ def test_new_device_to_factory_reset(mosquitto, tmp_path):
     # a fresh boot makes a brand-new, unpaired identity
     again = DeviceIdentity.load_or_create(state)
     assert again.device_id != dev.identity.device_id
-    with pytest.raises(ProvisionError, match="device.key"):
+    with pytest.raises(ProvisionError, match=r"device\.key"):
         verify_reset(state)
 
 

@@ -40,7 +40,7 @@ def test_loose_permissions_refused_when_not_fixing(tmp_path):
     state = tmp_path / "s"
     first_boot(state)
     os.chmod(state / "device.key", 0o640)
-    with pytest.raises(UnsafePermissions, match="device.key has mode 0640"):
+    with pytest.raises(UnsafePermissions, match=r"device\.key has mode 0640"):
         first_boot(state, fix_permissions=False)
 
 

@@ -27,7 +27,7 @@ REQUIRED = (
 def test_unit_has_the_hardening():
     text = UNIT.read_text()
     for line in REQUIRED:
-        assert any(l.startswith(line) for l in text.splitlines()), line
+        assert any(have.startswith(line) for have in text.splitlines()), line
     assert f"ExecStart={INSTALLED_BINARY} run" in text
 
 
@@ -53,7 +53,7 @@ def test_unit_passes_systemd_analyze_verify(tmp_path):
     unit.write_text(UNIT.read_text().replace(INSTALLED_BINARY, str(here)))
     proc = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60, check=False)
     # verify exits 0 even for unknown keys; any complaint about our unit is a failure
-    ours = [l for l in (proc.stdout + proc.stderr).splitlines() if "doorkeep.service" in l]
+    ours = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "doorkeep.service" in ln]
     assert proc.returncode == 0 and not ours, proc.stdout + proc.stderr
 
 

@@ -77,7 +77,7 @@ def test_cli_owner_grant_export_decrypt(tmp_path: Path, monkeypatch: pytest.Monk
     owner = SecretKeys.load(ok, b"owner pass")
     recorded = decrypt_clip(data, open_clip_key(parse_header(data), owner))[1]
     got, want = decode_mp4(clip["mp4"]), decode_packets(recorded)
-    assert len(got) == len(want) and all((a == b).all() for a, b in zip(got, want))
+    assert len(got) == len(want) and all((a == b).all() for a, b in zip(got, want, strict=True))
 
     # a recipient with another key is refused, with the reason
     other = tmp_path / "other.key"

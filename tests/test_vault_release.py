@@ -81,7 +81,7 @@ def _mutations() -> dict[str, object]:
             "device_id": lambda v: v + "x", "recipient_name": lambda v: v + "x", "purpose": lambda v: v + "x",
             "requester": lambda v: v + "x", "request_id": lambda v: v + "r",
             "issued_at": lambda v: v - 1, "expires_at": lambda v: v + 86400,
-            "clips": lambda v: v + [{"clip_id": "clipB", "key": v[0]["key"]}],
+            "clips": lambda v: [*v, {"clip_id": "clipB", "key": v[0]["key"]}],
             "recipient": lambda v: SecretKeys.generate("recipient").public.to_json(),
             "format": lambda v: v + "x", "v": lambda v: v + 1,
             "sig": lambda v: ("A" if v[0] != "A" else "B") + v[1:]}
@@ -251,8 +251,8 @@ def test_tampered_audit_record(log, what: str, reason: str) -> None:
         elif what == "index":
             rec["i"] = 7
         else:
-            return lines[:3] + [b"{not json"] + lines[4:]
-        return lines[:3] + [json.dumps(rec).encode()] + lines[4:]
+            return [*lines[:3], b"{not json", *lines[4:]]
+        return [*lines[:3], json.dumps(rec).encode(), *lines[4:]]
 
     _rewrite(path, tamper)
     r = verify(path, ident.verify_key)

@@ -52,7 +52,8 @@ def test_roundtrip_preroll_grant_bundle_mp4(tmp_path: Path) -> None:
     # ... through the post-roll (1 s = 10 frames after the end at packet 45)
     assert first + len(recorded) >= 55
 
-    grant = issue_grant(dev.owner, device_id=dev.identity.device_id, sealed_keys={m.clip_id: parse_header(data).sealed_key},
+    grant = issue_grant(dev.owner, device_id=dev.identity.device_id,
+                        sealed_keys={m.clip_id: parse_header(data).sealed_key},
                         recipient=dev.recipient.public, recipient_name="Officer K", purpose="burglary 12/3",
                         requester="PD")
     _, bundle = dev.vault.release(grant.to_bytes())
@@ -63,7 +64,7 @@ def test_roundtrip_preroll_grant_bundle_mp4(tmp_path: Path) -> None:
     got = decode_mp4(mp4)
     want = decode_packets(recorded)
     assert len(got) == len(want) == len(recorded)
-    assert all((a == b).all() for a, b in zip(got, want))
+    assert all((a == b).all() for a, b in zip(got, want, strict=True))
     kinds = [line for line in (dev.state / "audit.log").read_text().splitlines()]
     assert any('"kind":"clip_written"' in k for k in kinds) and any('"kind":"export"' in k for k in kinds)
     assert verify(dev.state / "audit.log", dev.identity.verify_key).ok

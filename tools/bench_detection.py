@@ -46,7 +46,7 @@ def detect_figures(*, rounds: int, per_round: int) -> dict[str, float]:
         step.append(median_ms(lambda: det.detect(frame, width=320, height=240), per_round))
     pre = det._preprocessor(320, 240)
     return {"detect_invoke_ms": round(statistics.median(inv), 2), "detect_step_ms": round(statistics.median(step), 2),
-            "detect_step_ratio": round(statistics.median(s / i for s, i in zip(step, inv)), 3),
+            "detect_step_ratio": round(statistics.median(s / i for s, i in zip(step, inv, strict=True)), 3),
             "preprocess_ms": round(median_ms(lambda: pre(frame), per_round * 4), 3)}
 
 

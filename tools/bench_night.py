@@ -82,8 +82,8 @@ def run(*, quick: bool = False) -> dict[str, float]:
         "night_step_ms": round(statistics.median(night_ms), 2),
         "night_step_person_ms": round(statistics.median(person_ms), 2),
         "night_day_step_ms": round(statistics.median(day_ms), 2),
-        "night_step_ratio": round(statistics.median(n / d for n, d in zip(night_ms, day_ms)), 2),
+        "night_step_ratio": round(statistics.median(n / d for n, d in zip(night_ms, day_ms, strict=True)), 2),
         "night_step_pose_first_ms": round(statistics.median(pf_ms), 2),
-        "night_step_pose_first_ratio": round(statistics.median(n / d for n, d in zip(pf_ms, day_ms)), 2),
+        "night_step_pose_first_ratio": round(statistics.median(n / d for n, d in zip(pf_ms, day_ms, strict=True)), 2),
         "night_mode_check_ms": round(check_ms, 4),
     }

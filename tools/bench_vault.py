@@ -16,10 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from doorkeep.device.frames import Packet
 
-def _packets(n: int, size: int) -> list:
-    from doorkeep.device.frames import Packet
 
+def _packets(n: int, size: int) -> list[Packet]:
     blob = os.urandom(size)
     return [Packet(blob, i, i / 30, i / 30, i % 30 == 0, i % 30 == 0) for i in range(n)]
 

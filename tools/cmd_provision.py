@@ -109,7 +109,7 @@ class _DeviceAudit:
     def __init__(self, log: Any, lock: Any) -> None:
         self.log, self.lock = log, lock
 
-    def append(self, kind: str, **fields: Any) -> Any:
+    def append(self, kind: str, /, **fields: Any) -> object:
         return self.log.append(kind, **fields)
 
     def close(self) -> None:
@@ -174,7 +174,8 @@ def _pair_device(args: argparse.Namespace) -> int:
         if args.boot_file:
             result = consume_pair_file(args.boot_file, prov)
             print(f"paired to owner; code {result.code} (compare with the owner's tool)")
-            print(f"receipt for the owner (doorkeep pair --owner --receipt FILE): {prov.state_dir / 'pair-receipt.json'}")
+            receipt = prov.state_dir / "pair-receipt.json"
+            print(f"receipt for the owner (doorkeep pair --owner --receipt FILE): {receipt}")
             return 0
         print(f"device {ident.device_id}  fingerprint {ident.fingerprint}")
         print(f"pairing window open for {args.window:.0f} s — now run `doorkeep pair --owner` on the owner's machine")

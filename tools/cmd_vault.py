@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     for role in ("owner", "recipient"):
         p = sub.add_parser(role, help=f"{role} keys")
         rs = actions[role] = p.add_subparsers(dest=f"{role}_cmd", metavar="ACTION", required=True)
-        k = rs.add_parser("keygen", help=f"make the {role}'s signing + encryption keys (secret part passphrase-encrypted)")
+        k = rs.add_parser("keygen",
+                          help=f"make the {role}'s signing + encryption keys (secret part passphrase-encrypted)")
         k.add_argument("--out", required=True, type=Path, help="secret key file to write")
         k.add_argument("--pub", type=Path, help="public key file (default: OUT.pub)")
         k.add_argument("--kdf", choices=("moderate", "interactive", "min"), default="moderate",
@@ -108,7 +109,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 # ------------------------------------------------------------------------------------------------ helpers
 
 def _pass_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--passphrase-file", type=Path, help=f"file holding the passphrase (else ${PASS_ENV}, else a prompt)")
+    p.add_argument("--passphrase-file", type=Path,
+                   help=f"file holding the passphrase (else ${PASS_ENV}, else a prompt)")
 
 
 def _state_args(p: argparse.ArgumentParser) -> None:
@@ -118,7 +120,7 @@ def _state_args(p: argparse.ArgumentParser) -> None:
 
 def _passphrase(args: argparse.Namespace, *, confirm: bool = False) -> bytes:
     if args.passphrase_file:
-        return args.passphrase_file.read_bytes().rstrip(b"\r\n")
+        return Path(args.passphrase_file).read_bytes().rstrip(b"\r\n")
     if os.environ.get(PASS_ENV):
         return os.environ[PASS_ENV].encode()
     pw = getpass.getpass("passphrase: ")
@@ -241,7 +243,8 @@ def _grant(args: argparse.Namespace) -> int:
                         recipient_name=args.recipient_name, purpose=args.purpose, requester=args.requester,
                         request_id=args.request_id, lifetime_s=int(args.days * 86400))
     write_atomic(args.out, grant.to_bytes(), mode=0o600)
-    print(f"grant {grant.grant_id}: {len(grant.clips)} clip(s) to {args.recipient_name}, expires {_iso(grant.expires_at)}")
+    print(f"grant {grant.grant_id}: {len(grant.clips)} clip(s) to {args.recipient_name}, "
+          f"expires {_iso(grant.expires_at)}")
     return 0
 
 
@@ -314,7 +317,7 @@ def _decrypt(args: argparse.Namespace) -> int:
         return 1
     report = opened.report()
     args.out.mkdir(parents=True, exist_ok=True)
-    for c, entry in zip(opened.clips, report["clips"]):
+    for c, entry in zip(opened.clips, report["clips"], strict=True):
         out = args.out / f"{c.clip_id}.mp4"
         write_mp4(c.packets, out, codec=c.header.codec)
         entry["mp4"] = str(out)

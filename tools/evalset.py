@@ -145,9 +145,9 @@ def photo_files(photos: tuple[Photo, ...], *, cache_dir: Path) -> list[Path]:
     """
     local = [_installed_copy(p.source) for p in photos]
     paths: list[Path | None] = [q if q is not None and sha256_file(q) == p.source.sha256 else None
-                                for p, q in zip(photos, local)]
+                                for p, q in zip(photos, local, strict=True)]
     need = [i for i, q in enumerate(paths) if q is None]
-    for i, q in zip(need, fetch_registry_files([photos[i].source for i in need], cache_dir=cache_dir)):
+    for i, q in zip(need, fetch_registry_files([photos[i].source for i in need], cache_dir=cache_dir), strict=True):
         paths[i] = q
     return [q for q in paths if q is not None]
 
@@ -192,7 +192,7 @@ def build_evalset(es: EvalSet, out_dir: Path, *, cache_dir: Path | None = None) 
     cache = cache_dir or default_cache_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[tuple[str, int]] = []
-    for photo, src in zip(es.photos, photo_files(es.photos, cache_dir=cache)):
+    for photo, src in zip(es.photos, photo_files(es.photos, cache_dir=cache), strict=True):
         rgb = fit_frame(src, es.max_width, es.max_height)
         for v in es.variants:
             name = f"{photo.id}{NAME_SEP}{v.name}.png"

@@ -53,8 +53,8 @@ def image_to_lores(path: Path, *, width: int, height: int) -> tuple[np.ndarray, 
 
 def auc(labels: list[int], scores: list[float]) -> float | None:
     """Area under the ROC curve (Mann-Whitney, ties count half); ``None`` if one class is absent."""
-    pos = [s for s, y in zip(scores, labels) if y]
-    neg = [s for s, y in zip(scores, labels) if not y]
+    pos = [s for s, y in zip(scores, labels, strict=True) if y]
+    neg = [s for s, y in zip(scores, labels, strict=True) if not y]
     if not pos or not neg:
         return None
     wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)

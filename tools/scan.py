@@ -20,7 +20,7 @@ def lores_frames(path: Path, *, width: int, height: int) -> Iterator[tuple[float
 
     try:
         container = av.open(str(path))
-    except (OSError, av.error.FFmpegError) as exc:  # type: ignore[attr-defined]
+    except (OSError, av.error.FFmpegError) as exc:
         raise CaptureError(f"cannot open video {path}: {exc}") from exc
     out = np.empty(i420_shape(width, height), np.uint8)
     u, v = chroma_planes(out, width, height)

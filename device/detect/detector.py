@@ -48,7 +48,8 @@ class PersonDetector:
             raise ModelError(f"model {manifest.name}: decoder {manifest.decoder!r} is not a person-box decoder "
                              f"(PersonDetector reads {', '.join(PERSON_DECODERS)})")
         self.threshold = manifest.default_threshold if threshold is None else float(threshold)
-        self.interpreter: Interpreter = open_interpreter(model_path, runtime=runtime, threads=threads, delegate=delegate)
+        self.interpreter: Interpreter = open_interpreter(model_path, runtime=runtime, threads=threads,
+                                                         delegate=delegate)
         self._check_io()
         self._decoder: Any
         if manifest.decoder == "blazepose":
@@ -72,7 +73,8 @@ class PersonDetector:
                              f"the manifest says {m.input.dtype} {m.input.shape}")
         shapes = it.output_shapes
         if m.decoder == "blazepose" and (len(shapes) != 2 or shapes[0][-2:] != (NUM_ANCHORS, NUM_COORDS)):
-            raise ModelError(f"model {m.name}: blazepose decoder expects outputs [1,2254,12] and [1,2254,1], got {shapes}")
+            raise ModelError(f"model {m.name}: blazepose decoder expects outputs [1,2254,12] and [1,2254,1], "
+                             f"got {shapes}")
         if m.decoder == "ssd_postprocess" and (len(shapes) != 4 or sorted(m.output_names) != sorted(OUTPUT_NAMES)):
             raise ModelError(f"model {m.name}: ssd_postprocess needs 4 outputs named {OUTPUT_NAMES} in the manifest "
                              f"([output] names), got {len(shapes)} outputs named {list(m.output_names)}")

@@ -87,7 +87,8 @@ def verify_file(path: Path, sha256: str, *, size: int | None = None) -> None:
         raise ModelError(f"{path}: no such file")
     if size is not None and path.stat().st_size != size:
         actual = sha256_file(path)
-        raise HashMismatchError(f"{path} ({path.stat().st_size} bytes, expected {size})", expected=sha256, actual=actual)
+        raise HashMismatchError(f"{path} ({path.stat().st_size} bytes, expected {size})", expected=sha256,
+                                actual=actual)
     actual = sha256_file(path)
     if actual != sha256.lower():
         raise HashMismatchError(str(path), expected=sha256.lower(), actual=actual)
@@ -150,7 +151,8 @@ def _extract(archive: Path, item: RegistryFile, dest: Path) -> Path:
             with z.open(min(names, key=len)) as src:
                 return install_atomically(src, dest, sha256=item.sha256, what=what)
     with tarfile.open(archive) as t:
-        members = [m for m in t.getmembers() if m.isfile() and (m.name == item.path or m.name.endswith("/" + item.path))]
+        members = [m for m in t.getmembers()
+                   if m.isfile() and (m.name == item.path or m.name.endswith("/" + item.path))]
         if not members:
             raise ModelError(f"{archive.name} has no file {item.path}")
         member = t.extractfile(min(members, key=lambda m: len(m.name)))

@@ -101,7 +101,7 @@ def _need(table: dict[str, Any], key: str, typ: type | tuple[type, ...], where: 
     if key not in table:
         raise ModelError(f"model manifest {where}: missing key {key!r}")
     v = table[key]
-    if not isinstance(v, typ) or isinstance(v, bool) and typ is not bool:
+    if not isinstance(v, typ) or (isinstance(v, bool) and typ is not bool):
         raise ModelError(f"model manifest {where}: {key} = {v!r} has the wrong type")
     return v
 
@@ -126,7 +126,8 @@ def parse_manifest(data: dict[str, Any], *, origin: str, labels_dir: Path | None
     where = origin
     fmt = data.get("format", MANIFEST_FORMAT)
     if fmt != MANIFEST_FORMAT:
-        raise ModelError(f"model manifest {where}: format {fmt!r} is not supported (this doorkeep reads {MANIFEST_FORMAT})")
+        raise ModelError(f"model manifest {where}: format {fmt!r} is not supported "
+                         f"(this doorkeep reads {MANIFEST_FORMAT})")
     name = _need(data, "name", str, where)
     where = f"{origin} [{name}]"
     sha = _need(data, "sha256", str, where).lower()
@@ -166,8 +167,9 @@ def parse_manifest(data: dict[str, Any], *, origin: str, labels_dir: Path | None
         raise ModelError(f"model manifest {where}: input.range = {vr!r} must be [low, high] with low < high")
     layout = _opt(inp, "layout", str, "NHWC", where + " input")
     if layout != "NHWC" or shape[3] != 3:
-        raise ModelError(f"model manifest {where}: only NHWC RGB input with 3 channels is supported, got {layout} {shape}")
-    spec = InputSpec(shape=shape, dtype=dtype, value_range=(float(vr[0]), float(vr[1])), layout=layout,  # type: ignore[arg-type]
+        raise ModelError(f"model manifest {where}: only NHWC RGB input with 3 channels is supported, "
+                         f"got {layout} {shape}")
+    spec = InputSpec(shape=shape, dtype=dtype, value_range=(float(vr[0]), float(vr[1])), layout=layout,
                      color=_opt(inp, "color", str, "RGB", where + " input"),
                      letterbox=_opt(inp, "letterbox", bool, True, where + " input"))
     dec = _need(data, "decoder", dict, where)
@@ -216,7 +218,8 @@ def builtin_manifests() -> dict[str, ModelManifest]:
     out: dict[str, ModelManifest] = {}
     for res in sorted(importlib.resources.files("doorkeep.models").iterdir(), key=lambda r: r.name):
         if res.name.endswith(".toml"):
-            m = parse_manifest(_load_toml_text(res.read_text(encoding="utf-8"), res.name), origin=f"doorkeep.models/{res.name}")
+            m = parse_manifest(_load_toml_text(res.read_text(encoding="utf-8"), res.name),
+                               origin=f"doorkeep.models/{res.name}")
             out[m.name] = m
     return out
 
@@ -279,5 +282,6 @@ def ensure_model(manifest: ModelManifest, *, state_dir: Path | None = None, fetc
     if manifest.local_path is not None:
         raise ModelError(f"model {manifest.name}: file {manifest.local_path} not found ({manifest.origin})")
     if manifest.source is None or not fetch:
-        raise ModelError(f"model {manifest.name} is not in the cache ({model_dirs(state_dir)[0]}): run `doorkeep models fetch {manifest.name}`")
+        raise ModelError(f"model {manifest.name} is not in the cache ({model_dirs(state_dir)[0]}): "
+                         f"run `doorkeep models fetch {manifest.name}`")
     return fetch_registry_file(manifest.source, cache_dir=model_dirs(state_dir)[0])

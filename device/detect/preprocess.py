@@ -1,9 +1,11 @@
-"""Lores I420 frame -> model input tensor (RGB, letterboxed, scaled to the model's value range), no per-frame allocation.
+"""Lores I420 frame -> model input tensor (RGB, letterboxed, scaled to the model's value range), no per-frame
+allocation.
 
 Everything that depends only on the frame and input sizes is computed once in :class:`Preprocessor`: the letterbox
 placement, the bilinear source indices and weights of every output row and column in the Y plane and the
-(half-size) chroma planes, and the colour matrix with the value-range scaling folded in. Per frame it is a few ``np.take`` gathers into
-preallocated buffers plus a handful of in-place ufuncs writing straight into the input tensor's channels.
+(half-size) chroma planes, and the colour matrix with the value-range scaling folded in. Per frame it is a few
+``np.take`` gathers into preallocated buffers plus a handful of in-place ufuncs writing straight into the input
+tensor's channels.
 
 Colour: BT.601 limited range ("TV" levels), what libx264/PyAV's ``yuv420p`` and the Pi's video pipeline produce;
 :func:`rgb_to_i420` is its inverse, used for evaluation images and the demo scene.
@@ -34,7 +36,8 @@ class Letterbox:
     h: float = 1.0
 
 
-def letterbox_for(width: int, height: int, in_w: int, in_h: int, *, letterbox: bool = True) -> tuple[int, int, int, int]:
+def letterbox_for(width: int, height: int, in_w: int, in_h: int, *,
+                  letterbox: bool = True) -> tuple[int, int, int, int]:
     """Content rectangle ``(x0, y0, w, h)`` in input pixels for a ``width`` x ``height`` frame."""
     if not letterbox:
         return 0, 0, in_w, in_h
@@ -132,7 +135,8 @@ class Preprocessor:
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         if frame.shape != self.frame_shape or frame.dtype != np.uint8:
-            raise ValueError(f"expected a uint8 I420 frame of shape {self.frame_shape}, got {frame.dtype} {frame.shape}")
+            raise ValueError(f"expected a uint8 I420 frame of shape {self.frame_shape}, "
+                             f"got {frame.dtype} {frame.shape}")
         flat = frame.reshape(-1)
         yl, cl = self._y_len, self._c_len
         yf = self._y(frame[: self.height])
@@ -184,4 +188,5 @@ def i420_to_rgb(frame: np.ndarray, width: int, height: int) -> np.ndarray:
     u = u.repeat(2, axis=0).repeat(2, axis=1)
     v = v.repeat(2, axis=0).repeat(2, axis=1)
     rgb = np.stack([y, u, v], axis=-1) @ _YUV2RGB.T.astype(np.float32)
-    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    return out

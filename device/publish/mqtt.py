@@ -39,7 +39,7 @@ from .topics import OFFLINE, ONLINE
 
 log = logging.getLogger(__name__)
 
-MessageCallback = Callable[[str, bytes], None]
+MessageCallback = Callable[[str, bytes], object]  # called as callback(topic, payload); its return value is ignored
 _FAILURE = 0x80  # MQTT 5 reason codes >= 0x80 are failures (3.1.1 CONNACK: anything non-zero)
 
 

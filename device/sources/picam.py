@@ -136,7 +136,7 @@ def _copy_i420(src: np.ndarray, planes: tuple[np.ndarray, np.ndarray, np.ndarray
 def _packet_output(source: PicameraSource, base: type) -> Any:
     """A picamera2 ``Output`` (``base``, imported lazily) that turns encoded frames into Packets for the sinks."""
 
-    class PacketOutput(base):  # type: ignore[misc, valid-type]
+    class PacketOutput(base):
         def outputframe(self, frame: bytes, keyframe: bool = True, timestamp: int | None = None,
                         packet: Any = None, audio: bool = False) -> None:
             if audio:

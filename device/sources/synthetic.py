@@ -133,7 +133,8 @@ class _Layer:
 def _resize_nearest(a: np.ndarray, width: int, height: int) -> np.ndarray:
     ys = (np.arange(height) * a.shape[0] // height).clip(0, a.shape[0] - 1)
     xs = (np.arange(width) * a.shape[1] // width).clip(0, a.shape[1] - 1)
-    return a[ys][:, xs]
+    out: np.ndarray = a[ys][:, xs]
+    return out
 
 
 def _positions(path: Sequence[Waypoint], fps: float, width: int, height: int, sw: int, sh: int) -> np.ndarray:

@@ -113,7 +113,8 @@ class AuditLog:
                 h = record_hash(self._head, body)
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"audit fields must be JSON values: {exc}") from None
-            rec = AuditRecord(self._next, t, kind, fields, prev, h.hex(), self._identity.sign(signed_message(SIG_DOMAIN, h)))
+            sig = self._identity.sign(signed_message(SIG_DOMAIN, h))
+            rec = AuditRecord(self._next, t, kind, fields, prev, h.hex(), sig)
             line = rec.to_line()
             if len(line) > MAX_LINE:
                 raise ValueError(f"audit record larger than {MAX_LINE} bytes")

@@ -83,7 +83,8 @@ class PublicKeys:
         return nacl.public.PublicKey(self.box)
 
     def to_json(self) -> dict[str, object]:
-        return {"format": PUBLIC_FORMAT, "v": VERSION, "role": self.role, "sign": b64e(self.sign), "box": b64e(self.box)}
+        return {"format": PUBLIC_FORMAT, "v": VERSION, "role": self.role,
+                "sign": b64e(self.sign), "box": b64e(self.box)}
 
     def to_bytes(self) -> bytes:
         return canonical(self.to_json()) + b"\n"

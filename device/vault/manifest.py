@@ -105,6 +105,6 @@ class Manifest:
         if len(frames) != len(self.chunks) or len(data) != self.size:
             raise FormatError(f"clip {self.clip_id}: has {len(frames)} chunks / {len(data)} bytes, manifest says "
                               f"{len(self.chunks)} / {self.size} (truncated or extended)")
-        for i, ((start, end), (n, h)) in enumerate(zip(frames, self.chunks)):
+        for i, ((start, end), (n, h)) in enumerate(zip(frames, self.chunks, strict=True)):
             if end - start != n or chunk_hash(bytes(data[start:end])) != h:
                 raise FormatError(f"clip {self.clip_id}: chunk {i} differs from the manifest")

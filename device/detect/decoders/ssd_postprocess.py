@@ -55,5 +55,6 @@ class SsdPostprocessDecoder:
             x1 = min(max((xmax - lb.x0) / lb.w, 0.0), 1.0)
             y0 = min(max((ymin - lb.y0) / lb.h, 0.0), 1.0)
             y1 = min(max((ymax - lb.y0) / lb.h, 0.0), 1.0)
-            out.append(Detection(score=float(scores[i]), x0=min(x0, x1), y0=min(y0, y1), x1=max(x0, x1), y1=max(y0, y1)))
+            out.append(Detection(score=float(scores[i]), x0=min(x0, x1), y0=min(y0, y1),
+                                 x1=max(x0, x1), y1=max(y0, y1)))
         return out
