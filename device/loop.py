@@ -36,6 +36,7 @@ from .gate import MotionGate
 from .rings import FrameInfo, FrameRing
 from .sources.base import FrameSource
 from .stats import Stats
+from .worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +75,11 @@ class CaptureLoop:
         self.stats = stats or Stats()
         self.on_frame = on_frame
         self._events: queue.Queue[object] = queue.Queue(max_events)
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+        self._running = False
+        #: The loop's two supervised threads (register them with a Supervisor).
+        self.detect_worker = _DetectWorker(self)
+        self.events_worker = _EventsWorker(self)
         self.stats.gauge("capture_drops", lambda: source.drops)
         self.stats.gauge("ring_overruns", lambda: ring.overruns)
         self.stats.gauge("frames_skipped", lambda: ring.skipped)
@@ -85,39 +88,39 @@ class CaptureLoop:
 
     @property
     def running(self) -> bool:
-        return bool(self._threads)
+        return self._running
+
+    @property
+    def workers(self) -> list[Worker]:
+        """The loop's workers: detect and events."""
+        return [self.detect_worker, self.events_worker]
 
     def start(self) -> None:
         """Start the worker threads, then the source."""
         with self._lock:
-            if self._threads:
+            if self._running:
                 return
-            self._stop.clear()
-            self._threads = [threading.Thread(target=self._detect_main, name="doorkeep-detect", daemon=True),
-                             threading.Thread(target=self._events_main, name="doorkeep-events", daemon=True)]
-            for t in self._threads:
-                t.start()
+            self.detect_worker.start()
+            self.events_worker.start()
             try:
                 self.source.start()
             except BaseException:
-                self._stop_threads()
+                self._stop_workers()
                 raise
+            self._running = True
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
         """Stop the source, then the workers (events already queued are delivered). Idempotent."""
         with self._lock:
-            if not self._threads:
+            if not self._running:
                 return
+            self._running = False
             self.source.stop()
-            self._stop_threads()
+            self._stop_workers(timeout)
 
-    def _stop_threads(self) -> None:
-        self._stop.set()
-        self.ring.wake_readers()
-        self._threads[0].join()
-        self._events.put(_STOP)
-        self._threads[1].join()
-        self._threads = []
+    def _stop_workers(self, timeout: float = 5.0) -> None:
+        self.detect_worker.stop(timeout)
+        self.events_worker.stop(timeout)
 
     def __enter__(self) -> Self:
         self.start()
@@ -125,45 +128,6 @@ class CaptureLoop:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    # ------------------------------------------------------------------------------------------- detect thread
-
-    def _detect_main(self) -> None:
-        frame = self.ring.empty_frame()
-        w, h = self.ring.width, self.ring.height
-        seq = -1
-        stats = self.stats
-        while not self._stop.is_set():
-            info = self.ring.read_latest(frame, after_seq=seq, timeout=0.2)
-            if info is None:
-                continue
-            seq = info.seq
-            stats.frame(info.t_capture)
-            try:
-                t0 = time.perf_counter()
-                gate_open = self.gate.update(frame, info.t_capture) if self.gate is not None else True
-                t1 = time.perf_counter()
-                stats.observe("gate", t1 - t0)
-                if gate_open:
-                    stats.count("gate_open")
-                detections: list[Detection] | None = None
-                # While a person event is open, keep looking without motion: a visitor standing still at the door
-                # fades into the gate's background, and "not looked" must not split their event in two.
-                looking = gate_open or (self.tracker is not None and self.tracker.active is not None)
-                if looking and self.detector is not None:
-                    detections = self.detector.detect(frame, width=w, height=h)
-                    stats.observe("detect", time.perf_counter() - t1)
-                    stats.count("inferences")
-                if self.on_frame is not None:
-                    self.on_frame(frame, info, gate_open, detections)
-                if self.tracker is not None:
-                    t2 = time.perf_counter()
-                    for ev in self.tracker.update(info.t_wall, detections):
-                        self._queue_event(ev)
-                    stats.observe("events", time.perf_counter() - t2)
-            except Exception:  # one bad frame must not end detection; counted and logged
-                stats.count("detect_errors")
-                log.exception("detect stage failed on frame %d", seq)
 
     def _queue_event(self, ev: Event) -> None:
         try:
@@ -173,21 +137,93 @@ class CaptureLoop:
             self.stats.count("events_dropped")
             log.error("event queue full: dropped %s %s", ev.kind, ev.phase)
 
-    # ------------------------------------------------------------------------------------------- events thread
 
-    def _events_main(self) -> None:
+class _DetectWorker(Worker):
+    """``doorkeep-detect``: latest frame from the ring → gate → detector → tracker; events onto the queue."""
+
+    stall_s = 30.0  # one inference takes < 1 s even on a Pi Zero 2; 30 s without a pass means it is hung
+
+    def __init__(self, loop: CaptureLoop) -> None:
+        super().__init__("detect", stats=loop.stats)
+        self.loop = loop
+
+    def _wake(self) -> None:
+        self.loop.ring.wake_readers()
+
+    def _run(self) -> None:
+        loop = self.loop
+        frame = loop.ring.empty_frame()
+        w, h = loop.ring.width, loop.ring.height
+        seq = -1
+        stats = loop.stats
+        while not self.stopping:
+            self.mark()
+            info = loop.ring.read_latest(frame, after_seq=seq, timeout=0.2)
+            if info is None:
+                continue
+            seq = info.seq
+            stats.frame(info.t_capture)
+            try:
+                t0 = time.perf_counter()
+                gate_open = loop.gate.update(frame, info.t_capture) if loop.gate is not None else True
+                t1 = time.perf_counter()
+                stats.observe("gate", t1 - t0)
+                if gate_open:
+                    stats.count("gate_open")
+                detections: list[Detection] | None = None
+                # While a person event is open, keep looking without motion: a visitor standing still at the door
+                # fades into the gate's background, and "not looked" must not split their event in two.
+                looking = gate_open or (loop.tracker is not None and loop.tracker.active is not None)
+                if looking and loop.detector is not None:
+                    detections = loop.detector.detect(frame, width=w, height=h)
+                    stats.observe("detect", time.perf_counter() - t1)
+                    stats.count("inferences")
+                if loop.on_frame is not None:
+                    loop.on_frame(frame, info, gate_open, detections)
+                if loop.tracker is not None:
+                    t2 = time.perf_counter()
+                    for ev in loop.tracker.update(info.t_wall, detections):
+                        loop._queue_event(ev)
+                    stats.observe("events", time.perf_counter() - t2)
+            except Exception:  # one bad frame must not end detection; counted and logged
+                stats.count("detect_errors")
+                log.exception("detect stage failed on frame %d", seq)
+
+
+class _EventsWorker(Worker):
+    """``doorkeep-events``: hands each queued event to the event sinks; on stop, delivers what is queued first."""
+
+    def __init__(self, loop: CaptureLoop) -> None:
+        super().__init__("events", stats=loop.stats)
+        self.loop = loop
+
+    def _wake(self) -> None:
+        try:
+            self.loop._events.put_nowait(_STOP)
+        except queue.Full:
+            pass  # the worker drains the queue, then sees the stop flag on its next timeout
+
+    def _run(self) -> None:
+        q = self.loop._events
         while True:
-            ev = self._events.get()
+            try:
+                ev = q.get(timeout=0.5)
+            except queue.Empty:
+                if self.stopping:
+                    return
+                continue
             if ev is _STOP:
-                return
+                if self.stopping:
+                    return
+                continue  # a stale sentinel from an earlier stop
             t0 = time.perf_counter()
-            for sink in self.event_sinks:
+            for sink in self.loop.event_sinks:
                 try:
                     sink.on_event(ev)  # type: ignore[arg-type]
                 except Exception:
-                    self.stats.count("publish_errors")
+                    self.loop.stats.count("publish_errors")
                     log.exception("event sink %r failed", sink)
-            self.stats.observe("publish", time.perf_counter() - t0)
+            self.loop.stats.observe("publish", time.perf_counter() - t0)
 
 
 @contextmanager

@@ -65,6 +65,7 @@ class Stats:
         self._frame_times = _Window(window)
         self._counters: dict[str, int] = {"frames": 0}
         self._gauges: dict[str, Callable[[], float]] = {}
+        self._crashes: dict[str, dict[str, Any]] = {}
         self.started = time.monotonic()
 
     def frame(self, t_capture: float) -> None:
@@ -77,6 +78,19 @@ class Stats:
         """Add ``n`` to counter ``name``."""
         with self._lock:
             self._counters[name] = self._counters.get(name, 0) + n
+
+    def record_crash(self, worker: str, exc: BaseException) -> None:
+        """Count a crashed worker thread (``worker_crashes``) and keep its last exception for the snapshot."""
+        text = f"{type(exc).__name__}: {exc}"[:200]
+        with self._lock:
+            self._counters["worker_crashes"] = self._counters.get("worker_crashes", 0) + 1
+            prev = self._crashes.get(worker)
+            self._crashes[worker] = {"count": (prev["count"] if prev else 0) + 1, "error": text}
+
+    def crashes(self) -> dict[str, dict[str, Any]]:
+        """``{worker name: {"count": n, "error": "Type: message"}}`` for every worker that crashed."""
+        with self._lock:
+            return {k: dict(v) for k, v in self._crashes.items()}
 
     def observe(self, stage: str, seconds: float) -> None:
         """Record one latency sample for ``stage``."""
@@ -114,7 +128,8 @@ class Stats:
         return (w.n - 1) / span if span > 0 else 0.0
 
     def snapshot(self) -> dict[str, Any]:
-        """Plain JSON-able numbers: uptime, fps, counters, gauges and latency p50/p95/max in milliseconds."""
+        """Plain JSON-able numbers: uptime, fps, counters, gauges, latency p50/p95/max in milliseconds, and
+        ``crashes`` (per crashed worker: count and last error) when any worker crashed."""
         with self._lock:
             counters = dict(self._counters)
             gauges = dict(self._gauges)
@@ -124,5 +139,7 @@ class Stats:
                 "counters": counters,
                 "latency_ms": {k: w.summary() for k, w in self._latency.items()},
             }
+            if self._crashes:
+                out["crashes"] = {k: dict(v) for k, v in self._crashes.items()}
         out["gauges"] = {k: float(fn()) for k, fn in gauges.items()}
         return out

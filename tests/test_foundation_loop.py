@@ -185,3 +185,30 @@ def test_pacer_models_the_camera_buffer_queue(monkeypatch: pytest.MonkeyPatch) -
     t = pacer.wait(stop)  # type: ignore[arg-type]
     assert pacer.late == 6 and t == pytest.approx(101.3)  # 6 lost; delivery resumes at the newest frame
     assert pacer.max_lag == pytest.approx(0.65)
+
+
+def test_detect_worker_crash_is_restarted_and_stops_the_watchdog_while_down() -> None:
+    from worker_faults import check_restarted_after_one_crash, raise_once
+
+    det = SlowDetector()
+    bell = Doorbell.from_config(_config(), source=_source(), detector=det, tracker=EveryNthTracker())
+    raise_once(bell.ring, "read_latest")  # outside the per-frame guard: the thread itself dies
+    with bell:
+        w = bell.loop.detect_worker
+        check_restarted_after_one_crash(w, others=(bell.loop.events_worker,), progress=lambda: bell.ring.frames,
+                                        after_restart=lambda: w.progress > 5)
+    assert _doorkeep_threads() == []
+
+
+def test_events_worker_crash_is_restarted_and_queued_events_still_arrive() -> None:
+    from worker_faults import check_restarted_after_one_crash, raise_once
+
+    sink = SlowSink()
+    bell = Doorbell.from_config(_config(), source=_source(), event_sinks=[sink])
+    raise_once(bell.loop._events, "get")
+    with bell:
+        check_restarted_after_one_crash(bell.loop.events_worker, others=(bell.loop.detect_worker,),
+                                        progress=lambda: bell.ring.frames)
+        bell.loop._queue_event(Event(event_id="e1", kind="person", phase="start", t=1.0, t_start=1.0, score=0.9))
+    assert [e.event_id for e in sink.events] == ["e1"]
+    assert _doorkeep_threads() == []

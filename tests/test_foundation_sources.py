@@ -182,3 +182,16 @@ def test_looping_file_continues_timestamps(videos: dict[str, Path]) -> None:
     pts = [p.pts for p in sink.packets[:75]]
     assert pts == sorted(set(pts))  # strictly increasing across the loop point
     assert sink.packets[30].keyframe and sink.packets[30].has_config
+
+
+def test_capture_worker_crash_sets_the_source_error_and_requests_a_process_exit() -> None:
+    from doorkeep.device.sources.synthetic import SyntheticSource
+    from worker_faults import Fault, check_exit_requested_after_crash, raise_once
+
+    src = SyntheticSource(width=320, height=240, fps=30)
+    raise_once(src, "_run")
+    with src:
+        src.start()
+        assert src.worker.name == "doorkeep-capture-SyntheticSource" and not src.worker.restartable
+        check_exit_requested_after_crash(src.worker)
+        assert src.finished.is_set() and isinstance(src.error, Fault)

@@ -33,6 +33,7 @@ import numpy as np
 from ..errors import CaptureError
 from ..frames import Packet, PacketSink
 from ..rings import FrameRing
+from ..worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -161,40 +162,48 @@ class FrameSource:
 
 
 class ThreadedSource(FrameSource):
-    """A source driven by its own capture thread running :meth:`_run` until ``_stop_event`` is set."""
+    """A source driven by its own capture thread (``doorkeep-capture-<Class>``, a :class:`Worker`) running
+    :meth:`_run` until ``_stop_event`` is set.
+
+    ``worker`` is the supervised thread. It cannot be restarted in-process (the decoder or device state is lost),
+    so a crash sets ``error``/``finished`` and a supervisor asks for a process restart.
+    """
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
-        self._stop_event = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.worker = _CaptureWorker(self)
+
+    @property
+    def _stop_event(self) -> threading.Event:
+        return self.worker._stop_event
 
     def _start(self) -> None:
-        self._stop_event.clear()
         self._prepare()
-        self._thread = threading.Thread(target=self._main, name=f"doorkeep-capture-{type(self).__name__}",
-                                        daemon=True)
-        self._thread.start()
+        self.worker.start()
 
     def _stop(self) -> None:
-        self._stop_event.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join()
-        self._thread = None
-
-    def _main(self) -> None:
-        try:
-            self._run()
-        except Exception as exc:
-            log.exception("%s capture thread failed", type(self).__name__)
-            self._fail(exc)
-        finally:
-            self.finished.set()
+        self.worker.stop()
 
     def _prepare(self) -> None:
         """Open files/devices before the thread starts (errors surface from :meth:`start`)."""
 
     def _run(self) -> None:
         raise NotImplementedError
+
+
+class _CaptureWorker(Worker):
+    def __init__(self, source: ThreadedSource) -> None:
+        super().__init__(f"capture-{type(source).__name__}", restartable=False)
+        self.source = source
+
+    def _run(self) -> None:
+        try:
+            self.source._run()
+        except BaseException as exc:
+            self.source.error = exc  # before ``finished``: whoever wakes on it must see the error
+            raise
+        finally:
+            self.source.finished.set()
 
 
 class Pacer:
