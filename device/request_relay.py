@@ -13,6 +13,7 @@ import logging
 from .errors import FormatError
 from .publish.mqtt import MqttClient
 from .publish.topics import SPEC, Topics
+from .safe_text import printable
 from .vault.vault import Vault
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class RequestRelay:
             notice = self.vault.handle_request(payload)  # verifies and audits (refusals too)
         except FormatError as exc:
             self.refused += 1
-            log.warning("refused a footage request: %s", exc)
+            log.warning("refused a footage request: %s", printable(exc))
             return
         spec = SPEC["request"]
         self.client.publish_raw(notice.topic, notice.payload, qos=spec.qos, retain=spec.retain)

@@ -14,6 +14,8 @@ class ProvisionRefused(ProvisionError, PermissionError):
     """A provisioning document or message was refused. ``reason`` is a stable short code."""
 
     reason = "refused"
+    #: A message to send back to the peer that caused the refusal (e.g. a pairing ``abort``), if any.
+    reply: bytes | None = None
 
     def __init__(self, detail: str = "", *, reason: str | None = None) -> None:
         if reason is not None:

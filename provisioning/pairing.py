@@ -1,9 +1,9 @@
 """Owner pairing by numeric comparison: the owner's tool and the device exchange public keys and fresh nonces,
 both show a 6-digit code derived from all of them, the owner checks the two codes match and confirms on both sides.
 
-The exchange (sans-I/O state machines here; messages and derivations in :mod:`.pairing_messages`; MQTT transport
-in :mod:`.pairing_mqtt`; boot-partition file in :mod:`.boot_pairing`), every message signed by its sender's key
-over ``doorkeep-pair-v1 || NUL || canonical``::
+The exchange (sans-I/O state machines: the device's here, the owner's in :mod:`.pairing_owner`; messages and
+derivations in :mod:`.pairing_messages`; MQTT transport in :mod:`.pairing_mqtt`; boot-partition file in
+:mod:`.boot_pairing`), every message signed by its sender's key over ``doorkeep-pair-v1 || NUL || canonical``::
 
     owner  -> device  offer    session, owner public keys, commit = H(session, owner keys, N_o)[, re-pair auth]
     device -> owner   accept   session, device key, device id, N_d
@@ -11,13 +11,18 @@ over ``doorkeep-pair-v1 || NUL || canonical``::
                        both: code = H(transcript) mod 10^6, shown to the human
     owner  -> device  confirm  session, transcript     (the owner pressed "yes, the codes match")
     device -> owner   done     session, transcript, counter   (device confirmed too and pinned the owner)
-    either            abort    session, reason
+    either            abort    session, reason[, device key (the device's aborts)]
 
 The owner commits to N_o before seeing N_d and reveals it only after, so neither side can choose its nonce to
 steer the code (Bluetooth SSP numeric comparison): a man in the middle matches both codes with probability 10^-6.
 Messages are refused outside an open :class:`PairingWindow`. A device that already has an owner refuses an offer
 unless it comes from that owner itself or carries an ``authorize-repair`` document signed by it (or the device
 was factory reset).
+
+Only an authenticated message changes a session: before a session exists, an offer signed by the key it offers;
+afterwards, a message of that session signed by the peer's key. Junk, forgeries, another session's messages and
+unauthenticated aborts are refused without touching the state (and counted, not audited one by one), and an exact
+copy of a message already handled (an MQTT QoS 1 redelivery) is skipped, so the drivers keep listening.
 Format: docs/formats.md ("Provisioning: pairing messages").
 """
 
@@ -27,13 +32,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import nacl.utils
 from doorkeep.device.errors import FormatError
-from doorkeep.device.identity import device_id_for, fingerprint_for
+from doorkeep.device.safe_text import printable
 from doorkeep.device.vault import codec
-from doorkeep.device.vault.keys import PublicKeys, SecretKeys
+from doorkeep.device.vault.keys import PublicKeys
 
 from .device_state import DeviceProvisioning, owner_key_id
 from .documents import KIND_REPAIR, OwnerDocument
@@ -59,6 +64,22 @@ log = logging.getLogger(__name__)
 
 #: Default pairing window after ``doorkeep pair --device`` or a button press.
 DEFAULT_WINDOW_S = 300.0
+#: Refused offers audited one by one per window (signed offers cost an attacker nothing; the rest are counted).
+MAX_AUDITED_REFUSALS = 10
+
+
+class SeenMessages:
+    """Digests of the authenticated messages a session already handled: a redelivered copy is not a new step."""
+
+    def __init__(self) -> None:
+        self._digests: set[bytes] = set()
+
+    def fresh(self, data: bytes) -> bool:
+        d = codec.blake2b(bytes(data).strip(), person=b"dk-pair-seen", size=16)
+        if d in self._digests:
+            return False
+        self._digests.add(d)
+        return True
 
 # ------------------------------------------------------------------------------------------------- the window
 @dataclass
@@ -93,22 +114,13 @@ class DevicePaired:
     repaired: bool
 
 
-@dataclass(frozen=True)
-class OwnerPaired:
-    """Owner-side result: the device key to pin."""
-
-    device_id: str
-    device_key: bytes
-    fingerprint: str
-    code: str
-    counter: int
-
-
 # ------------------------------------------------------------------------------------------------- device side
 @dataclass
 class DevicePairing:
     """The device's half. Feed received messages to :meth:`handle`; send what it returns; call :meth:`decide`
-    once the local human has compared :attr:`code`. Every refusal is audited (``pair_refused``) and raised."""
+    once the local human has compared :attr:`code`. A refusal that ends the session, and each refused signed offer
+    (up to :data:`MAX_AUDITED_REFUSALS`), is audited (``pair_refused``); unauthenticated messages are only counted
+    (:attr:`ignored`, in the final record) so a flood cannot fill the audit log."""
 
     prov: DeviceProvisioning
     window: PairingWindow = field(default_factory=PairingWindow)
@@ -123,6 +135,10 @@ class DevicePairing:
     _transcript: bytes = b""
     _owner_ok = False
     _local_ok = False
+    #: Messages refused without changing the state (junk, forgeries, other sessions), counted in the final record.
+    ignored: int = 0
+    _refusals: int = 0
+    _seen: SeenMessages = field(default_factory=lambda: SeenMessages())
 
     def __post_init__(self) -> None:
         self.prov.audit.append("pair_window_open", seconds=round(self.window.remaining(), 1),
@@ -132,32 +148,47 @@ class DevicePairing:
         return self.prov.identity.sign(data)
 
     def handle(self, data: bytes) -> list[bytes]:
+        """One received message → the messages to send. Raises a :class:`ProvisionRefused` for anything not
+        accepted; only a message signed by the session's owner key (before a session exists: an offer signed by
+        the key it offers) can change the state, so junk, forgeries and other sessions' messages leave the session
+        as it was (:attr:`state` tells whether the refusal ended it; the driver goes on listening if not)."""
+        if not self.window.is_open():
+            if self.state not in ("done", "failed"):
+                self._fail("window-closed", "the pairing window is closed")
+            raise WindowClosed("the pairing window is closed; open it with `doorkeep pair --device` or the button")
+        if self.state in ("done", "failed"):
+            raise PairingMismatch(f"pairing session already {self.state}")
         try:
-            if not self.window.is_open():
-                raise WindowClosed("the pairing window is closed; open it with `doorkeep pair --device` or the button")
-            if self.state in ("done", "failed"):
-                raise PairingMismatch(f"pairing session already {self.state}")
             msg = Message.parse(data)
-            if msg.type == "abort":
-                if self._owner is None or msg.session != self._session:
-                    return []  # nothing of ours to abort
-                msg.verify(self._owner.sign)
-                raise PairingMismatch(f"the owner aborted: {str(msg.fields.obj.get('reason', ''))[:100]}",
-                                      reason="aborted-by-owner")
-            if self._session and msg.session != self._session:
+            if self.state == "offer":
+                out = self._offer(msg)
+                self._seen.fresh(data)
+                return out
+            assert self._owner is not None
+            if msg.session != self._session:
                 raise PairingMismatch("message for another pairing session")
+            msg.verify(self._owner.sign)
+        except ProvisionRefused:
+            self.ignored += 1
+            raise
+        if not self._seen.fresh(data):
+            return []  # the same signed message again (an MQTT QoS 1 redelivery)
+        try:
+            if msg.type == "abort":
+                raise PairingMismatch(f"the owner aborted: {printable(msg.fields.obj.get('reason', ''), max_len=100)}",
+                                      reason="aborted-by-owner")
             handler: Callable[[Message], list[bytes]] = getattr(self, f"_on_{self.state}")
             return handler(msg)
         except ProvisionRefused as exc:
-            if self.state != "failed":
-                self._fail(exc.reason, exc.detail)
+            self._fail(exc.reason, exc.detail)
             raise
 
-    def _expect(self, msg: Message, mtype: str) -> None:
-        if msg.type != mtype:
-            raise PairingMismatch(f"expected {mtype!r}, got {msg.type!r}")
-
-    def _on_offer(self, msg: Message) -> list[bytes]:
+    def _offer(self, msg: Message) -> list[bytes]:
+        """No session yet: an offer signed by the key it offers starts one. A signed offer this device refuses
+        (already paired, a bad hand-over) is audited and answered with an ``abort`` (``exc.reply``), but leaves the
+        window open for the real owner."""
+        if msg.type == "abort":
+            return []  # nothing of ours to abort
         self._expect(msg, "offer")
         try:
             owner = PublicKeys.from_json(msg.fields.obj.get("owner"), what="offer.owner")
@@ -166,6 +197,20 @@ class DevicePairing:
         if owner.role != "owner":
             raise MalformedDocument("offer.owner must be an owner key")
         msg.verify(owner.sign)  # proof of possession of the offered key
+        try:
+            return self._on_offer(msg, owner)
+        except ProvisionRefused as exc:
+            if self._refusals < MAX_AUDITED_REFUSALS:
+                self.prov.audit.append("pair_refused", reason=exc.reason, detail=exc.detail[:300])
+            self._refusals += 1
+            exc.reply = self._abort(exc.reason, session=msg.session)
+            raise
+
+    def _expect(self, msg: Message, mtype: str) -> None:
+        if msg.type != mtype:
+            raise PairingMismatch(f"expected {mtype!r}, got {msg.type!r}")
+
+    def _on_offer(self, msg: Message, owner: PublicKeys) -> list[bytes]:
         self._commit = msg.get(lambda: msg.fields.b64("commit", length=32))
         current = self.prov.owner()
         # The same owner re-pairing (e.g. a new laptop) already proved itself: the offer is signed by the pinned key.
@@ -191,7 +236,6 @@ class DevicePairing:
     def _on_reveal(self, msg: Message) -> list[bytes]:
         self._expect(msg, "reveal")
         assert self._owner is not None
-        msg.verify(self._owner.sign)
         n_owner = msg.get(lambda: msg.fields.b64("nonce", length=NONCE_BYTES))
         if commitment(self._session, self._owner, n_owner) != self._commit:
             raise PairingMismatch("the owner's nonce does not match its commitment")
@@ -205,8 +249,6 @@ class DevicePairing:
 
     def _on_confirm(self, msg: Message) -> list[bytes]:
         self._expect(msg, "confirm")
-        assert self._owner is not None
-        msg.verify(self._owner.sign)
         if msg.get(lambda: msg.fields.b64("transcript", length=32)) != self._transcript:
             raise PairingMismatch("the owner confirmed a different exchange")
         self._owner_ok = True
@@ -233,13 +275,15 @@ class DevicePairing:
         self.state = "done"
         self.result = DevicePaired(self._owner, self.code or "", previous is not None)
         self.prov.audit.append("paired", owner=owner_key_id(self._owner), code=self.code,
-                               previous_owner=owner_key_id(previous) if previous else None, channel="exchange")
+                               previous_owner=owner_key_id(previous) if previous else None, channel="exchange",
+                               ignored=self.ignored, refused_offers=self._refusals)
         return [seal({"type": "done", "session": codec.b64e(self._session),
                       "transcript": codec.b64e(self._transcript), "counter": self.prov.last_counter()}, self._sign)]
 
-    def _abort(self, reason: str) -> bytes:
-        return seal({"type": "abort", "session": codec.b64e(self._session or bytes(SESSION_BYTES)),
-                     "reason": reason}, self._sign)
+    def _abort(self, reason: str, *, session: bytes | None = None) -> bytes:
+        # carries the device key so the owner's tool can check it (it may not know the key yet)
+        return seal({"type": "abort", "session": codec.b64e(session or self._session or bytes(SESSION_BYTES)),
+                     "reason": reason, "device": codec.b64e(self.prov.identity.public_bytes)}, self._sign)
 
     def abort_message(self, reason: str) -> bytes:
         """An ``abort`` to tell the owner why this side gave up."""
@@ -247,93 +291,8 @@ class DevicePairing:
 
     def _fail(self, reason: str, detail: str) -> None:
         self.state = "failed"
-        self.prov.audit.append("pair_refused", reason=reason, detail=detail[:300])
-
-
-# ------------------------------------------------------------------------------------------------- owner side
-@dataclass
-class OwnerPairing:
-    """The owner's half. :meth:`start` makes the offer; feed replies to :meth:`handle`; call :meth:`decide` when the
-    owner has compared :attr:`code` with the device's.
-
-    Args:
-        keys: the owner's secret keys.
-        device_id: the device expected (None: whichever device answers; its id and fingerprint are shown).
-        authorization: a re-pair document signed by the device's current owner.
-    """
-
-    keys: SecretKeys
-    device_id: str | None = None
-    authorization: OwnerDocument | None = None
-    state: str = "new"
-    code: str | None = None
-    result: OwnerPaired | None = None
-    device_key: bytes = b""
-    _session: bytes = b""
-    _nonce: bytes = b""
-    _commit: bytes = b""
-    _transcript: bytes = b""
-
-    def start(self) -> bytes:
-        self._session = nacl.utils.random(SESSION_BYTES)
-        self._nonce = nacl.utils.random(NONCE_BYTES)
-        self._commit = commitment(self._session, self.keys.public, self._nonce)
-        msg: dict[str, Any] = {"type": "offer", "session": codec.b64e(self._session),
-                               "owner": self.keys.public.to_json(), "commit": codec.b64e(self._commit)}
-        if self.authorization is not None:
-            msg["auth"] = codec.parse_json(self.authorization.to_bytes(), what="authorization")
-        self.state = "accept"
-        return seal(msg, self.keys.sign)
-
-    def handle(self, data: bytes) -> list[bytes]:
-        msg = Message.parse(data)
-        if msg.session != self._session:
-            raise PairingMismatch("reply for another pairing session")
-        if msg.type == "abort":
-            if self.device_key:
-                msg.verify(self.device_key)
-            self.state = "failed"
-            raise PairingMismatch(f"the device aborted: {msg.fields.obj.get('reason')}", reason="aborted-by-device")
-        if self.state == "accept" and msg.type == "accept":
-            key = msg.get(lambda: msg.fields.b64("device", length=32))
-            msg.verify(key)
-            claimed = msg.get(lambda: msg.fields.text("device_id", max_len=64))
-            if claimed != device_id_for(key):
-                raise PairingMismatch(f"device id {claimed} does not belong to the device key")
-            if self.device_id is not None and claimed != self.device_id:
-                raise PairingMismatch(f"expected device {self.device_id}, {claimed} answered")
-            n_device = msg.get(lambda: msg.fields.b64("nonce", length=NONCE_BYTES))
-            self.device_key, self.device_id = key, claimed
-            self._transcript = transcript_hash(self._session, self.keys.public, key, self._commit, self._nonce,
-                                               n_device)
-            self.code = pairing_code(self._transcript)
-            self.state = "decide"
-            return [seal({"type": "reveal", "session": codec.b64e(self._session),
-                          "nonce": codec.b64e(self._nonce)}, self.keys.sign)]
-        if self.state == "done-wait" and msg.type == "done":
-            msg.verify(self.device_key)
-            if msg.get(lambda: msg.fields.b64("transcript", length=32)) != self._transcript:
-                raise PairingMismatch("the device finished a different exchange")
-            assert self.device_id is not None and self.code is not None
-            self.result = OwnerPaired(self.device_id, self.device_key, fingerprint_for(self.device_key), self.code,
-                                      msg.get(lambda: msg.fields.integer("counter")))
-            self.state = "done"
-            return []
-        raise PairingMismatch(f"unexpected {msg.type!r} message in state {self.state!r}")
-
-    def decide(self, accepted: bool) -> list[bytes]:
-        """The owner's verdict on :attr:`code`: a signed ``confirm``, or an ``abort``."""
-        if self.state != "decide":
-            raise PairingMismatch("there is no code to decide on yet")
-        if not accepted:
-            self.state = "failed"
-            return [self.abort_message("code-rejected")]
-        self.state = "done-wait"
-        return [seal({"type": "confirm", "session": codec.b64e(self._session),
-                      "transcript": codec.b64e(self._transcript)}, self.keys.sign)]
-
-    def abort_message(self, reason: str) -> bytes:
-        return seal({"type": "abort", "session": codec.b64e(self._session), "reason": reason}, self.keys.sign)
+        self.prov.audit.append("pair_refused", reason=reason, detail=detail[:300], ignored=self.ignored,
+                               refused_offers=self._refusals)
 
 
 # ------------------------------------------------------------------------------------------------- drivers
@@ -348,8 +307,16 @@ class Channel(Protocol):
 Confirm = Callable[[str], bool]
 
 
+def skip_refused(exc: ProvisionRefused, channel: Channel) -> None:
+    """A message refused without ending the session: answer it if the machine made a reply, and go on."""
+    log.warning("pairing: ignored a message: %s", printable(exc))
+    if exc.reply is not None:
+        channel.send(exc.reply)
+
+
 def run_device(machine: DevicePairing, channel: Channel, *, confirm: Confirm) -> DevicePaired:
-    """Drive the device side until paired; raises the refusal (after telling the owner) or :class:`WindowClosed`."""
+    """Drive the device side until paired; raises the refusal that ended the session (after telling the owner) or
+    :class:`WindowClosed`. Messages refused without ending it (junk, forgeries, a stranger's offer) are skipped."""
     try:
         while machine.result is None:
             remaining = machine.window.remaining()
@@ -360,7 +327,14 @@ def run_device(machine: DevicePairing, channel: Channel, *, confirm: Confirm) ->
             data = channel.recv(min(remaining, 1.0))
             if data is None:
                 continue
-            for out in machine.handle(data):
+            try:
+                replies = machine.handle(data)
+            except ProvisionRefused as exc:
+                if machine.state == "failed":
+                    raise
+                skip_refused(exc, channel)
+                continue
+            for out in replies:
                 channel.send(out)
             if machine.state == "confirm" and machine.code is not None and not machine._local_ok:
                 for out in machine.decide(confirm(machine.code)):
@@ -369,33 +343,6 @@ def run_device(machine: DevicePairing, channel: Channel, *, confirm: Confirm) ->
                     raise PairingMismatch("the codes did not match (rejected on the device)", reason="code-rejected")
     except ProvisionRefused as exc:
         if exc.reason not in ("aborted-by-owner", "window-closed", "code-rejected"):
-            channel.send(machine.abort_message(exc.reason))
-        raise
-    return machine.result
-
-
-def run_owner(machine: OwnerPairing, channel: Channel, *, confirm: Confirm, timeout: float) -> OwnerPaired:
-    """Drive the owner side: offer, show the code, confirm, wait for ``done``."""
-    deadline = time.monotonic() + timeout
-    channel.send(machine.start())
-    try:
-        while machine.result is None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise PairingMismatch("no answer from the device in time (is its pairing window open?)",
-                                      reason="timeout")
-            data = channel.recv(min(left, 1.0))
-            if data is None:
-                continue
-            for out in machine.handle(data):
-                channel.send(out)
-            if machine.state == "decide" and machine.code is not None:
-                for out in machine.decide(confirm(machine.code)):
-                    channel.send(out)
-                if machine.state == "failed":
-                    raise PairingMismatch("the codes did not match (rejected by the owner)", reason="code-rejected")
-    except ProvisionRefused as exc:
-        if exc.reason not in ("aborted-by-device", "timeout", "code-rejected") and machine._session:
             channel.send(machine.abort_message(exc.reason))
         raise
     return machine.result

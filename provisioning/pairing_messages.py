@@ -31,7 +31,7 @@ MESSAGE_FIELDS: dict[str, tuple[str, ...]] = {
     "reveal": ("nonce",),
     "confirm": ("transcript",),
     "done": ("transcript", "counter"),
-    "abort": ("reason",),
+    "abort": ("reason", "device"),  # "device": the device key, in the device's aborts only
 }
 MESSAGE_TYPES = tuple(MESSAGE_FIELDS)
 

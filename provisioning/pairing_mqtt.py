@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from doorkeep.device.errors import FormatError
 from doorkeep.device.publish.mqtt import MqttClient
 from doorkeep.device.publish.topics import SPEC, Topics, check_segment
+from doorkeep.device.safe_text import printable
 from doorkeep.device.vault import codec
 
 from .errors import PairingMismatch
@@ -158,7 +159,7 @@ def wait_for_announcement(client: MqttClient, *, device_id: str | None = None, t
         try:
             seen.put_nowait(parse_announcement(payload))
         except PairingMismatch as exc:
-            log.warning("%s", exc)
+            log.warning("%s", printable(exc))
 
     client.subscribe(pattern, on_open, qos=1)
     try:

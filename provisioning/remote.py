@@ -32,6 +32,7 @@ import nacl.signing
 from doorkeep.device.errors import FormatError
 from doorkeep.device.publish.mqtt import MqttClient
 from doorkeep.device.publish.topics import Topics
+from doorkeep.device.safe_text import printable
 from doorkeep.device.vault import codec
 from doorkeep.device.vault.keys import PublicKeys
 
@@ -107,7 +108,11 @@ class RemoteDocuments:
 
     def _run(self) -> None:
         while (data := self._inbox.get()) is not None:
-            result = self.apply(data)
+            try:
+                result = self.apply(data)
+            except Exception:  # a bug in one document's handling must not silence the owner's channel for good
+                log.exception("owner document: unexpected error (refused)")
+                result = DocResult(doc_hash(data), False, None, "internal-error", "the device could not process it")
             self.client.publish_raw(self.result_topic, sign_result(result, self.prov.identity.sign), qos=1)
 
     def apply(self, data: bytes) -> DocResult:
@@ -126,7 +131,7 @@ class RemoteDocuments:
                 if self.on_config:
                     self.on_config(applied)
         except ProvisionRefused as exc:
-            log.warning("owner document refused: %s", exc)
+            log.warning("owner document refused: %s", printable(exc))
             return DocResult(h, False, None, exc.reason, exc.detail[:300])
         return DocResult(h, True, counter, "applied", "")
 
@@ -179,7 +184,7 @@ def push_document(client: MqttClient, *, device_id: str, device_key: bytes, data
         try:
             r = parse_result(payload, device_key=device_key)
         except ProvisionRefused as exc:
-            log.warning("ignored a result: %s", exc)
+            log.warning("ignored a result: %s", printable(exc))
             return
         if r.doc_hash == want:
             results.put(r)

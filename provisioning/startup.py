@@ -24,6 +24,7 @@ from pathlib import Path
 
 from doorkeep.device.config import Config
 from doorkeep.device.identity import DeviceIdentity
+from doorkeep.device.safe_text import printable
 from doorkeep.device.vault.audit import AuditLog
 from doorkeep.device.vault.vault import AUDIT_FILE
 
@@ -75,7 +76,7 @@ def prepare_device(config_path: str | os.PathLike[str] | None, *, boot_file: Pat
         try:
             boot = consume_pending(prov, boot_file=boot_file)
         except ProvisionRefused as exc:
-            log.error("boot-partition pairing file refused: %s", exc)
+            log.error("boot-partition pairing file refused: %s", printable(exc))
         except PermissionError as exc:  # /boot/firmware not writable for the service user: the unit moves it
             log.warning("cannot consume %s (%s); the systemd unit moves it into %s", boot_file, exc, state)
         paired = prov.owner() is not None

@@ -15,7 +15,8 @@ from doorkeep.device.vault.clips import ClipWriter, Codec
 from doorkeep.device.vault.keys import PublicKeys, SecretKeys
 from doorkeep.provisioning.device_state import DeviceProvisioning
 from doorkeep.provisioning.identity import first_boot
-from doorkeep.provisioning.pairing import DevicePairing, OwnerPairing
+from doorkeep.provisioning.pairing import DevicePairing
+from doorkeep.provisioning.pairing_owner import OwnerPairing
 
 
 @dataclass

@@ -26,17 +26,13 @@ from doorkeep.provisioning.errors import (
 )
 from doorkeep.provisioning.identity import has_identity
 from doorkeep.provisioning.owner_state import DeviceBook
-from doorkeep.provisioning.pairing import (
-    DevicePairing,
-    OwnerPairing,
-    PairingWindow,
-    run_owner,
-)
+from doorkeep.provisioning.pairing import DevicePairing, PairingWindow
 from doorkeep.provisioning.pairing_mqtt import (
     MqttChannel,
     serve_pairing,
     wait_for_announcement,
 )
+from doorkeep.provisioning.pairing_owner import OwnerPairing, run_owner
 from doorkeep.provisioning.remote import RemoteDocuments, push_document
 from doorkeep.provisioning.reset import factory_reset, verify_reset
 from doorkeep.provisioning.rotation import apply_rotation, sign_rotation

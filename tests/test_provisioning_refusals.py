@@ -30,12 +30,12 @@ from doorkeep.provisioning.errors import (
 )
 from doorkeep.provisioning.pairing import (
     DevicePairing,
-    OwnerPairing,
     PairingWindow,
     pairing_code,
     run_device,
     seal,
 )
+from doorkeep.provisioning.pairing_owner import OwnerPairing
 from doorkeep.provisioning.remote import DocResult, parse_result, sign_result
 from doorkeep.provisioning.rotation import apply_rotation, sign_rotation
 from doorkeep.provisioning.signed_config import (

@@ -17,7 +17,8 @@ from doorkeep.device.vault.clips import ClipWriter, Codec
 from doorkeep.device.vault.keys import SecretKeys
 from doorkeep.provisioning.device_state import DeviceProvisioning
 from doorkeep.provisioning.identity import first_boot
-from doorkeep.provisioning.pairing import DevicePairing, OwnerPairing
+from doorkeep.provisioning.pairing import DevicePairing
+from doorkeep.provisioning.pairing_owner import OwnerPairing
 from doorkeep.provisioning.reset import factory_reset
 from doorkeep.provisioning.signed_config import SignedConfigStore, sign_config
 

@@ -194,8 +194,8 @@ def _pair_device(args: argparse.Namespace) -> int:
 def _pair_owner(args: argparse.Namespace) -> int:
     from doorkeep.provisioning.boot_pairing import make_pair_file, verify_receipt
     from doorkeep.provisioning.files import write_atomic
-    from doorkeep.provisioning.pairing import OwnerPairing, run_owner
     from doorkeep.provisioning.pairing_mqtt import MqttChannel, wait_for_announcement
+    from doorkeep.provisioning.pairing_owner import OwnerPairing, run_owner
 
     keys = _owner_keys(args.key, args)
     book = _book(args)
@@ -288,6 +288,7 @@ def _config_apply(args: argparse.Namespace) -> int:
 
 
 def _config_push(args: argparse.Namespace) -> int:
+    from doorkeep.device.safe_text import printable
     from doorkeep.provisioning.documents import OwnerDocument
     from doorkeep.provisioning.remote import push_document
 
@@ -300,7 +301,8 @@ def _config_push(args: argparse.Namespace) -> int:
     finally:
         client.stop()
     if not verdict.ok:
-        print(f"doorkeep: {dev.device_id} refused the document: {verdict.reason}: {verdict.detail}", file=sys.stderr)
+        print(f"doorkeep: {dev.device_id} refused the document: {printable(verdict.reason)}: "
+              f"{printable(verdict.detail)}", file=sys.stderr)
         return 1
     print(f"{dev.device_id} applied document #{verdict.counter}")
     return 0

@@ -31,6 +31,7 @@ from doorkeep.device.identity import device_id_for
 from doorkeep.device.publish.mqtt import MqttClient
 from doorkeep.device.publish.payload import VerifiedEvent, verify
 from doorkeep.device.publish.topics import Topics
+from doorkeep.device.safe_text import printable
 
 REJECT_MARK = "!! REJECTED"
 
@@ -143,7 +144,7 @@ class EventWatcher:
 
     def _print(self, v: Verdict) -> None:
         if not v.verified:
-            self.err.write(f"{REJECT_MARK} ({v.reason}) on {v.topic}: {v.detail}\n")
+            self.err.write(f"{REJECT_MARK} ({printable(v.reason)}) on {v.topic}: {printable(v.detail)}\n")
             self.err.flush()
         if self.as_json:
             self.out.write(json.dumps(v.as_json(), sort_keys=True) + "\n")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -176,7 +177,7 @@ def verify(payload: bytes, verify_key: bytes | nacl.signing.VerifyKey) -> Verifi
         raise EventPayloadError("unsigned", "no sig member")
     body = payload[: m.start()] + b"}"
     try:
-        fields = json.loads(body)
+        fields = json.loads(body, parse_constant=_refuse_number, parse_float=_finite_float)
     except (UnicodeDecodeError, ValueError) as exc:
         raise EventPayloadError("malformed", f"not JSON: {exc}") from None
     if not isinstance(fields, dict):
@@ -189,6 +190,17 @@ def verify(payload: bytes, verify_key: bytes | nacl.signing.VerifyKey) -> Verifi
     except nacl.exceptions.BadSignatureError:
         raise EventPayloadError("bad-signature", "signature does not match (forged or tampered)") from None
     return _decode(fields, body, device_id_for(bytes(vk)))
+
+
+def _refuse_number(text: str) -> float:
+    raise ValueError(f"number {text[:32]} is not allowed")
+
+
+def _finite_float(text: str) -> float:
+    v = float(text)
+    if not math.isfinite(v):  # 1e999 parses as infinity otherwise
+        raise ValueError(f"number {text[:32]} is out of range")
+    return v
 
 
 def _decode(f: dict[str, Any], body: bytes, device_id: str) -> VerifiedEvent:

@@ -55,7 +55,9 @@ def parse_json(data: bytes, *, what: str) -> dict[str, Any]:
     if len(data) > MAX_JSON_BYTES:
         raise FormatError(f"{what}: larger than {MAX_JSON_BYTES} bytes")
     try:
-        obj = json.loads(bytes(data).decode("utf-8"), parse_constant=_no_constant)
+        obj = json.loads(bytes(data).decode("utf-8"), parse_constant=_no_constant, parse_float=_finite_float)
+    except _NonFinite as exc:
+        raise FormatError(f"{what}: number {exc} is out of range (only finite numbers are allowed)") from None
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError):
         raise FormatError(f"{what}: not valid JSON") from None
     if not isinstance(obj, dict):
@@ -63,8 +65,19 @@ def parse_json(data: bytes, *, what: str) -> dict[str, Any]:
     return obj
 
 
+class _NonFinite(ValueError):
+    """A JSON number that does not fit a finite float (``1e999`` would otherwise parse as infinity)."""
+
+
 def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed")
+    raise _NonFinite(name)  # NaN, Infinity, -Infinity
+
+
+def _finite_float(text: str) -> float:
+    v = float(text)
+    if not math.isfinite(v):
+        raise _NonFinite(text[:32])
+    return v
 
 
 class Fields:
