@@ -162,7 +162,8 @@ def run_owner(machine: OwnerPairing, channel: Channel, *, confirm: Confirm, time
         while machine.result is None:
             left = deadline - time.monotonic()
             if left <= 0:
-                hint = f" (an unauthenticated abort said: {machine.unverified_abort})" if machine.unverified_abort else ""
+                said = machine.unverified_abort
+                hint = f" (an unauthenticated abort said: {said})" if said else ""
                 raise PairingMismatch(f"no answer from the device in time (is its pairing window open?){hint}",
                                       reason="timeout")
             data = channel.recv(min(left, 1.0))
