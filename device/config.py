@@ -10,10 +10,12 @@ Sections are added by each area of the runtime; the loader below is generic over
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import tomllib
 import types
 import typing
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +53,37 @@ def even_positive(v: Any) -> str | None:
     return None if v > 0 and v % 2 == 0 else "must be a positive even number"
 
 
+#: Zone names travel in every signed event, whose 256-byte bound leaves them 20 bytes of UTF-8.
+ZONE_NAME_MAX_BYTES = 20
+#: Device names go into the Home Assistant discovery message (4 KB bound; a 64-character name takes at most 768
+#: bytes there even when every character is JSON-escaped, tests/test_ux_names.py checks the worst case).
+DEVICE_NAME_MAX_CHARS = 64
+
+
+def zone_name(v: Any) -> str | None:
+    """1..20 UTF-8 bytes of letters (any script, with their accents), digits, space, ``_`` or ``-``."""
+    n = len(v.encode())
+    if not 1 <= n <= ZONE_NAME_MAX_BYTES:
+        return (f"a zone name is 1..{ZONE_NAME_MAX_BYTES} bytes of UTF-8 (it travels in every signed event; "
+                f"a, ä and ß take 1, 2 and 2 bytes), this one is {n}")
+    bad = [ch for ch in v if not (unicodedata.category(ch)[0] in "LMN" or ch in " _-")]
+    if bad:
+        return f"a zone name holds letters, digits, space, _ or - only, not {''.join(dict.fromkeys(bad))!r}"
+    return None
+
+
+def device_name(v: Any) -> str | None:
+    """1..64 printable characters, not only spaces: shown in Home Assistant (no control characters)."""
+    if not v.strip():
+        return "a device name must not be empty"
+    if len(v) > DEVICE_NAME_MAX_CHARS:
+        return f"a device name is at most {DEVICE_NAME_MAX_CHARS} characters (it goes into Home Assistant's " \
+               f"discovery message, bounded to 4 KB), this one has {len(v)}"
+    if not all(ch.isprintable() or ch == " " for ch in v):
+        return "a device name must not contain control or other non-printable characters"
+    return None
+
+
 def polygon(v: Any) -> str | None:
     if len(v) < 3:
         return "a polygon needs at least 3 points"
@@ -63,15 +96,34 @@ def polygon(v: Any) -> str | None:
 # ---------------------------------------------------------------------------------------------------- sections
 
 
+class Section:
+    """Base of every section: values are checked (type and rule) when the section is built, from TOML or in code.
+
+    A vendor writing ``CaptureSection(fps="x")`` gets the same :class:`ConfigError` as a ``fps = "x"`` in a file;
+    ints given for floats become floats, lists become tuples, strings become paths. A subclass with rules across
+    fields overrides ``__post_init__`` and calls ``super().__post_init__()`` first.
+    """
+
+    def __post_init__(self) -> None:
+        cls = type(self)
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            checked = field_value(f, hints[f.name], value, f"{cls.__name__}.{f.name}")
+            if checked is not value:
+                object.__setattr__(self, f.name, checked)
+
+
 @dataclass(frozen=True)
-class DeviceSection:
-    name: str = "Front door"
+class DeviceSection(Section):
+    #: Shown in Home Assistant: 1..64 printable characters.
+    name: str = check(device_name, default="Front door")
     #: Keys, outbox, vault and audit log live here. The systemd unit sets it to /var/lib/doorkeep.
     state_dir: Path = Path("~/.local/state/doorkeep")
 
 
 @dataclass(frozen=True)
-class CaptureSection:
+class CaptureSection(Section):
     #: ``synthetic`` (built-in demo scene), ``file`` (a video file via PyAV), ``v4l2`` (a webcam via PyAV) or
     #: ``picamera2`` (the Pi camera).
     source: str = check(one_of("synthetic", "file", "v4l2", "picamera2"), default="synthetic")
@@ -97,7 +149,7 @@ class CaptureSection:
 
 
 @dataclass(frozen=True)
-class ButtonSection:
+class ButtonSection(Section):
     #: BCM GPIO pin of the doorbell push button (to ground, internal pull-up); -1: no GPIO button.
     pin: int = check(in_range(-1, 63), default=-1)
     #: Contact debounce in seconds (gpiozero ``bounce_time``).
@@ -107,7 +159,7 @@ class ButtonSection:
 
 
 @dataclass(frozen=True)
-class MotionSection:
+class MotionSection(Section):
     #: Per-pixel luma change (0..255) that counts as changed; above sensor noise.
     pixel_threshold: int = check(in_range(1, 255), default=20)
     #: Share of (downscaled) pixels that must change for a frame to count as motion.
@@ -121,7 +173,7 @@ class MotionSection:
 
 
 @dataclass(frozen=True)
-class DetectSection:
+class DetectSection(Section):
     """[detect] — the person detector (docs/detection.md)."""
 
     #: Model by manifest name: a built-in one (``doorkeep models list``) or one from ``manifests``.
@@ -139,7 +191,7 @@ class DetectSection:
 
 
 @dataclass(frozen=True)
-class EventsSection:
+class EventsSection(Section):
     """[events] — the person event state machine (docs/detection.md)."""
 
     #: An event starts when a person is detected on ``k`` of the last ``n`` inferences ...
@@ -155,22 +207,23 @@ class EventsSection:
     zone_point: str = check(one_of("foot", "centre"), default="foot")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.k > self.n:
             raise ConfigError("events.k", self.k, f"must be <= events.n ({self.n})")
 
 
 @dataclass(frozen=True)
-class ZoneSection:
+class ZoneSection(Section):
     """One [[zones]] entry: a named polygon, points normalised to the frame (0..1, origin top left)."""
 
-    #: Carried in every signed event (whose 256-byte bound leaves 20 bytes for it): letters, digits, space, _ and -.
-    name: str = check(lambda v: None if re.fullmatch(r"[A-Za-z0-9 _-]{1,20}", v) else
-                      "a zone name is 1..20 characters: letters, digits, space, _ or -")
+    #: Carried in every signed event (whose 256-byte bound leaves 20 bytes for it): letters (any script), digits,
+    #: space, _ and -, at most 20 bytes of UTF-8 ("Vordertür" is 10).
+    name: str = check(zone_name)
     polygon: tuple[tuple[float, float], ...] = check(polygon, default=())
 
 
 @dataclass(frozen=True)
-class MaskSection:
+class MaskSection(Section):
     """One [[masks]] entry: a privacy mask, blacked out before detection and before encoding."""
 
     name: str
@@ -178,7 +231,7 @@ class MaskSection:
 
 
 @dataclass(frozen=True)
-class NightSection:
+class NightSection(Section):
     """[night] — day/night mode from the frame's chroma and the camera's lux, and the night detector (docs/night.md)."""
 
     #: ``auto`` (decide from the evidence), or pin ``day`` / ``night``.
@@ -219,6 +272,7 @@ class NightSection:
     ir_cut_active_high: bool = True
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.chroma_leave <= self.chroma_enter:
             raise ConfigError("night.chroma_leave", self.chroma_leave, "must be above night.chroma_enter")
         if self.lux_leave <= self.lux_enter:
@@ -226,7 +280,7 @@ class NightSection:
 
 
 @dataclass(frozen=True)
-class VaultSection:
+class VaultSection(Section):
     """[vault] — encrypted clip storage, retention and releases (docs/security.md, docs/formats.md)."""
 
     #: Record clips at all (needs a paired owner: without ``owner.pub`` nothing is recorded).
@@ -250,7 +304,7 @@ class VaultSection:
 
 
 @dataclass(frozen=True)
-class MqttSection:
+class MqttSection(Section):
     """[mqtt] — the broker the device publishes signed events to (docs/mqtt.md, docs/config.md)."""
 
     #: Publish events over MQTT at all.
@@ -312,8 +366,10 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _convert(inner[0], value, path)
     if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):  # type: ignore[arg-type]
+            return value  # built (and checked) by its own __post_init__
         if not isinstance(value, dict):
-            raise ConfigError(path, value, "must be a table")
+            raise ConfigError(path, value, f"must be a table (a {_type_name(tp)})")
         return load_section(tp, value, path)  # type: ignore[arg-type]
     if origin in (list, tuple):
         if not isinstance(value, list | tuple):
@@ -338,16 +394,32 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(path, value, "must be a number")
-        return float(value)
+        return value if type(value) is float else float(value)
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(path, value, "must be a string")
         return value
     if tp is Path:
-        if not isinstance(value, str) or not value:
+        if isinstance(value, Path) and str(value):
+            return value
+        if not isinstance(value, str | os.PathLike) or not os.fspath(value):
             raise ConfigError(path, value, "must be a non-empty path string")
         return Path(value)
     raise ConfigError(path, value, f"unsupported type {_type_name(tp)}")
+
+
+def field_value(f: dataclasses.Field[Any], hint: Any, value: Any, path: str) -> Any:
+    """``value`` converted to the field's type and passed through its check; :class:`ConfigError` naming ``path``."""
+    converted = _convert(hint, value, path)
+    chk = f.metadata.get("check")
+    if chk is not None:
+        each = typing.get_origin(hint) in (list, tuple) and f.metadata.get("each")
+        items = converted if each else [converted]
+        for it in items:
+            why = chk(it)
+            if why:
+                raise ConfigError(path, value, why)
+    return converted
 
 
 def load_section(cls: type[Any], data: dict[str, Any], path: str = "") -> Any:
@@ -359,17 +431,7 @@ def load_section(cls: type[Any], data: dict[str, Any], path: str = "") -> Any:
         kp = f"{path}.{key}" if path else key
         if key not in fields:
             raise ConfigError(kp, value, f"unknown key (known: {', '.join(sorted(fields))})")
-        f = fields[key]
-        converted = _convert(hints[key], value, kp)
-        chk = f.metadata.get("check")
-        if chk is not None:
-            each = typing.get_origin(hints[key]) in (list, tuple) and f.metadata.get("each")
-            items = converted if each else [converted]
-            for it in items:
-                why = chk(it)
-                if why:
-                    raise ConfigError(kp, value, why)
-        kwargs[key] = converted
+        kwargs[key] = field_value(fields[key], hints[key], value, kp)
     try:
         return cls(**kwargs)
     except ConfigError:
@@ -379,7 +441,7 @@ def load_section(cls: type[Any], data: dict[str, Any], path: str = "") -> Any:
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Section):
     """The whole configuration. Each field is one TOML table."""
 
     device: DeviceSection = field(default_factory=DeviceSection)
