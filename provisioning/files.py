@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from doorkeep.device.fileio import fsync_dir, write_atomic
+from doorkeep.device.fileio import fsync_dir, make_dirs, write_atomic
 
-__all__ = ["fsync_dir", "shred", "write_atomic"]
+__all__ = ["fsync_dir", "make_dirs", "shred", "write_atomic"]
 
 
 def shred(path: str | os.PathLike[str], *, passes: int = 1) -> bool:

@@ -24,7 +24,7 @@ from doorkeep.device.identity import device_id_for, fingerprint_for
 from doorkeep.device.vault import codec
 
 from .errors import MalformedDocument, NotPaired, PairingMismatch
-from .files import write_atomic
+from .files import make_dirs, write_atomic
 
 FORMAT = "doorkeep/owner-devices"
 VERSION = 1
@@ -84,7 +84,7 @@ class DeviceBook:
         return cls(p, devices, pending=pending)
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_dirs(self.path.parent)  # ~/.config/doorkeep: 0700
         items: list[dict[str, Any]] = [
             {"id": d.device_id, "key": codec.b64e(d.key), "counter": d.counter, "paired_at": d.paired_at}
             for d in sorted(self.devices.values(), key=lambda d: d.device_id)

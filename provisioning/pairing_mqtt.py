@@ -32,6 +32,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from doorkeep.device.errors import FormatError
@@ -118,10 +119,15 @@ def parse_announcement(payload: bytes) -> Announcement:
         raise PairingMismatch(f"bad pairing announcement: {exc}") from None
 
 
-def serve_pairing(client: MqttClient, machine: DevicePairing, *, confirm: Confirm) -> DevicePaired:
+def serve_pairing(client: MqttClient, machine: DevicePairing, *, confirm: Confirm,
+                  on_open: Callable[[float], None] | None = None) -> DevicePaired:
     """Device side: open the pairing topics for the window, announce, run the exchange, close the topics.
 
+    ``on_open(remaining_s)`` is called once the broker has acknowledged the subscription, i.e. when an owner can
+    really reach the device (default: a log line).
+
     Raises:
+        PublishTimeout: the broker did not acknowledge the pairing subscription within 15 s.
         ProvisionRefused: the refusal that ended the exchange (audited by the state machine), or
             ``window-closed`` when the window expired first.
     """
@@ -129,6 +135,11 @@ def serve_pairing(client: MqttClient, machine: DevicePairing, *, confirm: Confir
     channel = MqttChannel.device(client, ident.device_id)
     open_topic = Topics(ident.device_id).pairing(LEAF_OPEN)
     stop = threading.Event()
+    try:
+        client.wait_subscribed(15.0)
+    except BaseException:
+        channel.close()
+        raise
 
     def announce() -> None:
         while not stop.is_set() and machine.window.is_open() and machine.state == "offer":
@@ -138,8 +149,11 @@ def serve_pairing(client: MqttClient, machine: DevicePairing, *, confirm: Confir
 
     announcer = threading.Thread(target=announce, name="doorkeep-pair-announce", daemon=True)
     announcer.start()
-    log.warning("pairing window open for %.0f s: device %s, fingerprint %s", machine.window.remaining(),
-                ident.device_id, ident.fingerprint)
+    if on_open is not None:
+        on_open(machine.window.remaining())
+    else:
+        log.warning("pairing window open for %.0f s: device %s, fingerprint %s", machine.window.remaining(),
+                    ident.device_id, ident.fingerprint)
     try:
         return run_device(machine, channel, confirm=confirm)
     finally:

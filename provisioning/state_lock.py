@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from .errors import ProvisionRefused
+from .errors import ProvisionError, ProvisionRefused
 
 LOCK_FILE = ".lock"
 
@@ -28,6 +28,10 @@ class StateBusy(ProvisionRefused):
     """Another doorkeep process (normally the service) is using the state directory."""
 
     reason = "state-busy"
+
+
+class StateDirUnusable(ProvisionError):
+    """The state directory cannot be created or written (read-only file system, wrong owner, not a directory)."""
 
 
 class StateLock:
@@ -40,8 +44,14 @@ class StateLock:
 
     def acquire(self) -> Self:
         """Take the lock or raise :class:`StateBusy` naming the holder."""
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:  # the first write into the state directory: say what it is for
+            raise StateDirUnusable(
+                f"cannot use the state directory {self.path.parent}: {exc.strerror or exc} "
+                f"({exc.filename or self.path}); doorkeep keeps its keys, outbox, clips and audit log there, so it "
+                "must be a writable directory of this user ([device] state_dir, --state-dir)") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

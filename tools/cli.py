@@ -7,9 +7,12 @@ stay inside the command functions so ``doorkeep --help`` is instant.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
+import traceback
+from typing import NoReturn
 
 from doorkeep.device.errors import DoorkeepError
 
@@ -26,12 +29,50 @@ COMMAND_MODULES = (
 )
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with doorkeep's error line: ``doorkeep: pair: the following arguments are required: …``.
+
+    Subcommand parsers inherit the class (argparse makes them with ``type(parent)``).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        where = self.prog.removeprefix("doorkeep").strip()
+        self.exit(2, f"doorkeep: {where + ': ' if where else ''}{message}\n")
+
+
+def version() -> str:
+    """``0.1.0 (Python 3.11.2; ai-edge-litert 1.2.0)``: the package and what runs the models (no import)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    def _v(dist: str) -> str | None:
+        try:
+            return dist_version(dist)
+        except PackageNotFoundError:
+            return None
+
+    runtimes = [f"{d} {v}" for d in ("ai-edge-litert", "tflite-runtime") if (v := _v(d))]
+    py = ".".join(map(str, sys.version_info[:3]))
+    # "unknown": run from a source tree that was never installed
+    return f"{_v('doorkeep') or 'unknown'} (Python {py}; {', '.join(runtimes) or 'no TFLite runtime installed'})"
+
+
+def describe_os_error(exc: OSError) -> str:
+    """An OSError as one line that names the path: ``cannot write /x/.lock: Read-only file system``."""
+    what = exc.strerror or (errno.errorcode.get(exc.errno or 0, "") if exc.errno else "") or str(exc) or type(exc).__name__
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    return f"{what}: {' -> '.join(paths)}" if paths else what
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="doorkeep",
         description="Private-by-design video doorbell: on-device person detection, signed events, owner-only footage.",
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more logging (-vv for debug); with -v a failure also prints its traceback")
+    parser.add_argument("--version", action="version", version=f"doorkeep {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"doorkeep.tools.{name}").register(sub)
@@ -51,10 +92,30 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except DoorkeepError as exc:
+        if args.verbose:
+            traceback.print_exc()
         print(f"doorkeep: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except SystemExit as exc:  # raise SystemExit("message") in a command: still one doorkeep: line
+        if isinstance(exc.code, str):
+            print(f"doorkeep: {exc.code}", file=sys.stderr)
+            return 1
+        raise
+    except OSError as exc:
+        # What the machine refused (a read-only or full disk, a permission, a missing file, the network) is
+        # something a user can cause and fix: one line naming the path; the traceback only with -v.
+        if args.verbose:
+            traceback.print_exc()
+        print(f"doorkeep: {describe_os_error(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        # Anything else is a bug in doorkeep: keep the whole traceback, then say so in doorkeep's own words.
+        traceback.print_exc()
+        print(f"doorkeep: internal error ({type(exc).__name__}: {exc}); this is a bug — please report it with "
+              "the traceback above", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

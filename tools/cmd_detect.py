@@ -32,8 +32,13 @@ def _setup(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from doorkeep.tools.evaluate import evaluate, plot
+    from doorkeep.tools.evaluate import EvalError, evaluate, plot
 
+    if args.plot:  # before any image is scored: a missing extra must not cost a whole evaluation run
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise EvalError("--plot needs matplotlib: pip install 'doorkeep[eval]' (or leave out --plot)") from None
     cfg, det = _setup(args)
     result = evaluate(args.dir, cfg, detector=det)
     result["runtime"] = det.runtime

@@ -136,17 +136,27 @@ def _device(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     return cfg, audit, DeviceProvisioning(cfg.state_dir, identity=ident, audit=audit)
 
 
-def _mqtt(cfg: Any, broker: str | None, client_id: str) -> Any:
+def _mqtt(cfg: Any, broker: str | None, client_id: str, *, timeout: float = 15.0) -> Any:
     from doorkeep.device.config import MqttSection
-    from doorkeep.device.publish.mqtt import MqttClient
+    from doorkeep.device.errors import PublishError
+    from doorkeep.device.publish.mqtt import MqttClient, PublishTimeout
+    from doorkeep.tools.cmd_hub import parse_broker
 
     settings = cfg.mqtt if cfg is not None else MqttSection()
     if broker:
-        host, _, port = broker.partition(":")
-        settings = dataclasses.replace(settings, host=host, port=int(port or 1883))
+        try:
+            host, port = parse_broker(broker)
+        except argparse.ArgumentTypeError as exc:
+            raise PublishError(str(exc)) from None
+        settings = dataclasses.replace(settings, host=host, port=port)
     client = MqttClient(settings, client_id=client_id)
     client.start()
-    client.wait_connected(15)
+    try:
+        client.wait_connected(timeout)
+    except PublishTimeout:
+        client.stop()
+        raise PublishError(f"cannot reach the MQTT broker {settings.host}:{settings.port} within {timeout:g} s "
+                           "(is it running and reachable? --broker HOST[:PORT])") from None
     return client
 
 
@@ -177,12 +187,16 @@ def _pair_device(args: argparse.Namespace) -> int:
             receipt = prov.state_dir / "pair-receipt.json"
             print(f"receipt for the owner (doorkeep pair --owner --receipt FILE): {receipt}")
             return 0
-        print(f"device {ident.device_id}  fingerprint {ident.fingerprint}")
-        print(f"pairing window open for {args.window:.0f} s — now run `doorkeep pair --owner` on the owner's machine")
+        print(f"device {ident.device_id}  fingerprint {ident.fingerprint}", flush=True)
         client = _mqtt(cfg, args.broker, f"{ident.device_id}-pair")
         try:
+            # "open" only once the broker holds our subscription: before that no owner could reach us
             paired = serve_pairing(client, DevicePairing(prov, window=PairingWindow(args.window)),
-                                   confirm=lambda code: _ask(code, where="the owner's screen", yes=args.yes))
+                                   confirm=lambda code: _ask(code, where="the owner's screen", yes=args.yes),
+                                   on_open=lambda left: print(
+                                       f"pairing window open for {left:.0f} s on {client.settings.host}:"
+                                       f"{client.settings.port} — now run `doorkeep pair --owner` on the owner's "
+                                       "machine", flush=True))
         finally:
             client.stop()
         print(f"paired: owner key {paired.owner.sign[:8].hex()} pinned")

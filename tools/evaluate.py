@@ -42,10 +42,14 @@ def read_labels(folder: Path) -> list[tuple[str, int]]:
 def image_to_lores(path: Path, *, width: int, height: int) -> tuple[np.ndarray, int, int]:
     """Load an image, fit it into ``width`` x ``height`` (even sizes, aspect kept) and return ``(i420, w, h)``."""
     from doorkeep.device.detect.preprocess import rgb_to_i420
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
-    with Image.open(path) as im:
-        rgb = im.convert("RGB")
+    try:
+        with Image.open(path) as im:
+            rgb = im.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError) as exc:  # not an image, truncated, unreadable
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise EvalError(f"{path}: not a readable image ({why})") from None
     s = min(width / rgb.width, height / rgb.height)
     w, h = max(2, int(rgb.width * s) // 2 * 2), max(2, int(rgb.height * s) // 2 * 2)
     return rgb_to_i420(np.asarray(rgb.resize((w, h), Image.Resampling.BILINEAR))), w, h

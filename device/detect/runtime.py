@@ -15,7 +15,12 @@ from __future__ import annotations
 import ctypes
 import importlib
 import importlib.metadata
+import os
 import platform
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,6 +89,41 @@ def load_runtime(runtime: str = "auto") -> RuntimeInfo:
     raise RuntimeMissingError(_missing_message(errors))
 
 
+#: What the runtimes' C++ code prints on stderr for every interpreter it creates: noise on every command.
+NATIVE_NOISE = (b"Created TensorFlow Lite XNNPACK delegate",)
+
+
+@contextmanager
+def filtered_native_stderr(drop: tuple[bytes, ...] = NATIVE_NOISE) -> Iterator[None]:
+    """Hold back file descriptor 2 while the native runtime builds an interpreter, then replay it minus ``drop``.
+
+    The runtime writes from C++, below Python's ``sys.stderr``, so only the fd can catch it. Nothing else is lost:
+    whatever any thread writes to stderr meanwhile (a log line) is written afterwards, in order. Used only around
+    interpreter creation (milliseconds), never around inference.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no usable stderr (a daemon): nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            try:
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            for line in held:
+                if not any(d in line for d in drop):
+                    os.write(2, line)
+
+
 class Interpreter:
     """A loaded model: thin wrapper over the runtime's interpreter with the input/output tensors resolved once.
 
@@ -147,8 +187,9 @@ def open_interpreter(
         except (ValueError, OSError, RuntimeError) as exc:
             raise DetectError(f"could not load the delegate {delegate!r} with {info}: {exc}") from exc
     try:
-        raw = info.module.Interpreter(**kwargs)
-        return Interpreter(raw, info, delegate=delegate)
+        with filtered_native_stderr():
+            raw = info.module.Interpreter(**kwargs)
+            return Interpreter(raw, info, delegate=delegate)
     except (ImportError, AttributeError, SystemError) as exc:
         # tflite-runtime imports under numpy 2 but fails here ("_ARRAY_API not found").
         lead = f"{info} is installed but cannot create an interpreter with numpy {np.__version__}"
