@@ -49,7 +49,8 @@ def test_zone_name_message_counts_bytes_not_characters() -> None:
             zone_config(bad)
 
 
-@pytest.mark.parametrize("bad", ["", "   ", "Front\ndoor", "bell\x07", "zero\u200bwidth", "x" * (DEVICE_NAME_MAX_CHARS + 1)])
+@pytest.mark.parametrize("bad", ["", "   ", "Front\ndoor", "bell\x07", "zero\u200bwidth",
+                                 "x" * (DEVICE_NAME_MAX_CHARS + 1)])
 def test_device_names_refuse_empty_control_and_overlong(bad: str) -> None:
     with pytest.raises(ConfigError, match=r"device\.name"):
         Config.from_dict({"device": {"name": bad}})

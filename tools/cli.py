@@ -60,7 +60,7 @@ def version() -> str:
 
 def describe_os_error(exc: OSError) -> str:
     """An OSError as one line that names the path: ``cannot write /x/.lock: Read-only file system``."""
-    what = exc.strerror or (errno.errorcode.get(exc.errno or 0, "") if exc.errno else "") or str(exc) or type(exc).__name__
+    what = exc.strerror or errno.errorcode.get(exc.errno or 0, "") or str(exc) or type(exc).__name__
     paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
     return f"{what}: {' -> '.join(paths)}" if paths else what
 
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"doorkeep: {describe_os_error(exc)}", file=sys.stderr)
         return 1
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the last resort: re-shown with its traceback, never swallowed
         # Anything else is a bug in doorkeep: keep the whole traceback, then say so in doorkeep's own words.
         traceback.print_exc()
         print(f"doorkeep: internal error ({type(exc).__name__}: {exc}); this is a bug — please report it with "
