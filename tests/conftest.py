@@ -2,3 +2,4 @@
 
 from fixtures_broker import *  # noqa: F403  (real mosquitto on loopback)
 from fixtures_detect import *  # noqa: F403  (the pinned model, real photos)
+from fixtures_browser import *  # noqa: F403  (Debian chromium for the owner console)

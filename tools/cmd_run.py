@@ -24,6 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     d.add_argument("--broker", metavar="HOST[:PORT]", help="publish to this MQTT broker instead of an embedded one")
     d.add_argument("--state", metavar="DIR", help="keep the demo's state (keys, clips, audit log) in DIR "
                    "(default: a temporary directory removed at the end)")
+    d.add_argument("--console", action="store_true",
+                   help="also serve the owner's web console on loopback (prints its URL; passphrase 'demo')")
+    d.add_argument("--console-port", type=int, default=8140, metavar="PORT",
+                   help="port for --console (default 8140; 0: any free port)")
     d.set_defaults(func=_demo)
 
 

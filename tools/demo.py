@@ -109,6 +109,25 @@ def report(device: Device, owner: keys.SecretKeys, out: TextIO) -> None:
     print(f"audit log: {rep.records} records, chain {state}, head {rep.head[:16]}…", file=out)
 
 
+def demo_console(stack: ExitStack, args: argparse.Namespace, identity: DeviceIdentity, owner_dir: Path, host: str,
+                 port: int, out: TextIO) -> None:
+    """Serve the owner's web console on loopback for the demo device (the owner's device book pins it)."""
+    from doorkeep.provisioning.owner_state import DeviceBook
+    from doorkeep.tools.console.server import ConsoleService
+
+    book_path = owner_dir / "devices.json"
+    book = DeviceBook.load(book_path)
+    if identity.device_id not in book.devices:
+        book.pin(identity.device_id, identity.public_bytes)
+    svc = ConsoleService(MqttSection(host=host, port=port, discovery=False, reconnect_max_s=2),
+                         key_path=owner_dir / "owner.key", device_id=identity.device_id,
+                         device_key=identity.public_bytes, device_name="doorkeep demo",
+                         port=getattr(args, "console_port", 8140), book=book_path)
+    stack.enter_context(svc)
+    print(f"doorkeep demo: owner console on {svc.url} — unlock with the demo passphrase "
+          f"'{DEMO_PASSPHRASE.decode()}'", file=out, flush=True)
+
+
 def run_demo(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> int:
     from doorkeep.tools.cmd_run import serve
     from doorkeep.tools.hub import EventWatcher
@@ -126,6 +145,8 @@ def run_demo(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> int:
             watcher.connect(MqttSection(host=host, port=port, discovery=False, reconnect_max_s=2))
             stack.callback(watcher.close)
             watcher.wait_subscribed(10.0)
+            if getattr(args, "console", False):
+                demo_console(stack, args, identity, owner_dir, host, port, out)
             device = build_device(config, identity)
             where = f"broker {host}:{port}" if args.broker else f"embedded broker {host}:{port}"
             w, h = device.bell.source.main_size

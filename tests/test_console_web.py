@@ -1,0 +1,173 @@
+"""The console's web security and session rules, over HTTP (Starlette's TestClient; no browser, no broker):
+locked pages redirect, the cookie is HttpOnly + SameSite=Strict, state changes need this origin and the CSRF token,
+foreign Host headers are refused, every response carries the strict CSP, nothing is loaded from the network,
+wrong passphrases are throttled, idle locks the key and wipes what listeners hold; forged events never show."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import nacl.signing
+import pytest
+from doorkeep.device.events import Event
+from doorkeep.device.identity import DeviceIdentity
+from doorkeep.device.publish.payload import encode
+from doorkeep.device.vault import keys
+from doorkeep.tools.console.feed import MqttFeed
+from doorkeep.tools.console.session import Locked, OwnerSession, UnlockThrottled
+from doorkeep.tools.console.timeline import LiveState
+
+# The web stack is imported inside the tests: the tflite-runtime venv collects this module without it.
+
+PASS = b"correct horse"
+HOST = "testserver"
+CONSOLE_DIR = Path(__file__).resolve().parent.parent / "tools" / "console"
+
+
+@pytest.fixture(scope="module")
+def owner_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("owner") / "owner.key"
+    keys.SecretKeys.generate("owner").save(path, PASS, limits=keys.MIN)
+    return path
+
+
+@pytest.fixture
+def device() -> DeviceIdentity:
+    return DeviceIdentity(nacl.signing.SigningKey(bytes([9]) * 32))
+
+
+def TestClient(*args, **kw):  # starlette's class, imported late
+    from starlette.testclient import TestClient as Client
+
+    return Client(*args, **kw)
+
+
+@pytest.fixture
+def app(owner_key: Path, device: DeviceIdentity):
+    from doorkeep.tools.console.web import Console, build_app
+
+    session = OwnerSession(owner_key, idle_s=600)
+    c = Console(session, LiveState(device.device_id), device.public_bytes, device_name="Front door", broker="x:1")
+    return build_app(c, hosts={HOST}), c
+
+
+def unlocked(app) -> TestClient:
+    client = TestClient(app[0], follow_redirects=False)
+    r = client.post("/unlock", data={"passphrase": PASS.decode()}, headers={"origin": f"http://{HOST}"})
+    assert r.status_code == 303 and r.headers["location"] == "/timeline"
+    return client
+
+
+def test_a_locked_console_redirects_every_page_to_unlock(app) -> None:
+    client = TestClient(app[0], follow_redirects=False)
+    for page in ("/timeline", "/device"):
+        r = client.get(page)
+        assert r.status_code == 303 and r.headers["location"] == "/unlock", page
+    assert client.get("/api/stream").status_code == 401
+    assert client.get("/unlock").status_code == 200
+
+
+def test_unlock_sets_an_httponly_samesite_strict_session_cookie(app) -> None:
+    client = TestClient(app[0], follow_redirects=False)
+    r = client.post("/unlock", data={"passphrase": PASS.decode()}, headers={"origin": f"http://{HOST}"})
+    cookie = r.headers["set-cookie"]
+    assert "dk_console=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
+    assert client.get("/timeline").status_code == 200
+
+
+def test_state_changes_need_the_csrf_token_and_this_origin(app) -> None:
+    client = unlocked(app)
+    assert client.post("/lock", data={}).status_code == 403
+    assert client.post("/lock", data={"csrf": "guess"}).status_code == 403
+    csrf = app[1].session.csrf(client.cookies.get("dk_console"))
+    foreign = client.post("/lock", data={"csrf": csrf}, headers={"origin": "http://evil.example"})
+    assert foreign.status_code == 403 and app[1].session.unlocked
+    r = client.post("/lock", data={"csrf": csrf}, headers={"origin": f"http://{HOST}"})
+    assert r.status_code == 303 and not app[1].session.unlocked
+    assert client.get("/timeline").status_code == 303
+
+
+def test_a_foreign_host_header_is_refused(app) -> None:
+    client = TestClient(app[0], base_url="http://attacker.example", follow_redirects=False)
+    assert client.get("/unlock").status_code == 421
+
+
+def test_every_response_carries_the_strict_headers(app) -> None:
+    from doorkeep.tools.console.web import CSP
+
+    client = unlocked(app)
+    for path in ("/unlock", "/timeline", "/static/console.css"):
+        h = client.get(path).headers
+        assert h["content-security-policy"] == CSP
+        assert h["x-frame-options"] == "DENY" and h["cache-control"] == "no-store"
+
+
+def test_no_template_or_static_file_loads_anything_from_the_network() -> None:
+    files = [*CONSOLE_DIR.glob("templates/*.html"), *CONSOLE_DIR.glob("static/*")]
+    assert files
+    remote = re.compile(r"""(?:src|href|url\()\s*=?\s*["']?(?:https?:)?//""", re.I)
+    for f in files:
+        text = f.read_text(errors="replace")
+        assert not remote.search(text), f"{f.name} references a remote resource"
+        assert "<script>" not in text.replace(" ", ""), f"{f.name}: inline script (the CSP forbids it)"
+        assert "style=" not in text, f"{f.name}: inline style (the CSP forbids it)"
+
+
+def test_wrong_passphrases_are_throttled(owner_key: Path) -> None:
+    now = [100.0]
+    s = OwnerSession(owner_key, clock=lambda: now[0])
+    with pytest.raises(keys.PassphraseError):
+        s.unlock(b"nope")
+    with pytest.raises(UnlockThrottled):
+        s.unlock(PASS)  # even the right one waits out the delay
+    now[0] += 0.6
+    with pytest.raises(keys.PassphraseError):
+        s.unlock(b"nope again")
+    now[0] += 0.6
+    with pytest.raises(UnlockThrottled):
+        s.unlock(PASS)  # the delay doubled
+    now[0] += 0.5
+    assert s.unlock(PASS)
+
+
+def test_idle_locks_the_key_and_tells_listeners(owner_key: Path) -> None:
+    s = OwnerSession(owner_key, idle_s=0.3)
+    reasons: list[str] = []
+    s.on_lock(reasons.append)
+    s.start()
+    try:
+        token = s.unlock(PASS)
+        assert s.keys(token).role == "owner"
+        deadline = time.monotonic() + 10
+        while s.unlocked and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not s.unlocked and reasons and "idle" in reasons[0]
+        with pytest.raises(Locked):
+            s.keys(token)
+    finally:
+        s.close()
+
+
+def test_a_new_unlock_ends_the_previous_session(owner_key: Path) -> None:
+    s = OwnerSession(owner_key)
+    first = s.unlock(PASS)
+    second = s.unlock(PASS)
+    assert not s.valid(first) and s.valid(second)
+
+
+def test_forged_and_tampered_events_are_counted_and_never_shown(device: DeviceIdentity) -> None:
+    from doorkeep.device.config import MqttSection
+
+    state = LiveState(device.device_id)
+    feed = MqttFeed(MqttSection(host="127.0.0.1", port=1), device_key=device.public_bytes, state=state)
+    t = time.time()
+    good = encode(Event("ev1", "person", "start", t, t, None, 0.9, "porch", True), device)
+    forger = DeviceIdentity(nacl.signing.SigningKey(bytes([8]) * 32))
+    forged = encode(Event("ev2", "person", "start", t, t, None, 0.9, "porch", True), forger)
+    tampered = good.replace(b'"s":90', b'"s":91')
+    for payload in (forged, tampered, good):
+        feed._on_event(feed.topics.event, payload)
+    assert [v.event_id for v in state.visits()] == ["ev1"]
+    assert state.health.rejected == 2

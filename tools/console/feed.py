@@ -1,0 +1,109 @@
+"""The device's live messages into :class:`~.timeline.LiveState`, each verified before it is believed.
+
+Signed events are verified with the pinned device key (device/publish/payload.py) — a forged or tampered one is
+counted as rejected and never shown; request notices carry the requester's signed request, verified again here;
+the heartbeat, availability and Home Assistant discovery (for the firmware version) are health facts only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from typing import Any
+
+from doorkeep.device.config import MqttSection
+from doorkeep.device.errors import FormatError, PayloadError
+from doorkeep.device.publish.mqtt import MqttClient
+from doorkeep.device.publish.payload import verify
+from doorkeep.device.publish.topics import Topics
+from doorkeep.device.vault.requests import Request
+
+from .timeline import FootageRequest, LiveState
+
+log = logging.getLogger(__name__)
+
+
+def parse_notice(payload: bytes, *, device_id: str) -> FootageRequest:
+    """A request notice from the device → :class:`FootageRequest` (the requester's signature re-verified).
+
+    Raises:
+        FormatError: not a notice for this device, or the inner request does not verify.
+    """
+    try:
+        notice = json.loads(payload)
+    except ValueError:
+        raise FormatError("request notice: not JSON") from None
+    if not isinstance(notice, dict) or notice.get("format") != "doorkeep-request-notice" or notice.get("v") != 1:
+        raise FormatError("request notice: unknown format")
+    if notice.get("device_id") != device_id:
+        raise FormatError("request notice: for another device")
+    req = Request.from_bytes(json.dumps(notice.get("request")).encode())
+    received = notice.get("received_at")
+    return FootageRequest(req.request_id, req.requester, req.incident, req.purpose, req.window,
+                          float(req.issued_at), float(received) if isinstance(received, int | float) else 0.0,
+                          req.key.to_json())
+
+
+class MqttFeed:
+    """Subscribes to one device's topics on the owner's broker and feeds the verified facts to ``state``.
+
+    Args:
+        settings: the broker (host, port, TLS, credentials).
+        device_key: the device's pinned Ed25519 public key (32 bytes).
+        state: where verified facts go.
+    """
+
+    def __init__(self, settings: MqttSection, *, device_key: bytes, state: LiveState) -> None:
+        self.device_key = device_key
+        self.state = state
+        self.topics = Topics(state.device_id)
+        self.client = MqttClient(settings, client_id="doorkeep-console-" + secrets.token_hex(4))
+        handlers = {self.topics.event: self._on_event, self.topics.stats: self._on_stats,
+                    self.topics.availability: self._on_availability, self.topics.request: self._on_request,
+                    self.topics.discovery: self._on_discovery}
+        for topic, fn in handlers.items():
+            self.client.subscribe(topic, fn, qos=1)
+
+    def start(self) -> None:
+        self.client.start()
+
+    def close(self) -> None:
+        self.client.stop()
+
+    def _on_event(self, topic: str, payload: bytes) -> None:
+        try:
+            ev = verify(payload, self.device_key)
+        except PayloadError as exc:
+            self.state.rejected(f"event on {topic}: {getattr(exc, 'reason', 'invalid')}")
+            return
+        self.state.add_event(ev)
+
+    def _on_stats(self, _topic: str, payload: bytes) -> None:
+        try:
+            hb: Any = json.loads(payload)
+        except ValueError:
+            self.state.rejected("heartbeat: not JSON")
+            return
+        if isinstance(hb, dict):
+            self.state.set_heartbeat(hb, signed=False)
+
+    def _on_availability(self, _topic: str, payload: bytes) -> None:
+        value = payload.decode("ascii", "replace")
+        if value in ("online", "offline"):
+            self.state.set_availability(value)
+
+    def _on_discovery(self, _topic: str, payload: bytes) -> None:
+        try:
+            doc = json.loads(payload) if payload else {}
+            sw = (doc.get("dev") or {}).get("sw") or ""
+        except (ValueError, AttributeError):
+            return
+        if isinstance(sw, str) and sw:
+            self.state.set_firmware(sw[:40])
+
+    def _on_request(self, _topic: str, payload: bytes) -> None:
+        try:
+            self.state.add_request(parse_notice(payload, device_id=self.state.device_id))
+        except FormatError as exc:
+            self.state.rejected(f"request notice: {exc}")
