@@ -29,6 +29,7 @@ from pathlib import Path
 
 from doorkeep.device.errors import DoorkeepError
 from doorkeep.device.vault.keys import PassphraseError, SecretKeys
+from doorkeep.device.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +80,7 @@ class OwnerSession:
         self._failures = 0
         self._not_before = 0.0
         self._listeners: list[Callable[[str], None]] = []
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._idle = _IdleLock(self)
         self.lock_reason = "not unlocked yet"
 
     def __repr__(self) -> str:
@@ -89,28 +88,22 @@ class OwnerSession:
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        """Start the idle watcher (thread ``doorkeep-console-idle``)."""
-        self._thread = threading.Thread(target=self._run, name="doorkeep-console-idle", daemon=True)
-        self._thread.start()
+        """Start the idle lock (worker thread ``doorkeep-console-idle``)."""
+        self._idle.start()
 
     def close(self) -> None:
         self.lock("console stopped")
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._idle.stop()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            with self._lock:
-                active = self._active
-                left = None if active is None else active.last_use + self.idle_s - self._clock()
-            if left is not None and left <= 0:
-                self.lock(f"idle for {self.idle_s:.0f} s")
-                continue
-            self._wake.wait(timeout=1.0 if left is None else min(max(left, 0.05), 5.0))
-            self._wake.clear()
+    def idle_left(self) -> float | None:
+        """Seconds until the idle lock (``None`` while locked); locks now when it is due."""
+        with self._lock:
+            active = self._active
+            left = None if active is None else active.last_use + self.idle_s - self._clock()
+        if left is not None and left <= 0:
+            self.lock(f"idle for {self.idle_s:.0f} s")
+            return None
+        return left
 
     def on_lock(self, fn: Callable[[str], None]) -> None:
         """Call ``fn(reason)`` whenever the keys are dropped (wipe caches of plaintext there)."""
@@ -146,7 +139,6 @@ class OwnerSession:
             with self._lock:
                 self._active = active
             self.lock_reason = ""
-            self._wake.set()
             log.info("console unlocked")
             return active.token
 
@@ -211,3 +203,16 @@ class OwnerSession:
             if self._active is None:
                 raise Locked(self.lock_reason or "locked")
             return self._active.keys
+
+
+class _IdleLock(Worker):
+    """Locks the session once it has been idle for ``idle_s`` (checked at least every second)."""
+
+    def __init__(self, session: OwnerSession) -> None:
+        super().__init__("console-idle")
+        self.session = session
+
+    def _run(self) -> None:
+        while not self.stopping:
+            left = self.session.idle_left()
+            self.wait(1.0 if left is None else min(max(left, 0.05), 1.0))
