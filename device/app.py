@@ -32,6 +32,7 @@ from .rings import FrameFilter, FrameRing
 from .sources import open_source
 from .sources.base import FrameSource, MainFilter, MetadataHook
 from .stats import Stats
+from .worker import Worker
 
 
 class Doorbell:
@@ -78,6 +79,11 @@ class Doorbell:
         loop = CaptureLoop(source, ring, gate=gate, detector=detector, tracker=tracker, event_sinks=event_sinks,
                            stats=stats, on_frame=on_frame)
         return cls(config=config, source=source, ring=ring, preroll=preroll, gate=gate, loop=loop, stats=stats)
+
+    @property
+    def workers(self) -> list[Worker]:
+        """The pipeline's supervised threads: the source's (capture) and the loop's (detect, events)."""
+        return [*self.source.workers, *self.loop.workers]
 
     def start(self) -> None:
         """Start the loop and the source."""

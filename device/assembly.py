@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -35,7 +36,9 @@ from .night_ir import IrOutputs
 from .publish.publisher import MqttPublisher, publisher_from_config
 from .request_relay import RequestRelay
 from .sources.base import FrameSource
+from .supervisor import Supervisor, Watchdog
 from .vault.vault import Vault, build_vault
+from .worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +68,12 @@ class _ClipAwareSinks:
 
 @dataclass
 class Device:
-    """A running doorbell: the pipeline and what hangs off it. ``start``/``close`` or use ``with``."""
+    """A running doorbell: the pipeline and what hangs off it. ``start``/``close`` or use ``with``.
+
+    Transactional: every part given here is closed by :meth:`close` whether or not it was started, and a failure
+    inside :meth:`start` closes everything before it propagates (no camera held, no thread left, no file open).
+    ``supervisor`` watches every worker thread (:attr:`workers`) and feeds the systemd watchdog (``notifier``).
+    """
 
     config: Config
     identity: DeviceIdentity
@@ -76,30 +84,49 @@ class Device:
     night: NightMode | None = None
     button: SoftwareButton | None = None
     ir: IrOutputs | None = None
-    _closers: list[Callable[[], None]] = field(default_factory=list)
+    notifier: Watchdog | None = None
+    supervisor: Supervisor = field(init=False)
+    _stack: ExitStack = field(init=False, default_factory=ExitStack)
+
+    def __post_init__(self) -> None:
+        self.supervisor = Supervisor(stats=self.bell.stats, notifier=self.notifier,
+                                     progress=lambda: self.bell.ring.frames, discover=lambda: self.workers)
+        # Closed in reverse: supervisor, button (no more presses), capture (no new events; queued ones are
+        # delivered), MQTT, the vault (closes any open clip, then the audit log), the IR pins.
+        for part in (self.ir, self.vault, self.publisher, self.bell, self.button):
+            if part is not None:
+                self._stack.callback(_logged(part.close))
+        self._stack.callback(_logged(self.supervisor.stop))
+
+    @property
+    def workers(self) -> list[Worker]:
+        """Every supervised thread of the device (capture, detect, events, outbox, heartbeat, clip writer)."""
+        out = [*self.bell.workers]
+        if self.publisher is not None:
+            out += self.publisher.workers
+        if self.vault is not None:
+            out += self.vault.workers
+        return out
 
     def start(self) -> None:
-        """Vault first (recovers torn clips, then records from the pre-roll), MQTT, then capture."""
-        if self.vault is not None:
-            self.vault.start(self.bell.preroll)
-            self._closers.append(self.vault.close)
-        if self.publisher is not None:
-            self.publisher.start()
-            self._closers.append(self.publisher.close)
-        self.bell.start()
-        self._closers.append(self.bell.close)
+        """Vault first (recovers torn clips, then records from the pre-roll), MQTT, capture, then the supervisor.
+
+        Raises whatever a part raised, after closing every part (the device cannot be started again).
+        """
+        try:
+            if self.vault is not None:
+                self.vault.start(self.bell.preroll)
+            if self.publisher is not None:
+                self.publisher.start()
+            self.bell.start()
+            self.supervisor.start()
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
-        """Stop capture first (no new events), then MQTT and the vault (closing any open clip), then pins."""
-        while self._closers:
-            fn = self._closers.pop()
-            try:
-                fn()
-            except Exception:
-                log.exception("shutdown step %s failed", getattr(fn, "__qualname__", fn))
-        for part in (self.button, self.ir):
-            if part is not None:
-                part.close()
+        """Stop and release every part, in reverse order of building (idempotent; failures are logged)."""
+        self._stack.close()
 
     def __enter__(self) -> Self:
         self.start()
@@ -109,16 +136,27 @@ class Device:
         self.close()
 
 
+def _logged(fn: Callable[[], object]) -> Callable[[], None]:
+    def step() -> None:
+        try:
+            fn()
+        except Exception:  # one part failing to close must not keep the others open
+            log.exception("shutdown step %s failed", getattr(fn, "__qualname__", fn))
+    return step
+
+
 def assemble(config: Config, *, identity: DeviceIdentity, source: FrameSource | None = None,
              extra_sinks: Sequence[EventSink] = (), on_frame: FrameHook | None = None, fetch: bool = True,
-             **doorbell_kw: Any) -> Device:
+             notifier: Watchdog | None = None, **doorbell_kw: Any) -> Device:
     """Build the whole device from ``config``.
 
     Args:
         identity: the device identity (signs events, manifests, audit records).
         source: a frame source; default the one ``[capture]`` names.
         extra_sinks: more event sinks (a vendor's own), after the vault and the publisher.
-        on_frame: hook on the detect thread (the systemd watchdog ping, overlays).
+        on_frame: hook on the detect thread (overlays, tests).
+        notifier: the systemd notifier the supervisor pings while every worker is healthy
+            (:class:`~doorkeep.device.sd_notify.Notifier`; ``None``: no watchdog).
         fetch: fetch a pinned model that is not cached yet.
         **doorbell_kw: passed on to :meth:`Doorbell.from_config` (``stats``, ``packet_sinks``).
 
@@ -143,32 +181,32 @@ def assemble(config: Config, *, identity: DeviceIdentity, source: FrameSource | 
 
     stages["lores_filters"] = [*stages["lores_filters"], judge_light]
 
-    ir: IrOutputs | None = None
-    vault: Vault | None = None
-    publisher: MqttPublisher | None = None
-    bell: Doorbell | None = None
-    try:
+    with ExitStack() as built:  # a part that fails to build closes the ones already built (audit log, camera...)
+        ir: IrOutputs | None = None
         if config.night.ir_led_pin >= 0 or config.night.ir_cut_pin >= 0:
             ir = IrOutputs.from_config(config.night)
+            built.callback(ir.close)
             night.listeners.append(ir.set_mode)
             ir.set_mode(night.mode)
         vault = build_vault(config, identity) if config.vault.enabled else None
+        if vault is not None:
+            built.callback(vault.close)
         publisher = publisher_from_config(config, identity,
                                           audit_head=vault.audit_head if vault is not None else None)
-        if publisher is not None and vault is not None:
-            RequestRelay(publisher.client, publisher.topics, vault).attach()
+        if publisher is not None:
+            built.callback(publisher.close)
+            if vault is not None:
+                RequestRelay(publisher.client, publisher.topics, vault).attach()
         sinks = _ClipAwareSinks(vault, [s for s in (publisher, *extra_sinks) if s is not None])
         bell = Doorbell.from_config(config, source=source, on_metadata=night.on_metadata, on_frame=on_frame,
                                     event_sinks=[sinks], **stages, **doorbell_kw)
+        built.callback(bell.close)
         if publisher is not None:
-            publisher.heartbeat.stats = bell.stats.snapshot
+            publisher.heartbeat.snapshot = bell.stats.snapshot
         b = config.button
         button: SoftwareButton = (GpioButton(b.pin, bounce_time=b.bounce_s, holdoff_s=b.holdoff_s, sinks=[sinks])
                                   if b.pin >= 0 else SoftwareButton(holdoff_s=b.holdoff_s, sinks=[sinks]))
-    except BaseException:  # a part that failed to build must not leave the audit log, outbox, camera or pins open
-        for part in (bell, publisher, vault, ir):
-            if part is not None:
-                part.close()
-        raise
-    return Device(config=config, identity=identity, bell=bell, events=sinks, vault=vault, publisher=publisher,
-                  night=night, button=button, ir=ir)
+        device = Device(config=config, identity=identity, bell=bell, events=sinks, vault=vault,
+                        publisher=publisher, night=night, button=button, ir=ir, notifier=notifier)
+        built.pop_all()  # built: the device owns closing them now
+    return device

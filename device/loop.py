@@ -206,6 +206,7 @@ class _EventsWorker(Worker):
     def _run(self) -> None:
         q = self.loop._events
         while True:
+            self.mark()
             try:
                 ev = q.get(timeout=0.5)
             except queue.Empty:

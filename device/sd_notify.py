@@ -4,11 +4,14 @@ Under ``Type=notify`` systemd waits for ``READY=1`` before it considers doorkeep
 it restarts the service unless ``WATCHDOG=1`` arrives at least once per period. Outside systemd (no
 ``$NOTIFY_SOCKET``) every call is a cheap no-op, so the runtime calls these unconditionally.
 
-Example (the capture loop)::
+In doorkeep the :class:`~doorkeep.device.supervisor.Supervisor` pings the watchdog, and only while every worker
+thread is alive and capture advances, so a dead outbox, heartbeat, clip writer or camera stops the pings.
+
+Example::
 
     notifier = Notifier.from_env()
     notifier.ready("capturing")
-    while running:
+    while healthy():
         ...
         notifier.watchdog()   # rate-limited to half the watchdog period
 """
@@ -93,5 +96,6 @@ def notify_ready(status: str = "") -> bool:
 
 
 def notify_watchdog() -> bool:
-    """``WATCHDOG=1`` (rate-limited to half of ``$WATCHDOG_USEC``; no-op outside systemd). Call it from the loop."""
+    """``WATCHDOG=1`` (rate-limited to half of ``$WATCHDOG_USEC``; no-op outside systemd). Call it only while the
+    whole service is healthy (doorkeep's supervisor does)."""
     return _notifier().watchdog()

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from .stats import Stats
@@ -57,13 +57,17 @@ class Supervisor(Worker):
         backoff_s, max_backoff_s: first restart delay and its cap (doubling per restart within ``window_s``).
         max_restarts: restarts of one worker within ``window_s`` before giving up (exit requested).
         clock: monotonic clock (tests pass their own and call :meth:`check` directly).
+        discover: ``() -> workers`` asked on every check, for parts whose workers come and go (the vault's clip
+            writer exists only once an owner is pinned); they are added like :meth:`add`.
     """
 
     def __init__(self, *, stats: Stats | None = None, notifier: Watchdog | None = None,
                  progress: Callable[[], int] | None = None, interval_s: float = 1.0, stall_s: float = 10.0,
                  backoff_s: float = 1.0, max_backoff_s: float = 60.0, max_restarts: int = 5,
-                 window_s: float = 600.0, clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__("supervisor", stats=stats or Stats(), restartable=False)
+                 window_s: float = 600.0, clock: Callable[[], float] = time.monotonic,
+                 discover: Callable[[], Iterable[Worker]] | None = None) -> None:
+        self.stats: Stats = stats or Stats()
+        super().__init__("supervisor", stats=self.stats, restartable=False)
         self.notifier = notifier
         self.progress_fn = progress
         self.interval_s = interval_s
@@ -73,6 +77,7 @@ class Supervisor(Worker):
         self.max_restarts = max_restarts
         self.window_s = window_s
         self.clock = clock
+        self.discover = discover
         #: Set when a failure can only be cured by restarting the process; ``exit_reason`` says which.
         self.exit_requested = threading.Event()
         self.exit_reason = ""
@@ -92,6 +97,8 @@ class Supervisor(Worker):
             for w in workers:
                 if w.stats is None:
                     w.stats = self.stats
+                    if w.failed and w.error is not None:  # crashed before anyone could count it
+                        self.stats.record_crash(w.name, w.error)
                 if w not in self._workers:
                     self._workers.append(w)
 
@@ -102,6 +109,9 @@ class Supervisor(Worker):
 
     @property
     def workers(self) -> list[Worker]:
+        """Registered workers (and those ``discover`` returns now)."""
+        if self.discover is not None:
+            self.add(*self.discover())
         with self._wlock:
             return list(self._workers)
 
@@ -159,7 +169,6 @@ class Supervisor(Worker):
         if now >= due:
             del self._due[w.name]
             recent.append(now)
-            assert self.stats is not None
             self.stats.count("worker_restarts")
             log.warning("restarting %s (restart %d within %.0f s)", w.name, len(recent), self.window_s)
             w.restart()
@@ -171,6 +180,9 @@ class Supervisor(Worker):
             self.exit_requested.set()
 
     # ------------------------------------------------------------------------------------------------ thread
+
+    def _crashed(self, exc: BaseException) -> None:
+        self._give_up(f"{self.name} crashed: {exc!r}")  # nobody watches the watcher: restart the process
 
     def _run(self) -> None:
         while not self.stopping:

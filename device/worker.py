@@ -210,7 +210,6 @@ class Worker:
             self._run()
         except BaseException as exc:  # the catch-all: every crash is recorded, never silent
             self.error = exc
-            self.failed = True
             log.exception("%s crashed", self.name)
             if self.stats is not None:
                 self.stats.record_crash(self.name, exc)
@@ -218,6 +217,7 @@ class Worker:
                 self._crashed(exc)
             except Exception:
                 log.exception("%s: crash handler failed", self.name)
+            self.failed = True  # last: whoever sees ``failed`` also sees the crash recorded
         else:
             self.ended = not self.stopping
 

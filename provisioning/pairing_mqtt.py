@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from doorkeep.device.publish.mqtt import MqttClient
 from doorkeep.device.publish.topics import SPEC, Topics, check_segment
 from doorkeep.device.safe_text import printable
 from doorkeep.device.vault import codec
+from doorkeep.device.worker import Worker
 
 from .errors import PairingMismatch
 from .pairing import Confirm, DevicePaired, DevicePairing, run_device
@@ -119,6 +119,21 @@ def parse_announcement(payload: bytes) -> Announcement:
         raise PairingMismatch(f"bad pairing announcement: {exc}") from None
 
 
+class _Announcer(Worker):
+    """``doorkeep-pair-announce``: announces the open window every ``ANNOUNCE_S`` while an offer is awaited."""
+
+    def __init__(self, client: MqttClient, machine: DevicePairing, topic: str) -> None:
+        super().__init__("pair-announce")
+        self.client, self.machine, self.topic = client, machine, topic
+
+    def _run(self) -> None:
+        m, ident = self.machine, self.machine.prov.identity
+        while not self.stopping and m.window.is_open() and m.state == "offer":
+            self.client.publish_raw(self.topic, announcement(ident.device_id, ident.fingerprint,
+                                                             m.window.remaining()), qos=1)
+            self.wait(ANNOUNCE_S)
+
+
 def serve_pairing(client: MqttClient, machine: DevicePairing, *, confirm: Confirm,
                   on_open: Callable[[float], None] | None = None) -> DevicePaired:
     """Device side: open the pairing topics for the window, announce, run the exchange, close the topics.
@@ -134,20 +149,12 @@ def serve_pairing(client: MqttClient, machine: DevicePairing, *, confirm: Confir
     ident = machine.prov.identity
     channel = MqttChannel.device(client, ident.device_id)
     open_topic = Topics(ident.device_id).pairing(LEAF_OPEN)
-    stop = threading.Event()
     try:
         client.wait_subscribed(15.0)
     except BaseException:
         channel.close()
         raise
-
-    def announce() -> None:
-        while not stop.is_set() and machine.window.is_open() and machine.state == "offer":
-            client.publish_raw(open_topic, announcement(ident.device_id, ident.fingerprint,
-                                                        machine.window.remaining()), qos=1)
-            stop.wait(ANNOUNCE_S)
-
-    announcer = threading.Thread(target=announce, name="doorkeep-pair-announce", daemon=True)
+    announcer = _Announcer(client, machine, open_topic)
     announcer.start()
     if on_open is not None:
         on_open(machine.window.remaining())
@@ -157,10 +164,9 @@ def serve_pairing(client: MqttClient, machine: DevicePairing, *, confirm: Confir
     try:
         return run_device(machine, channel, confirm=confirm)
     finally:
-        stop.set()
+        announcer.stop()
         channel.close()
         machine.window.close()
-        announcer.join(timeout=5.0)
 
 
 def wait_for_announcement(client: MqttClient, *, device_id: str | None = None, timeout: float) -> Announcement:

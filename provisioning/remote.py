@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +34,7 @@ from doorkeep.device.publish.topics import Topics
 from doorkeep.device.safe_text import printable
 from doorkeep.device.vault import codec
 from doorkeep.device.vault.keys import PublicKeys
+from doorkeep.device.worker import Worker
 
 from .device_state import DeviceProvisioning
 from .documents import KIND_CONFIG, KIND_ROTATE, MAX_BYTES, OwnerDocument
@@ -86,16 +86,16 @@ class RemoteDocuments:
         topics = Topics(prov.identity.device_id)
         self.doc_topic, self.result_topic = topics.pairing(LEAF_DOC), topics.pairing(LEAF_RESULT)
         self._inbox: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
-        self._thread = threading.Thread(target=self._run, name="doorkeep-owner-docs", daemon=True)
+        #: The supervised thread applying documents (``doorkeep-owner-docs``); register it with the supervisor.
+        self.worker = _DocWorker(self)
 
     def start(self) -> None:
-        self._thread.start()
+        self.worker.start()
         self.client.subscribe(self.doc_topic, self._on_message, qos=1)
 
     def stop(self) -> None:
         self.client.unsubscribe(self.doc_topic)
-        self._inbox.put(None)
-        self._thread.join(timeout=5.0)
+        self.worker.stop()
 
     def _on_message(self, _topic: str, payload: bytes) -> None:
         if len(payload) > MAX_BYTES:
@@ -106,14 +106,19 @@ class RemoteDocuments:
         except queue.Full:
             log.warning("owner document queue full; dropped one")
 
-    def _run(self) -> None:
-        while (data := self._inbox.get()) is not None:
-            try:
-                result = self.apply(data)
-            except Exception:  # a bug in one document's handling must not silence the owner's channel for good
-                log.exception("owner document: unexpected error (refused)")
-                result = DocResult(doc_hash(data), False, None, "internal-error", "the device could not process it")
-            self.client.publish_raw(self.result_topic, sign_result(result, self.prov.identity.sign), qos=1)
+    def _serve_one(self, worker: Worker) -> None:
+        try:
+            data = self._inbox.get(timeout=1.0)
+        except queue.Empty:
+            return
+        if data is None or worker.stopping:
+            return
+        try:
+            result = self.apply(data)
+        except Exception:  # a bug in one document's handling must not silence the owner's channel for good
+            log.exception("owner document: unexpected error (refused)")
+            result = DocResult(doc_hash(data), False, None, "internal-error", "the device could not process it")
+        self.client.publish_raw(self.result_topic, sign_result(result, self.prov.identity.sign), qos=1)
 
     def apply(self, data: bytes) -> DocResult:
         """Apply one document (config or rotation) and return the verdict; refusals are audited, never raised."""
@@ -134,6 +139,23 @@ class RemoteDocuments:
             log.warning("owner document refused: %s", printable(exc))
             return DocResult(h, False, None, exc.reason, exc.detail[:300])
         return DocResult(h, True, counter, "applied", "")
+
+
+class _DocWorker(Worker):
+    def __init__(self, remote: RemoteDocuments) -> None:
+        super().__init__("owner-docs")
+        self.remote = remote
+
+    def _wake(self) -> None:
+        try:
+            self.remote._inbox.put_nowait(None)
+        except queue.Full:
+            pass  # it finishes the queued documents first, then sees the stop flag
+
+    def _run(self) -> None:
+        while not self.stopping:
+            self.remote._serve_one(self)
+            self.mark()
 
 
 def _peek_kind(data: bytes) -> str:

@@ -164,3 +164,50 @@ def test_failed_configure_releases_the_camera(fake_picamera2: types.ModuleType) 
     with pytest.raises(CaptureError, match="camera refused"):
         PicameraSource(width=MW, height=MH, lores_width=LW, lores_height=LH)
     assert _Camera.instances[-1].closed
+
+
+def test_a_failing_camera_callback_is_reported_like_other_sources(fake_picamera2: types.ModuleType) -> None:
+    from doorkeep.device.sources.picam import PicameraSource
+    from worker_faults import check_exit_requested_after_crash
+
+    src = PicameraSource(width=MW, height=MH, lores_width=LW, lores_height=LH)
+    ring = FrameRing(width=LW, height=LH, frames=4)
+    src.attach(ring=ring)
+    cam = _Camera.instances[-1]
+    with src:
+        src.start()
+        assert src.workers == [src.watch] and src.watch.name == "doorkeep-camera"
+        _frame, buf = _padded_lores(1)
+        src.main_filters.append(lambda f: f.reshape(-1)[10**6])  # a filter that fails on the camera's thread
+        # picamera2 would log this and go on with a broken pipeline
+        cam.pre_callback(_Request(np.zeros((MH * 3 // 2, MW), np.uint8), buf, {}))
+        assert src.finished.is_set() and isinstance(src.error, IndexError)
+        check_exit_requested_after_crash(src.watch)
+
+
+def test_a_camera_that_stops_delivering_frames_fails_the_source(fake_picamera2: types.ModuleType) -> None:
+    from doorkeep.device.sources.picam import PicameraSource
+    from worker_faults import wait_until
+
+    src = PicameraSource(width=MW, height=MH, lores_width=LW, lores_height=LH, frame_timeout_s=0.2)
+    src.attach(ring=FrameRing(width=LW, height=LH, frames=4))
+    with src:
+        src.start()
+        assert src.wait(5), "a silent camera was not reported"
+        assert isinstance(src.error, CaptureError) and "no frame for 0.2 s" in str(src.error)
+        wait_until(lambda: src.watch.failed)
+
+
+def test_start_recording_failure_is_a_capture_error(fake_picamera2: types.ModuleType) -> None:
+    from doorkeep.device.sources.picam import PicameraSource
+
+    src = PicameraSource(width=MW, height=MH, lores_width=LW, lores_height=LH)
+    cam = _Camera.instances[-1]
+
+    def refuse(*_a: Any) -> None:
+        raise RuntimeError("Device or resource busy")
+
+    cam.start_recording = refuse  # type: ignore[method-assign]
+    with src, pytest.raises(CaptureError, match="did not start recording"):
+        src.start()
+    assert not src.watch.started and cam.pre_callback is None

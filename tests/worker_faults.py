@@ -63,14 +63,25 @@ class FakeClock:
         return self.t
 
 
-def check_restarted_after_one_crash(worker: Worker, *, others: tuple[Worker, ...] = (),
+def manual(sup: Supervisor) -> tuple[Pings, FakeClock]:
+    """Drive an existing supervisor (its thread stopped) by hand: fake clock, recorded pings, 1 s backoff."""
+    sup.stop()
+    pings, clock = Pings(), FakeClock()
+    sup.notifier, sup.clock, sup.backoff_s, sup.capture_stall_s = pings, clock, 1.0, 1e9
+    sup._progress_at = clock.t
+    return pings, clock
+
+
+def check_restarted_after_one_crash(worker: Worker, *, sup: Supervisor | None = None, others: tuple[Worker, ...] = (),
                                     progress: Callable[[], int] | None = None,
                                     after_restart: Callable[[], object] | None = None) -> Supervisor:
     """``worker`` (already started, fault armed) crashes once: no watchdog ping while it is down, a restart after
-    the backoff, pings again once it runs. Returns the supervisor (for more checks)."""
-    pings, clock = Pings(), FakeClock()
-    sup = Supervisor(notifier=pings, progress=progress, clock=clock, backoff_s=1.0, stall_s=1e9)
+    the backoff, pings again once it runs. ``sup``: a device's own supervisor (driven by hand from here on), else
+    a new one watching ``worker`` and ``others``. Returns the supervisor (for more checks)."""
+    if sup is None:
+        sup = Supervisor(progress=progress)
     sup.add(worker, *others)
+    pings, clock = manual(sup)
     wait_until(lambda: worker.failed, what=f"{worker.name} to crash")
     assert isinstance(worker.error, Fault), repr(worker.error)
     assert worker.stats is not None and worker.stats.snapshot()["counters"]["worker_crashes"] >= 1
@@ -81,18 +92,20 @@ def check_restarted_after_one_crash(worker: Worker, *, others: tuple[Worker, ...
     sup.check()
     assert worker.restarts == 1, "not restarted after the backoff"
     wait_until(lambda: worker.alive, what=f"{worker.name} to run again")
-    if after_restart is not None:
-        wait_until(after_restart, what=f"{worker.name} to work again")
+    p0 = worker.progress
+    wait_until(after_restart or (lambda: worker.progress > p0), what=f"{worker.name} to work again")
     clock.t += 1.0
     assert sup.check() and pings.count == 1, "watchdog not pinged once every worker runs again"
     return sup
 
 
-def check_exit_requested_after_crash(worker: Worker, *, progress: Callable[[], int] | None = None) -> Supervisor:
+def check_exit_requested_after_crash(worker: Worker, *, sup: Supervisor | None = None,
+                                     progress: Callable[[], int] | None = None) -> Supervisor:
     """``worker`` cannot be restarted in-process: after its crash the supervisor requests a process exit."""
-    pings = Pings()
-    sup = Supervisor(notifier=pings, progress=progress)
+    if sup is None:
+        sup = Supervisor(progress=progress)
     sup.add(worker)
+    pings, _clock = manual(sup)
     wait_until(lambda: worker.failed, what=f"{worker.name} to crash")
     assert not sup.check() and pings.count == 0
     assert sup.exit_requested.is_set() and worker.name in sup.exit_reason

@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from doorkeep.device.app import Doorbell
+    from doorkeep.device.assembly import Device
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -44,23 +44,33 @@ def _format(snap: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
-def serve(bell: Doorbell, *, seconds: float, every: float, out: TextIO = sys.stdout) -> int:
-    """Run ``bell`` until a signal, ``seconds`` (0: none) or the source ends; print stats every ``every`` s."""
+def serve(device: Device, *, seconds: float, every: float, out: TextIO = sys.stdout) -> int:
+    """Run the started ``device`` until a signal, ``seconds`` (0: none), the source ends or its supervisor asks
+    for a process restart (a worker that cannot be restarted in-process failed); print stats every ``every`` s.
+
+    Returns 1 when capture failed or the supervisor gave up (systemd then restarts the service), else 0.
+    """
     from doorkeep.device.loop import stop_on_signals
 
+    bell, sup = device.bell, device.supervisor
     t_end = time.monotonic() + seconds if seconds > 0 else None
-    with stop_on_signals() as stop, bell:
-        while not stop.is_set() and not bell.source.finished.is_set():
-            timeout = every if every > 0 else 1.0
+    next_stats = time.monotonic() + every
+    with stop_on_signals() as stop:
+        while not (stop.is_set() or bell.source.finished.is_set() or sup.exit_requested.is_set()):
+            timeout = 0.2  # the supervisor's verdict and the source's end are polled, a signal wakes at once
             if t_end is not None:
                 timeout = min(timeout, max(0.0, t_end - time.monotonic()))
             stop.wait(timeout)
-            if every > 0:
+            if every > 0 and time.monotonic() >= next_stats:
+                next_stats += every
                 print(_format(bell.stats.snapshot()), file=out, flush=True)
             if t_end is not None and time.monotonic() >= t_end:
                 break
     if bell.source.error is not None:
         print(f"doorkeep: capture failed: {bell.source.error}", file=sys.stderr)
+        return 1
+    if sup.exit_requested.is_set():
+        print(f"doorkeep: {sup.exit_reason}; exiting so the service restarts", file=sys.stderr)
         return 1
     return 0
 
@@ -78,13 +88,14 @@ def _run(args: argparse.Namespace) -> int:
     notifier = Notifier.from_env()
     with StateLock(Config.from_toml(args.config).state_dir, holder="doorkeep run"):
         start = prepare_device(args.config)
-        # The watchdog is pinged from the detect thread: a hung pipeline stops the pings and systemd restarts us.
-        device = assemble(start.config, identity=start.identity, on_frame=lambda *_: notifier.watchdog())
+        # The supervisor pings the watchdog only while every worker runs and capture advances: a dead or hung
+        # thread stops the pings and systemd restarts us (device/supervisor.py).
+        device = assemble(start.config, identity=start.identity, notifier=notifier)
         print(f"doorkeep: device {start.identity.device_id} (fingerprint {start.identity.fingerprint}), "
               f"{'paired' if start.paired else 'NOT paired: run `doorkeep pair --device`'}", flush=True)
         with device:
             notifier.ready("capturing")
-            rc = serve(device.bell, seconds=0.0, every=args.stats)
+            rc = serve(device, seconds=0.0, every=args.stats)
             notifier.stopping()
         return rc
 

@@ -159,7 +159,7 @@ def run_demo(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> int:
                 threading.Thread(target=_ring_on_enter, args=(device,), daemon=True,
                                  name="doorkeep-demo-button").start()
             with device:
-                rc = serve(device.bell, seconds=args.seconds, every=1.0, out=out)
+                rc = serve(device, seconds=args.seconds, every=1.0, out=out)
                 if device.publisher is not None:
                     device.publisher.drain(3.0)
             watcher.wait(seconds=0.5)

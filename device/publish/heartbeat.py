@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..worker import Worker
 from .mqtt import MqttClient
 from .topics import SPEC
 
@@ -62,34 +63,31 @@ def heartbeat_payload(snapshot: dict[str, Any], *, outbox: int = 0, outbox_dropp
     raise ValueError(f"heartbeat is {len(data)} bytes even without details (bound {bound})")
 
 
-class Heartbeat:
-    """Publishes the heartbeat every ``interval_s`` and after every (re)connect, from its own thread."""
+class Heartbeat(Worker):
+    """``doorkeep-heartbeat``: publishes the heartbeat every ``interval_s`` and after every (re)connect."""
 
     def __init__(self, client: MqttClient, topic: str, *, interval_s: float,
                  stats: Callable[[], dict[str, Any]] | None = None,
                  extra: Callable[[], dict[str, int]] | None = None,
                  audit_head: Callable[[], str] | None = None) -> None:
+        super().__init__("heartbeat")
         self.client = client
         self.topic = topic
         self.interval_s = interval_s
-        self.stats = stats or (dict)
+        self.snapshot = stats or (dict)
         self.extra = extra or (dict)
         self.audit_head = audit_head
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._wakeup = threading.Event()
+        self._listening = False
 
     def start(self) -> None:
-        self.client.add_connect_listener(self._wake.set)
-        self._thread = threading.Thread(target=self._run, name="doorkeep-heartbeat", daemon=True)
-        self._thread.start()
+        if not self._listening:
+            self._listening = True
+            self.client.add_connect_listener(self._wakeup.set)
+        super().start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+    def _wake(self) -> None:
+        self._wakeup.set()
 
     def beat(self) -> None:
         """Publish one heartbeat now (if connected)."""
@@ -97,7 +95,7 @@ class Heartbeat:
             return
         try:
             head = self.audit_head() if self.audit_head else None
-            payload = heartbeat_payload(self.stats(), audit_head=head, **self.extra())
+            payload = heartbeat_payload(self.snapshot(), audit_head=head, **self.extra())
         except Exception:
             log.exception("could not build the stats heartbeat")
             return
@@ -105,7 +103,8 @@ class Heartbeat:
         self.client.publish_raw(self.topic, payload, qos=spec.qos, retain=spec.retain)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while not self.stopping:
             self.beat()
-            self._wake.wait(self.interval_s)
-            self._wake.clear()
+            self.mark()
+            self._wakeup.wait(self.interval_s)
+            self._wakeup.clear()

@@ -31,6 +31,7 @@ from ..config import MqttSection
 from ..errors import PublishError
 from ..events import Event
 from ..identity import DeviceIdentity
+from ..worker import Worker
 from .discovery import DiscoveryAnnouncer
 from .heartbeat import Heartbeat
 from .mqtt import MqttClient, PublishHandle
@@ -56,56 +57,68 @@ def messages_for(event: Event, payload: bytes, topics: Topics) -> list[OutMessag
     return out
 
 
-class _Sender:
-    """Drains the outbox through the client: ordered, a bounded window in flight, delete on PUBACK."""
+class _Sender(Worker):
+    """``doorkeep-outbox``: drains the outbox through the client: ordered, a bounded window in flight, delete on
+    PUBACK. Restartable: the rows stay in the outbox until acknowledged, so a restart resends what was in flight
+    (QoS 1 is at-least-once; the hub de-duplicates by event id)."""
 
     def __init__(self, client: MqttClient, outbox: Outbox, *, window: int) -> None:
+        super().__init__("outbox")
         self.client = client
         self.outbox = outbox
         self.window = window
         self.published = 0
         self.refused = 0
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="doorkeep-outbox", daemon=True)
+        self._wakeup = threading.Event()
+        self._listening = False
 
     def start(self) -> None:
-        self.client.add_connect_listener(self.wake)
-        self._thread.start()
+        if not self._listening:
+            self._listening = True
+            self.client.add_connect_listener(self.wake)
+        super().start()
 
     def wake(self, *_: object) -> None:
-        self._wake.set()
+        self._wakeup.set()
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=5)
+    def _wake(self) -> None:
+        self._wakeup.set()
 
     def _run(self) -> None:
         inflight: dict[int, PublishHandle] = {}
         last = 0
-        while not self._stop.is_set():
-            for seq, h in list(inflight.items()):
-                if h.done():
-                    if h.refused:  # MQTT 5 only: retrying cannot succeed and would block every later event
-                        self.refused += 1
-                        log.error("broker refused %s (%s): message dropped", h.topic, h.reason)
-                    else:
-                        self.published += 1
-                    self.outbox.ack(seq)
-                    del inflight[seq]
-            if self.client.connected and len(inflight) < self.window:
-                try:
-                    for row in self.outbox.peek(after=last, limit=self.window - len(inflight)):
-                        m = row.message
-                        h = self.client.publish_raw(m.topic, m.payload, qos=m.qos, retain=m.retain)
-                        h.add_done_callback(self.wake)
-                        inflight[row.seq] = h
-                        last = row.seq
-                except PublishError:
-                    log.exception("publishing from the outbox failed; will retry")
-            self._wake.wait(0.5)
-            self._wake.clear()
+        while not self.stopping:
+            self._step(inflight)
+            last = self._send(inflight, last)
+            self.mark()
+            self._wakeup.wait(0.5)
+            self._wakeup.clear()
+
+    def _step(self, inflight: dict[int, PublishHandle]) -> None:
+        """Delete acknowledged rows."""
+        for seq, h in list(inflight.items()):
+            if h.done():
+                if h.refused:  # MQTT 5 only: retrying cannot succeed and would block every later event
+                    self.refused += 1
+                    log.error("broker refused %s (%s): message dropped", h.topic, h.reason)
+                else:
+                    self.published += 1
+                self.outbox.ack(seq)
+                del inflight[seq]
+
+    def _send(self, inflight: dict[int, PublishHandle], last: int) -> int:
+        """Publish the next rows while the window has room; returns the last row sent."""
+        if self.client.connected and len(inflight) < self.window:
+            try:
+                for row in self.outbox.peek(after=last, limit=self.window - len(inflight)):
+                    m = row.message
+                    h = self.client.publish_raw(m.topic, m.payload, qos=m.qos, retain=m.retain)
+                    h.add_done_callback(self.wake)
+                    inflight[row.seq] = h
+                    last = row.seq
+            except PublishError:
+                log.exception("publishing from the outbox failed; will retry")
+        return last
 
 
 class MqttPublisher:
@@ -152,6 +165,11 @@ class MqttPublisher:
         self._sender.start()
         self.heartbeat.start()
         self.client.start()
+
+    @property
+    def workers(self) -> list[Worker]:
+        """The publisher's supervised threads: the outbox sender and the heartbeat."""
+        return [self._sender, self.heartbeat]
 
     def on_event(self, event: Event) -> None:
         """Sign and queue ``event`` durably; returns without waiting for the network.

@@ -88,6 +88,11 @@ class FrameSource:
     def running(self) -> bool:
         return self._running
 
+    @property
+    def workers(self) -> list[Worker]:
+        """The source's supervised threads (none for a source driven by a library's own thread)."""
+        return []
+
     def start(self) -> None:
         """Start capturing. Raises :class:`CaptureError` if the source is closed or cannot start."""
         with self._lock:
@@ -172,6 +177,10 @@ class ThreadedSource(FrameSource):
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         self.worker = _CaptureWorker(self)
+
+    @property
+    def workers(self) -> list[Worker]:
+        return [self.worker]
 
     @property
     def _stop_event(self) -> threading.Event:

@@ -8,12 +8,16 @@
 * the lores stream (YUV420, e.g. 320x240) is copied from the request's mapped buffer straight into the next
   FrameRing slot — no ``capture_array`` copies in the hot path.
 * request metadata (``Lux``, ``ExposureTime``, ...) goes to ``on_metadata``.
+* failure is reported like every other source (``error`` set, then ``finished``): an exception in the request
+  callback, a failed ``start_recording``, or a camera that delivers no frame for ``frame_timeout_s`` (a cable pulled,
+  libcamera wedged) — seen by a small watch :class:`~doorkeep.device.worker.Worker` (``doorkeep-camera``).
 
 How this is checked on a Pi: docs/sources.md.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -22,8 +26,11 @@ import numpy as np
 
 from ..errors import CaptureError
 from ..frames import Packet, chroma_planes, i420_shape
+from ..worker import Worker
 from .base import FrameSource, MainFilter, MetadataHook
 from .h264 import has_config
+
+log = logging.getLogger(__name__)
 
 
 def _import_picamera2() -> Any:
@@ -46,6 +53,7 @@ class PicameraSource(FrameSource):
         width, height: main stream size (encoded). lores_width, lores_height: analysis size.
         fps: frame rate. gop: keyframe interval. bitrate: H.264 bitrate (bits/s).
         camera: camera index. main_filters, on_metadata: see :class:`FrameSource`.
+        frame_timeout_s: the camera counts as failed when no frame arrives for this long while recording.
 
     Raises:
         CaptureError: picamera2 is missing or the camera cannot be opened (from the constructor).
@@ -53,7 +61,8 @@ class PicameraSource(FrameSource):
 
     def __init__(self, *, width: int = 1920, height: int = 1080, lores_width: int = 320, lores_height: int = 240,
                  fps: float = 30.0, gop: int = 30, bitrate: int = 4_000_000, camera: int = 0,
-                 main_filters: Sequence[MainFilter] = (), on_metadata: MetadataHook | None = None) -> None:
+                 main_filters: Sequence[MainFilter] = (), on_metadata: MetadataHook | None = None,
+                 frame_timeout_s: float = 5.0) -> None:
         super().__init__(main_filters=main_filters, on_metadata=on_metadata)
         i420_shape(width, height), i420_shape(lores_width, lores_height)
         self.main_size = (width, height)
@@ -76,21 +85,43 @@ class PicameraSource(FrameSource):
             self._cam.close()  # a failed __init__ releases the camera
             raise CaptureError(f"camera refused {width}x{height}+{lores_width}x{lores_height}@{fps}: {exc}") from exc
         self._last_ts: int | None = None
+        self.watch = _CameraWatch(self, timeout_s=frame_timeout_s)
+
+    @property
+    def workers(self) -> list[Worker]:
+        return [self.watch]
 
     def _start(self) -> None:
         enc = self._pc2.encoders.H264Encoder(bitrate=self.bitrate, repeat=True, iperiod=self.gop)
         self._cam.pre_callback = self._on_request
-        self._cam.start_recording(enc, _packet_output(self, self._pc2.outputs.Output))
+        try:
+            self._cam.start_recording(enc, _packet_output(self, self._pc2.outputs.Output))
+        except Exception as exc:
+            self._cam.pre_callback = None
+            raise CaptureError(f"camera did not start recording: {exc}") from exc
+        self.watch.start()
 
     def _stop(self) -> None:
-        self._cam.stop_recording()
-        self._cam.pre_callback = None
+        self.watch.stop()
+        try:
+            self._cam.stop_recording()
+        finally:
+            self._cam.pre_callback = None
 
     def _close(self) -> None:
         self._cam.close()
 
     def _on_request(self, request: Any) -> None:
         """picamera2's camera thread, before the encoder: filter main, copy lores into the ring, metadata."""
+        if self.finished.is_set():
+            return
+        try:
+            self._take(request)
+        except Exception as exc:  # picamera2 would only log it and carry on with a broken pipeline
+            log.exception("camera request failed")
+            self._fail(exc)
+
+    def _take(self, request: Any) -> None:
         t_capture, t_wall = time.monotonic(), time.time()
         mapped = self._pc2.MappedArray
         if self.main_filters:
@@ -115,6 +146,29 @@ class PicameraSource(FrameSource):
             if gap > 1.5:
                 self.drops += round(gap) - 1
         self._last_ts = ts_ns
+
+
+class _CameraWatch(Worker):
+    """``doorkeep-camera``: fails the source when picamera2 stops delivering frames (it has no error callback)."""
+
+    def __init__(self, source: PicameraSource, *, timeout_s: float) -> None:
+        super().__init__("camera", restartable=False)
+        self.source = source
+        self.timeout_s = timeout_s
+
+    def _run(self) -> None:
+        src = self.source
+        seen, since = src.frames, time.monotonic()
+        while not self.wait(min(1.0, self.timeout_s / 4)):
+            if src.error is not None:
+                raise CaptureError(f"camera failed: {src.error}")
+            if src.frames != seen:
+                seen, since = src.frames, time.monotonic()
+                self.mark()
+            elif time.monotonic() - since > self.timeout_s:
+                exc = CaptureError(f"camera delivered no frame for {self.timeout_s:g} s")
+                src._fail(exc)
+                raise exc
 
 
 def _copy_i420(src: np.ndarray, planes: tuple[np.ndarray, np.ndarray, np.ndarray], w: int, h: int) -> None:

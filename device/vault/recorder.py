@@ -25,6 +25,7 @@ import nacl.utils
 from ..events import Event
 from ..frames import Packet, PacketSink
 from ..identity import DeviceIdentity
+from ..worker import Worker
 from .audit import AuditLog
 from .clips import ClipWriter, Codec
 from .keys import PublicKeys
@@ -83,25 +84,19 @@ class ClipRecorder(PacketSink):
         self._lock = threading.Lock()
         self._gen = 0  # bumped per clip; packets carry it so stale ones are never written into the next clip
         self._clip: _Open | None = None
-        self._thread: threading.Thread | None = None
+        #: The supervised writer thread (``doorkeep-vault-writer``).
+        self.worker = _Writer(self)
         self.dropped = 0
         self.clips = 0
         self.torn = 0
 
     # --------------------------------------------------------------------------------------------- lifecycle
     def start(self) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="vault-writer", daemon=True)
-                self._thread.start()
+        self.worker.start()
 
-    def stop(self) -> None:
-        """Close any open clip normally and stop the writer thread. Idempotent."""
-        with self._lock:
-            thread, self._thread = self._thread, None
-        if thread is not None:
-            self._q.put(_STOP)
-            thread.join()
+    def stop(self, timeout: float = 10.0) -> None:
+        """Close any open clip normally and stop the writer thread (bounded by ``timeout``). Idempotent."""
+        self.worker.stop(timeout)
         with self._lock:
             if self._clip is not None:
                 self._drain_locked()
@@ -157,23 +152,23 @@ class ClipRecorder(PacketSink):
             self.dropped += 1
 
     # ---------------------------------------------------------------------------------------- writer side
-    def _run(self) -> None:
-        while True:
+    def _writer_step(self) -> None:
+        """One pass of the writer thread: write one queued packet, close a clip whose post-roll is over."""
+        try:
+            item = self._q.get(timeout=0.2)
+        except queue.Empty:
+            item = None
+        if item is _STOP:  # only wakes the writer; its stop flag ends the loop
+            item = None
+        with self._lock:
             try:
-                item = self._q.get(timeout=0.2)
-            except queue.Empty:
-                item = None
-            if item is _STOP:
-                return
-            with self._lock:
-                try:
-                    if item is not None:
-                        self._write_locked(item)  # type: ignore[arg-type]
-                    c = self._clip
-                    if c is not None and c.deadline is not None and time.time() > c.deadline + self._grace:
-                        self._close_locked(torn=False)  # packets stopped coming: close by the clock
-                except Exception:  # the writer thread must survive anything
-                    log.exception("vault writer failed")
+                if item is not None:
+                    self._write_locked(item)  # type: ignore[arg-type]
+                c = self._clip
+                if c is not None and c.deadline is not None and time.time() > c.deadline + self._grace:
+                    self._close_locked(torn=False)  # packets stopped coming: close by the clock
+            except Exception:  # one bad packet or close must not end recording
+                log.exception("vault writer failed")
 
     def _drain_locked(self) -> None:
         while True:
@@ -246,3 +241,23 @@ class ClipRecorder(PacketSink):
             self._audit.append(kind, **fields)
         except Exception:  # e.g. ENOSPC on the audit log: never stop recording over it
             log.exception("audit append %s failed", kind)
+
+
+class _Writer(Worker):
+    """``doorkeep-vault-writer``: drains the recorder's packet queue into the open clip."""
+
+    def __init__(self, recorder: ClipRecorder) -> None:
+        super().__init__("vault-writer")
+        self.recorder = recorder
+
+    def _wake(self) -> None:
+        try:
+            self.recorder._q.put_nowait(_STOP)
+        except queue.Full:
+            pass  # the queue is drained within 0.2 s per item; the stop flag ends the loop
+
+    def _run(self) -> None:
+        while not self.stopping:
+            self.recorder._writer_step()
+            self.mark()
+

@@ -25,6 +25,7 @@ from ..config import Config, VaultSection
 from ..errors import ReleaseError, VaultError
 from ..events import Event
 from ..identity import DeviceIdentity
+from ..worker import Worker
 from . import retention
 from .audit import AuditLog
 from .bundles import BundleClip, build_bundle, bundle_chunks
@@ -63,6 +64,12 @@ class Vault:
     def owner(self) -> PublicKeys | None:
         """The pinned owner keys, or ``None`` before pairing."""
         return load_owner_public(self.owner_path) if self.owner_path.exists() else None
+
+    @property
+    def workers(self) -> list[Worker]:
+        """The vault's supervised threads: the clip writer while recording."""
+        rec = self.recorder
+        return [rec.worker] if rec is not None else []
 
     def audit_head(self) -> str:
         """Hex head hash of the audit log (for the MQTT heartbeat)."""
