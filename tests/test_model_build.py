@@ -50,7 +50,11 @@ def test_build_reproduces_the_committed_sha256(tmp_path: Path) -> None:
 
 def test_bundled_models_need_no_fetch_and_no_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``pip install doorkeep`` is enough offline: the derived models are package data, verified by sha256."""
-    from doorkeep.device.detect.models import MODEL_DIR_ENV, builtin_manifests, ensure_model
+    from doorkeep.device.detect.models import (
+        MODEL_DIR_ENV,
+        builtin_manifests,
+        ensure_model,
+    )
 
     monkeypatch.setenv(MODEL_DIR_ENV, str(tmp_path))  # an empty cache
     for name in ("ssdlite", "ssdlite-fp16"):

