@@ -7,6 +7,7 @@ TensorFlow never becomes a dependency of doorkeep itself.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,11 +36,13 @@ def test_provenance_names_the_committed_files_and_their_manifests_pin_them() -> 
 @pytest.mark.slow
 def test_build_reproduces_the_committed_sha256(tmp_path: Path) -> None:
     if not BUILD_PY.exists():
-        if "CI" in __import__("os").environ:
-            pytest.fail("models/build/.venv is missing: ./run test makes it (pip install -r models/build/requirements.txt)")
+        if os.environ.get("CI"):
+            pytest.fail("models/build/.venv is missing: ./run test makes it (pip install -r "
+                        "models/build/requirements.txt)")
         pytest.skip("models/build/.venv not made (./run test makes it)")
-    proc = subprocess.run([str(BUILD_PY), str(ROOT / "models" / "build" / "build_ssdlite.py"), "--out", str(tmp_path),
-                           "--check"], capture_output=True, text=True, timeout=900, check=False)
+    script = ROOT / "models" / "build" / "build_ssdlite.py"
+    proc = subprocess.run([str(BUILD_PY), str(script), "--out", str(tmp_path), "--check"],
+                          capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "every output reproduces the committed sha256" in proc.stdout
     prov = json.loads(PROVENANCE.read_text(encoding="utf-8"))

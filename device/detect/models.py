@@ -198,7 +198,8 @@ def parse_manifest(data: dict[str, Any], *, origin: str, labels_dir: Path | None
 
 
 def _bundled_path(file: str) -> Path:
-    """Where a model shipped as package data of ``doorkeep.models`` lies (a real file in wheel and editable installs)."""
+    """Where a model shipped as package data of ``doorkeep.models`` lies (a real file in wheel and editable
+    installs)."""
     return Path(str(importlib.resources.files("doorkeep.models").joinpath(file)))
 
 

