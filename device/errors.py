@@ -1,8 +1,11 @@
 """One error tree for doorkeep.
 
-Every error doorkeep raises derives from :class:`DoorkeepError`, with one base per area, so callers can catch a
-whole area (``except VaultError``) or everything (``except DoorkeepError``). Leaves also inherit the matching
-builtin (``ValueError``, ``OSError``, ...) so generic code still behaves.
+Every error doorkeep raises on purpose derives from :class:`DoorkeepError`, with one base per area, so callers can
+catch a whole area (``except VaultError``) or everything (``except DoorkeepError``). Leaves also inherit the matching
+builtin (``ValueError`` for a bad value, ``TypeError`` for a wrong type, ``TimeoutError`` for a timeout) so generic
+code still behaves. A refusal (a bad signature, a refused grant or document, a publish the broker denied) is never an
+``OSError``: code that handles I/O failures with ``except OSError`` must not swallow a forgery.
+``tests/test_errors_tree.py`` enforces both rules over the whole package.
 """
 
 from __future__ import annotations
@@ -14,6 +17,18 @@ class DoorkeepError(Exception):
 
 class DoorkeepWarning(UserWarning):
     """Root of every doorkeep warning (degradations that keep running)."""
+
+
+class InvalidArgument(DoorkeepError, ValueError):
+    """A doorkeep function was given a value it cannot take (out of range, unknown name): a bug in the caller."""
+
+
+class WrongType(DoorkeepError, TypeError):
+    """A doorkeep function was given an object of the wrong type or size (e.g. raw bytes where a key is expected)."""
+
+
+class UsageError(DoorkeepError, RuntimeError):
+    """A doorkeep object was used out of order: a commit without a begin, a write after close, a sink added twice."""
 
 
 class ConfigError(DoorkeepError, ValueError):
@@ -28,6 +43,10 @@ class ConfigError(DoorkeepError, ValueError):
 
 class CaptureError(DoorkeepError):
     """A frame source could not start or delivered something unusable."""
+
+
+class FrameError(CaptureError, ValueError):
+    """A frame does not have the geometry a part was built for (size, shape, dtype), or the geometry is impossible."""
 
 
 class DetectError(DoorkeepError):
@@ -51,7 +70,11 @@ class PublishError(DoorkeepError):
 
 
 class PayloadError(PublishError, ValueError):
-    """A signed event payload was malformed, unsigned, forged or tampered with."""
+    """An MQTT payload was malformed, over its size bound, unsigned, forged or tampered with."""
+
+
+class TopicError(PublishError, ValueError):
+    """A value cannot be an MQTT topic segment (``[A-Za-z0-9_-]``, 1..64 characters)."""
 
 
 class VaultError(DoorkeepError):
@@ -62,8 +85,16 @@ class FormatError(VaultError, ValueError):
     """A vault format (clip header, manifest, grant, request, bundle, audit record) failed to parse."""
 
 
-class ReleaseError(VaultError, PermissionError):
-    """A release grant or bundle was refused. ``reason`` is a short machine-readable code."""
+class KeyRoleError(VaultError, ValueError):
+    """A key of the wrong role: a recipient key where the owner's is needed, or the reverse."""
+
+
+class AuditError(VaultError, ValueError):
+    """An audit record was refused before it was written (bad kind, fields that are not JSON, too large)."""
+
+
+class ReleaseError(VaultError):
+    """A release grant or bundle was refused (a refusal: not an ``OSError``). ``reason`` is a short code."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
         self.reason = reason

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import FrameError
+
 
 def i420_shape(width: int, height: int) -> tuple[int, int]:
     """Array shape of one I420 frame of ``width`` x ``height`` pixels."""
     if width % 2 or height % 2 or width <= 0 or height <= 0:
-        raise ValueError(f"I420 needs positive even dimensions, got {width}x{height}")
+        raise FrameError(f"I420 needs positive even dimensions, got {width}x{height}")
     return (height * 3 // 2, width)
 
 

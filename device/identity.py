@@ -16,7 +16,7 @@ import nacl.encoding
 import nacl.hash
 import nacl.signing
 
-from .errors import ProvisionError
+from .errors import InvalidArgument, ProvisionError
 from .fileio import write_atomic
 
 KEY_FILE = "device.key"
@@ -25,7 +25,7 @@ KEY_FILE = "device.key"
 def device_id_for(verify_key: bytes) -> str:
     """The device id belonging to an Ed25519 public key (32 bytes)."""
     if len(verify_key) != 32:
-        raise ValueError(f"an Ed25519 public key is 32 bytes, got {len(verify_key)}")
+        raise InvalidArgument(f"an Ed25519 public key is 32 bytes, got {len(verify_key)}")
     digest = nacl.hash.blake2b(verify_key, digest_size=10, person=b"doorkeep-devid", encoder=nacl.encoding.RawEncoder)
     return "dk-" + base64.b32encode(digest).decode().lower()
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import EventError
+from .errors import EventError, FrameError
 from .frames import chroma_planes, i420_shape
 
 Polygon = Sequence[tuple[float, float]]
@@ -131,7 +131,7 @@ class PrivacyMask:
     def apply(self, frame: np.ndarray) -> None:
         """Black out the masked region of ``frame`` (an I420 array of this mask's size) in place."""
         if frame.shape != self.shape:
-            raise ValueError(f"mask built for {self.width}x{self.height} I420 {self.shape}, "
+            raise FrameError(f"mask built for {self.width}x{self.height} I420 {self.shape}, "
                              f"got a frame of {frame.shape}")
         if self.empty:
             return

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .config import NightSection
+from .errors import FrameError, InvalidArgument
 
 DAY = "day"
 NIGHT = "night"
@@ -55,7 +56,7 @@ class ChromaMeter:
 
     def __init__(self, *, width: int, height: int, step: int = 8) -> None:
         if step < 1:
-            raise ValueError(f"step must be >= 1, got {step}")
+            raise InvalidArgument(f"step must be >= 1, got {step}")
         self.width, self.height, self.step = width, height, step
         rows = len(range(height, height * 3 // 2, step))
         cols = len(range(0, width, step))
@@ -66,7 +67,7 @@ class ChromaMeter:
         """Chroma deviation of ``frame`` (I420 ``(1.5 * height, width)`` uint8), 0..127."""
         view = frame[self.height :: self.step, :: self.step]
         if view.shape != self._buf.shape:
-            raise ValueError(f"expected an I420 frame of {self.width}x{self.height}, got shape {frame.shape}")
+            raise FrameError(f"expected an I420 frame of {self.width}x{self.height}, got shape {frame.shape}")
         np.take(_ABS_DEV, view, out=self._buf)
         return float(self._buf.sum(dtype=np.uint32)) / self._n
 

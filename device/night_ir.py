@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any, Protocol, Self
 
 from .config import NightSection
-from .errors import CaptureError
+from .errors import CaptureError, InvalidArgument
 
 
 class Output(Protocol):
@@ -75,7 +75,7 @@ class IrOutputs:
     def set_mode(self, mode: str) -> None:
         """Follow ``mode`` (``"day"`` or ``"night"``); a NightMode listener."""
         if mode not in ("day", "night"):
-            raise ValueError(f"mode must be 'day' or 'night', got {mode!r}")
+            raise InvalidArgument(f"mode must be 'day' or 'night', got {mode!r}")
         night = mode == "night"
         if self._led is not None:
             self._led.on() if night else self._led.off()

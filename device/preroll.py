@@ -22,6 +22,7 @@ import logging
 import threading
 from collections import deque
 
+from .errors import InvalidArgument
 from .frames import Packet, PacketSink
 
 log = logging.getLogger(__name__)
@@ -40,9 +41,9 @@ class PacketRing(PacketSink):
 
     def __init__(self, *, seconds: float, max_bytes: int = 32 << 20) -> None:
         if seconds < 0:
-            raise ValueError(f"PacketRing seconds must be >= 0, got {seconds}")
+            raise InvalidArgument(f"PacketRing seconds must be >= 0, got {seconds}")
         if max_bytes <= 0:
-            raise ValueError(f"PacketRing max_bytes must be > 0, got {max_bytes}")
+            raise InvalidArgument(f"PacketRing max_bytes must be > 0, got {max_bytes}")
         self.seconds = seconds
         self.max_bytes = max_bytes
         self._packets: deque[Packet] = deque()
@@ -106,7 +107,7 @@ class PacketRing(PacketSink):
         """
         with self._lock:
             if any(s is sink for s in self._sinks):
-                raise ValueError("sink is already attached to this PacketRing")
+                raise InvalidArgument("sink is already attached to this PacketRing")
             for p in self._packets:
                 self._deliver(sink, p)
             n = len(self._packets)

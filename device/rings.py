@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import InvalidArgument, UsageError
 from .frames import chroma_planes, i420_shape
 
 #: A lores filter edits an I420 frame array in place (a privacy mask, for example).
@@ -55,7 +56,7 @@ class FrameRing:
 
     def __init__(self, *, width: int, height: int, frames: int = 8, lores_filters: Sequence[FrameFilter] = ()) -> None:
         if frames < 2:
-            raise ValueError(f"FrameRing needs at least 2 frames, got {frames}")
+            raise InvalidArgument(f"FrameRing needs at least 2 frames, got {frames}")
         self.width = width
         self.height = height
         self.shape = i420_shape(width, height)
@@ -98,7 +99,7 @@ class FrameRing:
         """Publish the slot from :meth:`begin_write` (after running the lores filters on it); returns its seq."""
         i = self._writing
         if i < 0:
-            raise RuntimeError("FrameRing.commit() without begin_write()")
+            raise UsageError("FrameRing.commit() without begin_write()")
         slot = self._slots[i]
         for f in self.lores_filters:
             f(slot)

@@ -26,7 +26,7 @@ from doorkeep.device.vault.keys import (
 )
 
 from .documents import OwnerDocument, key_id
-from .errors import MalformedDocument, NotPaired, ProvisionRefused
+from .errors import MalformedDocument, NotPaired, ProvisionRefused, StaleCounter
 from .files import write_atomic
 
 STATE_FILE = "provisioning.json"
@@ -98,7 +98,7 @@ class DeviceProvisioning:
     def commit_counter(self, counter: int) -> None:
         """Persist ``counter`` (atomically); it only ever goes up."""
         if counter <= self.last_counter():
-            raise ValueError(f"counter {counter} would not advance past {self.last_counter()}")
+            raise StaleCounter(f"counter {counter} would not advance past {self.last_counter()}")
         doc = {"format": STATE_FORMAT, "v": STATE_VERSION, "counter": counter}
         write_atomic(self.state_path, codec.canonical(doc) + b"\n", mode=0o600)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import nacl.exceptions
 import nacl.signing
-from doorkeep.device.errors import FormatError
+from doorkeep.device.errors import FormatError, InvalidArgument
 from doorkeep.device.vault import codec
 
 from .errors import (
@@ -140,9 +140,9 @@ def sign_document(
 ) -> OwnerDocument:
     """Make and sign a document with the owner's Ed25519 key (owner side)."""
     if kind not in KINDS:
-        raise ValueError(f"unknown document kind {kind!r}")
+        raise InvalidArgument(f"unknown document kind {kind!r}")
     if not 0 < counter <= MAX_COUNTER:
-        raise ValueError(f"counter must be within 1..{MAX_COUNTER}")
+        raise InvalidArgument(f"counter must be within 1..{MAX_COUNTER}")
     doc = OwnerDocument(
         kind=kind,
         device_id=device_id,

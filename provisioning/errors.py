@@ -1,8 +1,9 @@
 """Provisioning refusals: each carries a short machine-readable ``reason`` code and names what was wrong.
 
-Every refusal is a :class:`ProvisionRefused` (a :class:`ProvisionError` and a ``PermissionError``); the subclasses
-let callers and tests tell the checks apart without parsing messages. Reason codes are part of the audit records and
-the CLI output, so they are stable strings (see docs/formats.md, "Provisioning").
+Every refusal is a :class:`ProvisionRefused` (a :class:`ProvisionError`, deliberately not an ``OSError``: an I/O
+handler must never swallow a forged document); the subclasses let callers and tests tell the checks apart without
+parsing messages. Reason codes are part of the audit records and the CLI output, so they are stable strings (see
+docs/formats.md, "Provisioning").
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from doorkeep.device.errors import ProvisionError
 
 
-class ProvisionRefused(ProvisionError, PermissionError):
+class ProvisionRefused(ProvisionError):
     """A provisioning document or message was refused. ``reason`` is a stable short code."""
 
     reason = "refused"

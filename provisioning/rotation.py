@@ -11,7 +11,7 @@ normal pairing exchange (:mod:`.pairing`).
 
 from __future__ import annotations
 
-from doorkeep.device.errors import FormatError
+from doorkeep.device.errors import FormatError, InvalidArgument, KeyRoleError
 from doorkeep.device.vault.keys import PublicKeys, SecretKeys
 
 from .device_state import DeviceProvisioning, owner_key_id
@@ -23,9 +23,9 @@ def sign_rotation(old: SecretKeys, new: PublicKeys, *, device_id: str, counter: 
                   kind: str = KIND_ROTATE) -> OwnerDocument:
     """Owner side: the old key signs ``new`` for ``device_id`` (``kind`` may be ``authorize-repair``)."""
     if kind not in (KIND_ROTATE, KIND_REPAIR):
-        raise ValueError(f"kind must be {KIND_ROTATE!r} or {KIND_REPAIR!r}")
+        raise InvalidArgument(f"kind must be {KIND_ROTATE!r} or {KIND_REPAIR!r}")
     if new.role != "owner":
-        raise ValueError("the new key must be an owner key")
+        raise KeyRoleError("the new key must be an owner key")
     return sign_document(kind, device_id=device_id, counter=counter, body={"new_owner": new.to_json()},
                          signing_key=old.signing_key)
 

@@ -28,8 +28,10 @@ from typing import Any
 import nacl.signing
 import numpy as np
 from doorkeep.device.config import MqttSection
+from doorkeep.device.errors import PublishError
 from doorkeep.device.events import Event
 from doorkeep.device.identity import DeviceIdentity
+from doorkeep.device.publish.mqtt import PublishTimeout
 from doorkeep.device.publish.payload import encode, verify
 from doorkeep.device.publish.publisher import MqttPublisher
 from doorkeep.device.publish.topics import Topics
@@ -85,7 +87,7 @@ class _Receiver:
         self.client.connect(host, port)
         self.client.loop_start()
         if not ready.wait(10):
-            raise RuntimeError("benchmark subscriber: no SUBACK")
+            raise PublishTimeout("benchmark subscriber: no SUBACK")
 
     def close(self) -> None:
         self.client.disconnect()
@@ -163,7 +165,7 @@ def frame_to_event_latency(*, cycles: int) -> dict[str, float]:
         if hits and k > 0:  # the first appearance warms the detector up
             lat.append((hits[0] - t_appear) * 1e3)
     if not lat:
-        raise RuntimeError("no person start event was received")
+        raise PublishError("no person start event was received")
     return _percentiles(lat, "event_latency") | {"event_latency_samples": float(len(lat))}
 
 

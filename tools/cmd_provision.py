@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from doorkeep.device.errors import InvalidArgument
 from doorkeep.tools.cmd_vault import _config, _pass_arg, _passphrase, _state_args
 
 
@@ -99,7 +100,7 @@ def _owner_keys(path: Path | None, args: argparse.Namespace) -> Any:
     from doorkeep.device.vault.keys import SecretKeys
 
     if path is None:
-        raise SystemExit("--key OWNER_SECRET_KEY is required on the owner side (make one: doorkeep owner keygen)")
+        raise InvalidArgument("--key OWNER_SECRET_KEY is required on the owner side (make one: doorkeep owner keygen)")
     return SecretKeys.load(path, _passphrase(args), role="owner")
 
 
@@ -229,7 +230,7 @@ def _pair_owner(args: argparse.Namespace) -> int:
         print("Then pin the device: doorkeep pair --owner --key KEY --receipt pair-receipt.json")
         return 0
     if not args.broker:
-        raise SystemExit("--broker HOST[:PORT] is required (or --boot-file / --receipt)")
+        raise InvalidArgument("--broker HOST[:PORT] is required (or --boot-file / --receipt)")
     client = _mqtt(None, args.broker, f"doorkeep-owner-{uuid.uuid4().hex[:8]}")
     try:
         ann = wait_for_announcement(client, device_id=args.device_id, timeout=args.timeout)
@@ -269,7 +270,7 @@ def _config_sign(args: argparse.Namespace) -> int:
     book = _book(args)
     dev = book.get(args.device_id) if args.device_id else book.only()
     if not args.toml.is_file():
-        raise SystemExit(f"{args.toml}: no such file")
+        raise InvalidArgument(f"{args.toml}: no such file")
     table = load_local_toml(args.toml)
     validate_table(table)  # refuse a bad value before a counter is spent
     doc = sign_config(table, device_id=dev.device_id, counter=book.next_counter(dev.device_id), keys=keys)

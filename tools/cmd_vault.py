@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from doorkeep.device.errors import InvalidArgument
+
 PASS_ENV = "DOORKEEP_PASSPHRASE"
 
 
@@ -125,7 +127,7 @@ def _passphrase(args: argparse.Namespace, *, confirm: bool = False) -> bytes:
         return os.environ[PASS_ENV].encode()
     pw = getpass.getpass("passphrase: ")
     if confirm and getpass.getpass("again: ") != pw:
-        raise SystemExit("passphrases differ")
+        raise InvalidArgument("passphrases differ")
     return pw.encode()
 
 
@@ -145,7 +147,7 @@ def _store(args: argparse.Namespace) -> Any:
     cfg = _config(args)
     d = Path(cfg.vault.dir).expanduser() if cfg.vault.dir else cfg.state_dir / VAULT_DIR
     if not d.is_dir():
-        raise SystemExit(f"no vault directory at {d}")
+        raise InvalidArgument(f"no vault directory at {d}")
     return ClipStore(d)
 
 
@@ -157,7 +159,7 @@ def _time(text: str) -> float:
     try:
         t = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise SystemExit(f"not a time (epoch seconds or ISO 8601): {text!r}") from None
+        raise InvalidArgument(f"not a time (epoch seconds or ISO 8601): {text!r}") from None
     return t.timestamp() if t.tzinfo else t.astimezone().timestamp()
 
 
@@ -228,14 +230,14 @@ def _grant(args: argparse.Namespace) -> int:
         hi = _time(args.t_to) if args.t_to else float("inf")
         chosen |= {m.clip_id for m in ms if m.t_start <= hi and (m.t_end if m.t_end is not None else m.t_start) >= lo}
     if not chosen:
-        raise SystemExit("no clips selected (use --clip or --from/--to)")
+        raise InvalidArgument("no clips selected (use --clip or --from/--to)")
     known = {m.clip_id: m for m in ms}
     missing = sorted(chosen - set(known))
     if missing:
-        raise SystemExit(f"no such clip: {', '.join(missing)}")
+        raise InvalidArgument(f"no such clip: {', '.join(missing)}")
     devices = {known[c].device_id for c in chosen}
     if len(devices) != 1:
-        raise SystemExit(f"clips come from several devices: {sorted(devices)}")
+        raise InvalidArgument(f"clips come from several devices: {sorted(devices)}")
     owner = SecretKeys.load(args.key, _passphrase(args), role="owner")
     sealed = {c: parse_header(store.clip_path(c).read_bytes()[:8192]).sealed_key for c in chosen}
     grant = issue_grant(owner, device_id=devices.pop(), sealed_keys=sealed,
@@ -254,9 +256,9 @@ def _request(args: argparse.Namespace) -> int:
 
     keys = SecretKeys.load(args.key, _passphrase(args), role="recipient")
     if not args.out and not args.send:
-        raise SystemExit("say where the request goes: --out FILE and/or --send HOST[:PORT] --device DEVICE_ID")
+        raise InvalidArgument("say where the request goes: --out FILE and/or --send HOST[:PORT] --device DEVICE_ID")
     if args.send and not args.device:
-        raise SystemExit("--send needs --device DEVICE_ID")
+        raise InvalidArgument("--send needs --device DEVICE_ID")
     r = make_request(keys, requester=args.requester, incident=args.incident, purpose=args.purpose,
                      window=(_time(args.t_from), _time(args.t_to)))
     if args.out:
@@ -346,7 +348,7 @@ def _audit_verify(args: argparse.Namespace) -> int:
     elif (cfg.state_dir / KEY_FILE).exists():
         key = DeviceIdentity.load_or_create(cfg.state_dir).public_bytes
     else:
-        raise SystemExit("no --device-key and no local device identity")
+        raise InvalidArgument("no --device-key and no local device identity")
     r = verify(log, key, expect_head=args.expect_head)
     if args.json:
         print(json.dumps(r.__dict__))

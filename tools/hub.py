@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TextIO
 
 from doorkeep.device.config import MqttSection
-from doorkeep.device.errors import PayloadError
+from doorkeep.device.errors import InvalidArgument, PayloadError
 from doorkeep.device.identity import device_id_for
 from doorkeep.device.publish.mqtt import MqttClient
 from doorkeep.device.publish.payload import VerifiedEvent, verify
@@ -60,7 +60,7 @@ def parse_verify_key(text: str) -> bytes:
             return key
     except (binascii.Error, ValueError):
         pass
-    raise ValueError(f"--device-key {text!r}: expected a 32-byte Ed25519 public key as 64 hex chars, base64, or a "
+    raise InvalidArgument(f"--device-key {text!r}: expected a 32-byte Ed25519 public key as 64 hex chars, base64, or a "
                      "file holding one")
 
 

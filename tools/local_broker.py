@@ -22,7 +22,13 @@ import time
 from pathlib import Path
 from typing import Any, Self
 
+from doorkeep.device.errors import PublishError
+
 MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/usr/bin/mosquitto")
+
+
+class BrokerError(PublishError):
+    """mosquitto is not installed, exited, or did not accept connections in time."""
 
 
 def find_mosquitto() -> str | None:
@@ -51,7 +57,7 @@ class LocalMosquitto:
     """One real mosquitto process on 127.0.0.1:``port``; stop/start/restart keep the port.
 
     Args:
-        binary: mosquitto's path (default: found on the system; FileNotFoundError if absent).
+        binary: mosquitto's path (default: found on the system; BrokerError if absent).
         tls: mutual TLS — an object with ``ca`` and ``server.cert``/``server.key`` paths (the fixtures'
             ``CertAuthority``); clients must present a certificate, whose CN becomes their username.
         acl: ACL file text (``pattern`` rules may use ``%u``).
@@ -63,7 +69,7 @@ class LocalMosquitto:
                  persistent: bool = False) -> None:
         found = binary or find_mosquitto()
         if not found:
-            raise FileNotFoundError("mosquitto not found; install it with: apt-get install -y mosquitto")
+            raise BrokerError("mosquitto not found; install it with: apt-get install -y mosquitto")
         self.binary = found
         self.host = "127.0.0.1"
         self.port = free_port()
@@ -113,14 +119,14 @@ class LocalMosquitto:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
-                raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {err}\n{self.log_text()}")
+                raise BrokerError(f"mosquitto exited with {self.proc.returncode}: {err}\n{self.log_text()}")
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.2):
                     return
             except OSError:
                 time.sleep(0.01)
         self.kill()
-        raise RuntimeError(f"mosquitto did not accept connections on {self.url} within 10 s\n{self.log_text()}")
+        raise BrokerError(f"mosquitto did not accept connections on {self.url} within 10 s\n{self.log_text()}")
 
     def stop(self) -> None:
         """Graceful stop: SIGTERM (resent — one sent right after start can be ignored), then SIGKILL."""

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import FrameError
 from ..frames import i420_shape
 
 #: BT.601 limited range, YCbCr -> RGB on (Y-16, U-128, V-128).
@@ -135,7 +136,7 @@ class Preprocessor:
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         if frame.shape != self.frame_shape or frame.dtype != np.uint8:
-            raise ValueError(f"expected a uint8 I420 frame of shape {self.frame_shape}, "
+            raise FrameError(f"expected a uint8 I420 frame of shape {self.frame_shape}, "
                              f"got {frame.dtype} {frame.shape}")
         flat = frame.reshape(-1)
         yl, cl = self._y_len, self._c_len

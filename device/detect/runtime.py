@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DetectError, ModelError, RuntimeMissingError
+from ..errors import DetectError, InvalidArgument, ModelError, RuntimeMissingError
 
 #: Config value -> (import name, interpreter module, distribution name), in "auto" preference order.
 RUNTIMES: dict[str, tuple[str, str, str]] = {
@@ -71,7 +71,7 @@ def load_runtime(runtime: str = "auto") -> RuntimeInfo:
         ValueError: ``runtime`` is not one of :data:`RUNTIME_CHOICES`.
     """
     if runtime not in RUNTIME_CHOICES:
-        raise ValueError(f"runtime {runtime!r} must be one of {', '.join(RUNTIME_CHOICES)}")
+        raise InvalidArgument(f"runtime {runtime!r} must be one of {', '.join(RUNTIME_CHOICES)}")
     keys = list(RUNTIMES) if runtime == "auto" else [runtime]
     errors: list[str] = []
     for key in keys:

@@ -24,6 +24,7 @@ import logging
 from importlib import metadata
 from typing import Any
 
+from ..errors import PayloadError
 from .mqtt import MqttClient
 from .topics import OFF, OFFLINE, ON, ONLINE, SPEC, Topics
 
@@ -81,7 +82,7 @@ def discovery_payload(topics: Topics, *, device_name: str) -> bytes:
     """The retained discovery payload (compact JSON, within the documented bound)."""
     data = json.dumps(discovery_config(topics, device_name=device_name), separators=(",", ":")).encode()
     if len(data) > SPEC["discovery"].max_bytes:
-        raise ValueError(f"discovery payload is {len(data)} bytes, over {SPEC['discovery'].max_bytes}")
+        raise PayloadError(f"discovery payload is {len(data)} bytes, over {SPEC['discovery'].max_bytes}")
     return data
 
 

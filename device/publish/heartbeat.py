@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import PayloadError
 from ..worker import Worker
 from .mqtt import MqttClient
 from .topics import SPEC
@@ -60,7 +61,7 @@ def heartbeat_payload(snapshot: dict[str, Any], *, outbox: int = 0, outbox_dropp
         data = json.dumps(candidate, separators=(",", ":"), sort_keys=True).encode()
         if len(data) <= bound:
             return data
-    raise ValueError(f"heartbeat is {len(data)} bytes even without details (bound {bound})")
+    raise PayloadError(f"heartbeat is {len(data)} bytes even without details (bound {bound})")
 
 
 class Heartbeat(Worker):

@@ -34,7 +34,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
 from ..config import MqttSection
-from ..errors import PublishError
+from ..errors import InvalidArgument, PublishError
 from .topics import OFFLINE, ONLINE
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,8 @@ class PublishTimeout(PublishError, TimeoutError):
     """A publish was not acknowledged within the wait."""
 
 
-class PublishRefused(PublishError, PermissionError):
-    """The broker refused a publish (MQTT 5 PUBACK reason code >= 0x80, e.g. "Not authorized")."""
+class PublishRefused(PublishError):
+    """The broker refused a publish (MQTT 5 PUBACK reason code >= 0x80, e.g. "Not authorized"); not an OSError."""
 
 
 class PublishHandle:
@@ -220,7 +220,7 @@ class MqttClient:
         durable outbox is for events).
         """
         if qos not in (0, 1, 2):
-            raise ValueError(f"qos must be 0, 1 or 2, got {qos!r}")
+            raise InvalidArgument(f"qos must be 0, 1 or 2, got {qos!r}")
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             raise PublishError(f"publish to {topic!r} failed: {paho.error_string(info.rc)}")

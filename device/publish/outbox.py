@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
-from ..errors import PublishError
+from ..errors import InvalidArgument, PublishError
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class Outbox:
 
     def __init__(self, path: str | os.PathLike[str], *, max_rows: int = 10_000) -> None:
         if max_rows < 1:
-            raise ValueError(f"max_rows must be >= 1, got {max_rows}")
+            raise InvalidArgument(f"max_rows must be >= 1, got {max_rows}")
         self.path = Path(path)
         self.max_rows = max_rows
         self._lock = threading.Lock()

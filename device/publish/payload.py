@@ -32,7 +32,7 @@ from typing import Any
 import nacl.exceptions
 import nacl.signing
 
-from ..errors import PayloadError
+from ..errors import PayloadError, WrongType
 from ..events import Event
 from ..identity import DeviceIdentity, device_id_for
 
@@ -153,7 +153,7 @@ def _verify_key(key: bytes | nacl.signing.VerifyKey) -> nacl.signing.VerifyKey:
     if isinstance(key, nacl.signing.VerifyKey):
         return key
     if not isinstance(key, bytes | bytearray) or len(key) != 32:
-        raise TypeError("verify_key must be a nacl VerifyKey or 32 raw bytes")
+        raise WrongType("verify_key must be a nacl VerifyKey or 32 raw bytes")
     return nacl.signing.VerifyKey(bytes(key))
 
 

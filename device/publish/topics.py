@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..errors import InvalidArgument, TopicError
+
 ROOT = "doorkeep"
 DEFAULT_DISCOVERY_PREFIX = "homeassistant"
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -74,7 +76,7 @@ SPEC = {s.name: s for s in SPECS}
 def check_segment(value: str, what: str) -> str:
     """Refuse a topic segment that could escape its level (``/``, ``+``, ``#``) or is empty/too long."""
     if not isinstance(value, str) or not _SEGMENT.fullmatch(value):
-        raise ValueError(f"{what} {value!r} is not a valid topic segment ([A-Za-z0-9_-], 1..64 chars)")
+        raise TopicError(f"{what} {value!r} is not a valid topic segment ([A-Za-z0-9_-], 1..64 chars)")
     return value
 
 
@@ -141,7 +143,7 @@ class Topics:
     def pairing(self, *parts: str) -> str:
         """``doorkeep/<id>/pair/<part>[/…]`` — provisioning's pairing exchange (at least one part)."""
         if not parts:
-            raise ValueError("a pairing topic needs at least one part, e.g. pairing('hello')")
+            raise InvalidArgument("a pairing topic needs at least one part, e.g. pairing('hello')")
         return self._t("pairing", "/".join(check_segment(p, "pairing topic part") for p in parts))
 
     def spec_for(self, topic: str) -> TopicSpec | None:

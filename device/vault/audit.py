@@ -24,7 +24,7 @@ from typing import Any, Self
 import nacl.exceptions
 import nacl.signing
 
-from ..errors import FormatError, VaultError
+from ..errors import AuditError, FormatError, VaultError
 from ..identity import DeviceIdentity
 from .codec import Fields, b64e, blake2b, canonical, parse_json, signed_message
 
@@ -103,7 +103,7 @@ class AuditLog:
     def append(self, kind: str, /, **fields: Any) -> AuditRecord:
         """Append, fsync and return one record. ``fields`` must be JSON values."""
         if not isinstance(kind, str) or not 0 < len(kind) <= 64:
-            raise ValueError("audit kind must be a non-empty string of <= 64 characters")
+            raise AuditError("audit kind must be a non-empty string of <= 64 characters")
         with self._lock:
             if self._fd < 0:
                 raise VaultError(f"{self.path}: audit log is closed")
@@ -112,12 +112,12 @@ class AuditLog:
             try:
                 h = record_hash(self._head, body)
             except (TypeError, ValueError) as exc:
-                raise ValueError(f"audit fields must be JSON values: {exc}") from None
+                raise AuditError(f"audit fields must be JSON values: {exc}") from None
             sig = self._identity.sign(signed_message(SIG_DOMAIN, h))
             rec = AuditRecord(self._next, t, kind, fields, prev, h.hex(), sig)
             line = rec.to_line()
             if len(line) > MAX_LINE:
-                raise ValueError(f"audit record larger than {MAX_LINE} bytes")
+                raise AuditError(f"audit record larger than {MAX_LINE} bytes")
             os.write(self._fd, line)
             os.fsync(self._fd)
             self._next += 1

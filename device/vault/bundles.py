@@ -22,7 +22,7 @@ import nacl.exceptions
 import nacl.signing
 import nacl.utils
 
-from ..errors import FormatError, ReleaseError
+from ..errors import FormatError, InvalidArgument, ReleaseError
 from ..frames import Packet
 from ..identity import DeviceIdentity, device_id_for
 from .clips import ClipHeader, decrypt_clip
@@ -182,11 +182,11 @@ def bundle_chunk_id(bundle: bytes) -> bytes:
 def bundle_chunks(bundle: bytes, *, chunk_size: int = 64 * 1024) -> list[bytes]:
     """Split a bundle into self-describing chunks for MQTT (each one message)."""
     if chunk_size < 1:
-        raise ValueError("chunk_size must be positive")
+        raise InvalidArgument("chunk_size must be positive")
     bid = bundle_chunk_id(bundle)
     pieces = [bundle[i:i + chunk_size] for i in range(0, len(bundle), chunk_size)] or [b""]
     if len(pieces) > MAX_CHUNKS:
-        raise ValueError(f"bundle needs more than {MAX_CHUNKS} chunks; raise chunk_size")
+        raise FormatError(f"bundle needs more than {MAX_CHUNKS} chunks; raise chunk_size")
     return [_CHUNK.pack(CHUNK_MAGIC, CHUNK_VERSION, bid, i, len(pieces), blake2b(p, person=CHUNK_PERSON)) + p
             for i, p in enumerate(pieces)]
 

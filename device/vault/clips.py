@@ -30,7 +30,7 @@ import nacl.exceptions
 import nacl.hashlib
 from nacl._sodium import ffi, lib
 
-from ..errors import FormatError
+from ..errors import FormatError, UsageError, WrongType
 from ..frames import Packet
 from .codec import Fields, blake2b, canonical, parse_json
 from .keys import PublicKeys, SecretKeys
@@ -189,7 +189,7 @@ class ClipWriter:
     def __init__(self, path: Path, *, owner: PublicKeys, clip_id: str, device_id: str, t_start: float,
                  event_id: str, codec: Codec, chunk_bytes: int = 256 * 1024, fsync_chunks: bool = True) -> None:
         if not isinstance(owner, PublicKeys):
-            raise TypeError("owner must be PublicKeys")
+            raise WrongType("owner must be PublicKeys")
         check_clip_id(clip_id)
         self.path = path
         self.clip_id = clip_id
@@ -215,7 +215,7 @@ class ClipWriter:
                 raise FormatError("secretstream init failed")
             meta = canonical(_meta(clip_id, device_id, t_start, event_id, codec))
             if len(meta) > MAX_META:
-                raise ValueError("clip meta too large")
+                raise FormatError("clip meta too large")
             header = MAGIC + ffi.buffer(sealed)[:] + ffi.buffer(ss_header)[:] + _LEN.pack(len(meta)) + meta
             self._ad = blake2b(header, person=HEADER_PERSON)
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -233,7 +233,7 @@ class ClipWriter:
     def add(self, packet: Packet) -> None:
         """Buffer one packet; a keyframe or a full buffer first seals the buffered chunk to disk."""
         if self._fd < 0:
-            raise ValueError("clip writer is closed")
+            raise UsageError("clip writer is closed")
         if self._buf and (packet.keyframe or len(self._buf) >= self._chunk_bytes):
             self._push(TAG_MESSAGE)
         self._buf += _PKT.pack(len(packet.data), packet.pts, packet.t_wall, packet.t_capture,
@@ -268,7 +268,7 @@ class ClipWriter:
     def close(self) -> ClipSummary:
         """Write the FINAL chunk, fsync, wipe the key and stream state. Afterwards this object cannot decrypt."""
         if self._fd < 0:
-            raise ValueError("clip writer is closed")
+            raise UsageError("clip writer is closed")
         try:
             self._push(TAG_FINAL)
             os.fsync(self._fd)

@@ -65,7 +65,7 @@ def parse_json(data: bytes, *, what: str) -> dict[str, Any]:
     return obj
 
 
-class _NonFinite(ValueError):
+class _NonFinite(FormatError):
     """A JSON number that does not fit a finite float (``1e999`` would otherwise parse as infinity)."""
 
 

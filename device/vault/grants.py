@@ -20,7 +20,7 @@ import nacl.exceptions
 import nacl.public
 import nacl.utils
 
-from ..errors import FormatError, ReleaseError
+from ..errors import FormatError, KeyRoleError, ReleaseError, WrongType
 from .clips import SEALED_BYTES, check_clip_id
 from .codec import Fields, b64e, canonical, parse_json, signed_message
 from .keys import PublicKeys, SecretKeys
@@ -45,7 +45,7 @@ class GrantClip:
     def __post_init__(self) -> None:
         check_clip_id(self.clip_id)
         if not isinstance(self.sealed_key, bytes) or len(self.sealed_key) != SEALED_BYTES:
-            raise TypeError(f"GrantClip.sealed_key must be {SEALED_BYTES} bytes")
+            raise WrongType(f"GrantClip.sealed_key must be {SEALED_BYTES} bytes")
 
 
 @dataclass(frozen=True)
@@ -127,9 +127,9 @@ def issue_grant(owner: SecretKeys, *, device_id: str, sealed_keys: Mapping[str, 
     """Owner side: re-seal each clip key (``sealed_keys``: clip id → key sealed to the owner, from the clip header)
     to ``recipient`` and sign. Raises :class:`FormatError` if a clip key does not open with the owner's key."""
     if owner.role != "owner":
-        raise ValueError("grants are signed with the owner's keys")
+        raise KeyRoleError("grants are signed with the owner's keys")
     if recipient.role != "recipient":
-        raise ValueError("the grant recipient must be a recipient key")
+        raise KeyRoleError("the grant recipient must be a recipient key")
     issued = int(time.time()) if issued_at is None else issued_at
     clips = []
     for clip_id, sealed in sorted(sealed_keys.items()):

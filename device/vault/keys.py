@@ -25,7 +25,7 @@ import nacl.secret
 import nacl.signing
 import nacl.utils
 
-from ..errors import FormatError, VaultError
+from ..errors import FormatError, KeyRoleError, VaultError, WrongType
 from ..fileio import write_atomic
 from .codec import Fields, b64e, canonical, parse_json
 
@@ -68,11 +68,11 @@ class PublicKeys:
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
-            raise ValueError(f"role must be one of {ROLES}, got {self.role!r}")
+            raise KeyRoleError(f"role must be one of {ROLES}, got {self.role!r}")
         for name in ("sign", "box"):
             v = getattr(self, name)
             if not isinstance(v, bytes) or len(v) != 32:
-                raise TypeError(f"PublicKeys.{name} must be 32 bytes")
+                raise WrongType(f"PublicKeys.{name} must be 32 bytes")
 
     @property
     def verify_key(self) -> nacl.signing.VerifyKey:
@@ -126,9 +126,9 @@ class SecretKeys:
 
     def __init__(self, role: str, signing_key: nacl.signing.SigningKey, box_key: nacl.public.PrivateKey) -> None:
         if role not in ROLES:
-            raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+            raise KeyRoleError(f"role must be one of {ROLES}, got {role!r}")
         if not isinstance(signing_key, nacl.signing.SigningKey) or not isinstance(box_key, nacl.public.PrivateKey):
-            raise TypeError("SecretKeys needs a nacl SigningKey and a nacl PrivateKey")
+            raise WrongType("SecretKeys needs a nacl SigningKey and a nacl PrivateKey")
         self.role = role
         self.signing_key = signing_key
         self.box_key = box_key
@@ -231,7 +231,7 @@ def pin_owner_public(state_dir: str | os.PathLike[str], owner: PublicKeys, *, re
     new owner goes through factory reset, which destroys every clip first).
     """
     if owner.role != "owner":
-        raise ValueError("only an owner key can be pinned")
+        raise KeyRoleError("only an owner key can be pinned")
     path = Path(state_dir) / OWNER_PUB_FILE
     if path.exists() and not replace:
         if PublicKeys.load(path) == owner:
