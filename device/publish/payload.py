@@ -193,13 +193,13 @@ def verify(payload: bytes, verify_key: bytes | nacl.signing.VerifyKey) -> Verifi
 
 
 def _refuse_number(text: str) -> float:
-    raise ValueError(f"number {text[:32]} is not allowed")
+    raise PayloadError(f"number {text[:32]} is not allowed")
 
 
 def _finite_float(text: str) -> float:
     v = float(text)
     if not math.isfinite(v):  # 1e999 parses as infinity otherwise
-        raise ValueError(f"number {text[:32]} is out of range")
+        raise PayloadError(f"number {text[:32]} is out of range")
     return v
 
 
