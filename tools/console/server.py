@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from doorkeep.device.config import MqttSection
+from doorkeep.device.errors import DoorkeepError
 
 from .feed import MqttFeed
 from .session import OwnerSession
@@ -30,6 +31,10 @@ from .web import Console, allowed_hosts, build_app
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8140
+
+
+class ConsoleTimeout(DoorkeepError, TimeoutError):
+    """The console's web server did not start serving in time."""
 
 
 def is_loopback(host: str) -> bool:
@@ -114,7 +119,7 @@ class ConsoleService:
         deadline = time.monotonic() + timeout
         while not (self._server is not None and self._server.started):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"console not serving within {timeout} s")
+                raise ConsoleTimeout(f"console not serving within {timeout} s")
             time.sleep(0.02)
 
     def serve_forever(self) -> None:

@@ -37,11 +37,11 @@ log = logging.getLogger(__name__)
 MAX_THROTTLE_S = 60.0
 
 
-class Locked(DoorkeepError, PermissionError):
+class Locked(DoorkeepError):
     """The console is locked (never unlocked, locked by the owner, or idle too long)."""
 
 
-class UnlockThrottled(DoorkeepError, PermissionError):
+class UnlockThrottled(DoorkeepError):
     """Too many wrong passphrases: try again after ``retry_after`` seconds."""
 
     def __init__(self, retry_after: float) -> None:

@@ -62,11 +62,11 @@ class Console:
         return self.state.device_id
 
 
-class NeedUnlock(Exception):
+class NeedUnlock(DoorkeepError):
     """Raised by a handler that needs the unlocked session."""
 
 
-class Forbidden(Exception):
+class Forbidden(DoorkeepError):
     """A state-changing request without this origin or the session's CSRF token."""
 
 
