@@ -48,3 +48,35 @@ def read_only(path: Path) -> Iterator[Path]:
         yield path
     finally:
         subprocess.run([shutil.which("umount") or "/usr/bin/umount", str(path)], check=True, capture_output=True)
+
+
+def doorkeep_on_tty(*args: str, env: dict[str, str] | None = None,
+                    timeout: float = 300) -> tuple[int, str, str]:
+    """Run ``doorkeep`` with stderr on a pseudo-terminal (as in an operator's shell); returns (status, stdout, what
+    the terminal showed on stderr)."""
+    import pty
+    import threading
+
+    master, slave = pty.openpty()
+    chunks: list[bytes] = []
+
+    def pump() -> None:
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO: the terminal closed
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        proc = subprocess.run([DOORKEEP, *args], stdout=subprocess.PIPE, stderr=slave, text=True, timeout=timeout,
+                              check=False, env={**os.environ, **(env or {})})
+    finally:
+        os.close(slave)
+    reader.join(10)
+    os.close(master)
+    return proc.returncode, proc.stdout, b"".join(chunks).decode(errors="replace")

@@ -33,6 +33,7 @@ def _setup(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def _eval(args: argparse.Namespace) -> int:
     from doorkeep.tools.evaluate import EvalError, evaluate, plot
+    from doorkeep.tools.progress import Progress
 
     if args.plot:  # before any image is scored: a missing extra must not cost a whole evaluation run
         try:
@@ -40,7 +41,8 @@ def _eval(args: argparse.Namespace) -> int:
         except ImportError:
             raise EvalError("--plot needs matplotlib: pip install 'doorkeep[eval]' (or leave out --plot)") from None
     cfg, det = _setup(args)
-    result = evaluate(args.dir, cfg, detector=det)
+    with Progress(f"eval {args.dir.name or args.dir}", unit="images", enabled=not args.json) as bar:
+        result = evaluate(args.dir, cfg, detector=det, progress=bar.update)
     result["runtime"] = det.runtime
     if args.plot:
         plot(result, args.plot)
@@ -57,13 +59,19 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _scan(args: argparse.Namespace) -> int:
+    from doorkeep.tools.progress import Progress
     from doorkeep.tools.scan import scan_video
 
     cfg, det = _setup(args)
-    events, summary = scan_video(args.video, cfg, detector=det, gate=not args.no_gate)
+    with Progress(f"scan {args.video.name}", unit="s of video", enabled=not args.json) as bar:
+        events, summary = scan_video(args.video, cfg, detector=det, gate=not args.no_gate, progress=bar.update)
     for e in events:
-        print(json.dumps(e) if args.json else f"person {e['start_s']:>8.2f}s - {e['end_s']}s  score {e['score']:.2f}"
-              f"  zone {e['zone']}  mode {e['mode']}")
+        if args.json:
+            print(json.dumps(e))
+            continue
+        end = "(still going at the end)" if e["end_s"] is None else f"{e['end_s']:.2f}s"
+        zone = f"  zone {e['zone']}" if e["zone"] is not None else ""
+        print(f"person {e['start_s']:>8.2f}s - {end}  score {e['score']:.2f}{zone}  mode {e['mode']}")
     modes = ", ".join(f"{m['mode']} from {m['t_s']:.1f}s" for m in summary["modes"])
     print(json.dumps(summary) if args.json else
           f"{summary['frames']} frames, {summary['inferences']} inferences ({summary['night_inferences']} in night "

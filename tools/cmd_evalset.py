@@ -21,10 +21,31 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _build(args: argparse.Namespace) -> int:
+    from doorkeep.device.detect.fetch import ProgressFn
     from doorkeep.tools.evalset import build_evalset, load_evalset
+    from doorkeep.tools.progress import Progress
 
     es = load_evalset(args.set)
-    labels = build_evalset(es, args.dir, cache_dir=args.cache)
+    bars: list[Progress] = []
+
+    def done_fetching() -> None:
+        while bars:
+            bars.pop().close()
+
+    def fetching(requirement: str) -> ProgressFn:
+        done_fetching()
+        bars.append(Progress(f"fetching {requirement}", unit="bytes"))
+        return bars[-1].update
+
+    try:
+        with Progress(f"evalset {es.name}: writing", unit="images") as bar:
+            def writing(done: int, total: int) -> None:
+                done_fetching()
+                bar.update(done, total)
+
+            labels = build_evalset(es, args.dir, cache_dir=args.cache, progress=writing, fetch_progress=fetching)
+    finally:
+        done_fetching()
     print(f"{len(es.photos)} photos x {len(es.variants)} variants -> {labels}")
     return 0
 

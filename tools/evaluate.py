@@ -8,6 +8,7 @@ the device. The per-image score is the best person score anywhere in the frame.
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,13 +66,20 @@ def auc(labels: list[int], scores: list[float]) -> float | None:
     return wins / (len(pos) * len(neg))
 
 
-def evaluate(folder: Path, config: Any, *, detector: Any) -> dict[str, Any]:
-    """Score every labelled image; returns the JSON-ready result (threshold, tp, fp, tn, fn, auc, scores)."""
+def evaluate(folder: Path, config: Any, *, detector: Any,
+             progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Score every labelled image; returns the JSON-ready result (threshold, tp, fp, tn, fn, auc, scores).
+
+    ``progress(images_done, images_total)`` is called after each image.
+    """
     w, h = config.capture.lores_width, config.capture.lores_height
     thr = detector.threshold
     scores: list[dict[str, Any]] = []
     reset = getattr(detector, "reset", None)  # unrelated stills: each image decides its own day/night mode
-    for name, person in read_labels(folder):
+    labels = read_labels(folder)
+    for i, (name, person) in enumerate(labels):
+        if progress is not None:
+            progress(i, len(labels))
         frame, fw, fh = image_to_lores(folder / name, width=w, height=h)
         if reset is not None:
             reset()
@@ -80,6 +88,8 @@ def evaluate(folder: Path, config: Any, *, detector: Any) -> dict[str, Any]:
         # scores are on their own scale, so the score alone is not compared with the day threshold).
         scores.append({"file": name, "person": person, "mode": getattr(detector, "last_mode", "day"),
                        "score": round(float(detector.max_score), 4), "detected": bool(found)})
+        if progress is not None:
+            progress(i + 1, len(labels))
     ys = [r["person"] for r in scores]
     ss = [r["score"] for r in scores]
     tp = sum(1 for r in scores if r["person"] and r["detected"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,26 @@ def lores_frames(path: Path, *, width: int, height: int) -> Iterator[tuple[float
             yield t, out
 
 
-def scan_video(path: Path, config: Any, *, detector: Any, gate: bool = True) -> tuple[list[dict], dict]:  # type: ignore[type-arg]
-    """Events (as JSON-ready dicts) and a summary for ``path`` run through mask, gate, detector and events."""
+def video_duration(path: Path) -> float | None:
+    """Length of a video file in seconds, when its container says (for progress only)."""
+    import av
+
+    try:
+        with av.open(str(path)) as c:
+            s = c.streams.video[0]
+            if s.duration is not None and s.time_base:
+                return float(s.duration * s.time_base)
+            return c.duration / 1e6 if c.duration else None
+    except (OSError, IndexError, av.error.FFmpegError):
+        return None  # lores_frames reports the real problem
+
+
+def scan_video(path: Path, config: Any, *, detector: Any, gate: bool = True,
+               progress: Callable[[float, float | None], None] | None = None) -> tuple[list[dict], dict]:  # type: ignore[type-arg]
+    """Events (as JSON-ready dicts) and a summary for ``path`` run through mask, gate, detector and events.
+
+    ``progress(seconds_done, seconds_total)`` is called per frame (total ``None`` when the file does not say).
+    """
     from doorkeep.device.detect.pipeline import DetectionPipeline
 
     pipe = DetectionPipeline.from_config(config, detector=detector, gate=gate)
@@ -52,7 +70,10 @@ def scan_video(path: Path, config: Any, *, detector: Any, gate: bool = True) -> 
     if night is not None:  # smoothing and dwell run on the footage's time, not on how fast we replay it
         night.clock = lambda: t
     mode = "day"
+    total = video_duration(path) if progress is not None else None
     for t, frame in lores_frames(path, width=pipe.width, height=pipe.height):
+        if progress is not None:
+            progress(t, total)
         transitions = pipe.step(frame, t)
         if pipe.last is not None:  # an inference ran: the detector judged this frame's mode
             mode = getattr(detector, "last_mode", "day")
@@ -67,6 +88,8 @@ def scan_video(path: Path, config: Any, *, detector: Any, gate: bool = True) -> 
                 rec = open_.pop(ev.event_id)
                 rec.update(end_s=round(ev.t_end if ev.t_end is not None else ev.t, 3), score=round(ev.score, 3))
                 events.append(rec)
+    if progress is not None:
+        progress(total or t, total or t)
     events.extend(open_.values())  # still open at the end of the file: end_s stays null
     c = pipe.counts
     summary = {"frames": c.frames, "inferences": c.inferences, "skipped": c.skipped, "events": len(events),

