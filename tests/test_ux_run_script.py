@@ -51,10 +51,10 @@ def test_pip_runs_once_then_only_when_the_metadata_changes(tmp_path: Path) -> No
     root = _fake_checkout(tmp_path)
     first = _run(root, "demo", "--seconds", "1")
     assert first.returncode == 0, first.stderr
-    assert "./run: installing doorkeep [demo]" in first.stderr  # the first run says what it is doing
+    assert "./run: installing doorkeep [demo,console]" in first.stderr  # the first run says what it is doing
     assert first.stdout.splitlines()[-2:] == ["doorkeep models fetch --all", "doorkeep demo --seconds 1"]
     calls = _pip_calls(root)
-    assert len(calls) == 1 and "install" in calls[0] and "-e .[demo]" in calls[0]
+    assert len(calls) == 1 and "install" in calls[0] and "-e .[demo,console]" in calls[0]
     assert "PYTHONWARNINGS=ignore:Editable installation" in calls[0]  # setuptools' warning block stays quiet
 
     again = _run(root, "demo", "--seconds", "1")
@@ -74,7 +74,7 @@ def test_extras_add_up_so_test_then_demo_installs_once(tmp_path: Path) -> None:
     assert _run(root, "demo").returncode == 0 and len(_pip_calls(root)) == 2  # "demo" is new
     assert _run(root, "demo").returncode == 0 and _run(root, "lint").returncode == 0
     assert len(_pip_calls(root)) == 2
-    assert (root / ".venv" / ".doorkeep-install").read_text().split()[1] == "demo,dev"
+    assert (root / ".venv" / ".doorkeep-install").read_text().split()[1] == "console,demo,dev"
 
 
 def test_offline_with_everything_installed_still_runs(tmp_path: Path) -> None:
