@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -128,13 +129,39 @@ def demo_console(stack: ExitStack, args: argparse.Namespace, identity: DeviceIde
           f"'{DEMO_PASSPHRASE.decode()}'", file=out, flush=True)
 
 
+@contextmanager
+def interrupted_by(*signals: int) -> Iterator[None]:
+    """Within the block these signals raise KeyboardInterrupt (default: they kill the process, skipping cleanup)."""
+    def _raise(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread receives signals
+        yield
+        return
+    old = {s: signal.signal(s, _raise) for s in signals}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
 def run_demo(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> int:
+    # A hang-up or a kill while setting up or reporting must still remove the demo's keys (the owner key too):
+    # they stop the run like Ctrl-C, and the temporary state goes in `finally`.
+    with interrupted_by(signal.SIGHUP, signal.SIGTERM):
+        return _run_demo(args, out=out)
+
+
+def _run_demo(args: argparse.Namespace, *, out: TextIO) -> int:
     from doorkeep.tools.cmd_run import serve
     from doorkeep.tools.hub import EventWatcher
 
     keep = args.state is not None
     root = Path(args.state).expanduser() if keep else Path(tempfile.mkdtemp(prefix="doorkeep-demo-"))
     state, owner_dir = root / "device", root / "owner"
+    print(f"doorkeep demo: starting — {'the broker ' + args.broker if args.broker else 'an embedded MQTT broker'}, "
+          "the pinned person detector, a demo owner key …", file=sys.stderr, flush=True)
     try:
         identity = DeviceIdentity.load_or_create(state)
         owner = demo_owner(owner_dir, state)
