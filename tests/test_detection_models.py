@@ -167,7 +167,7 @@ def test_tampered_cached_model_is_refused_showing_both_hashes(model_path, tmp_pa
     from doorkeep.tools.cli import main
 
     assert main(["models", "verify"]) == 1
-    assert "REFUSED" in capsys.readouterr().out
+    assert "blazepose: BAD" in capsys.readouterr().out
 
 
 @pytest.mark.detection
