@@ -11,6 +11,7 @@ import argparse
 import datetime as dt
 import getpass
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -19,6 +20,9 @@ from typing import Any
 from doorkeep.device.errors import InvalidArgument
 
 PASS_ENV = "DOORKEEP_PASSPHRASE"
+#: What an owner does when `doorkeep export` finds the service running (docs/security.md, "Releases").
+SERVICE_EXPORT_HINT = ("stop it first (sudo systemctl stop doorkeep), export, then start it again "
+                       "(sudo systemctl start doorkeep)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -151,11 +155,23 @@ def _store(args: argparse.Namespace) -> Any:
     return ClipStore(d)
 
 
+def _read_input(path: Path, what: str) -> bytes:
+    """The bytes of a file the user named, or one ``doorkeep:`` line saying why not (nothing else has happened)."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidArgument(f"{what} {path}: {exc.strerror or exc}") from None
+
+
 def _time(text: str) -> float:
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(seconds):
+            raise InvalidArgument(f"not a time (epoch seconds or ISO 8601): {text!r}")
+        return seconds
     try:
         t = dt.datetime.fromisoformat(text)
     except ValueError:
@@ -222,12 +238,15 @@ def _grant(args: argparse.Namespace) -> int:
     from doorkeep.device.vault.grants import issue_grant
     from doorkeep.device.vault.keys import PublicKeys, SecretKeys, write_atomic
 
+    lifetime = _check_grant_terms(args)  # before the passphrase prompt: nothing the device would refuse is signed
     store = _store(args)
     ms = store.manifests()
     chosen = set(args.clip)
     if args.t_from or args.t_to:
         lo = _time(args.t_from) if args.t_from else 0.0
         hi = _time(args.t_to) if args.t_to else float("inf")
+        if lo > hi:
+            raise InvalidArgument(f"--from {args.t_from} is later than --to {args.t_to}")
         chosen |= {m.clip_id for m in ms if m.t_start <= hi and (m.t_end if m.t_end is not None else m.t_start) >= lo}
     if not chosen:
         raise InvalidArgument("no clips selected (use --clip or --from/--to)")
@@ -243,24 +262,43 @@ def _grant(args: argparse.Namespace) -> int:
     grant = issue_grant(owner, device_id=devices.pop(), sealed_keys=sealed,
                         recipient=PublicKeys.load(args.recipient, role="recipient"),
                         recipient_name=args.recipient_name, purpose=args.purpose, requester=args.requester,
-                        request_id=args.request_id, lifetime_s=int(args.days * 86400))
+                        request_id=args.request_id, lifetime_s=lifetime)
     write_atomic(args.out, grant.to_bytes(), mode=0o600)
     print(f"grant {grant.grant_id}: {len(grant.clips)} clip(s) to {args.recipient_name}, "
           f"expires {_iso(grant.expires_at)}")
     return 0
 
 
+def _check_grant_terms(args: argparse.Namespace) -> int:
+    """The grant's validity in seconds, once the terms pass the device's own limits (device/vault/grants.py)."""
+    from doorkeep.device.errors import FormatError, ReleaseError
+    from doorkeep.device.vault.grants import MAX_LIFETIME_S, check_terms
+
+    lifetime = round(args.days * 86400) if math.isfinite(args.days) else 0
+    try:
+        check_terms(recipient_name=args.recipient_name, purpose=args.purpose, requester=args.requester,
+                    request_id=args.request_id, lifetime_s=lifetime)
+    except ReleaseError:
+        raise InvalidArgument(f"--days {args.days:g}: a grant is valid for more than 0 and at most "
+                         f"{MAX_LIFETIME_S // 86400} days (the device refuses any other)") from None
+    except FormatError as exc:
+        raise InvalidArgument(f"{exc} (the device would refuse the grant; nothing was signed)") from None
+    return lifetime
+
+
 def _request(args: argparse.Namespace) -> int:
     from doorkeep.device.vault.keys import SecretKeys, write_atomic
     from doorkeep.device.vault.requests import make_request
 
-    keys = SecretKeys.load(args.key, _passphrase(args), role="recipient")
     if not args.out and not args.send:
         raise InvalidArgument("say where the request goes: --out FILE and/or --send HOST[:PORT] --device DEVICE_ID")
     if args.send and not args.device:
         raise InvalidArgument("--send needs --device DEVICE_ID")
-    r = make_request(keys, requester=args.requester, incident=args.incident, purpose=args.purpose,
-                     window=(_time(args.t_from), _time(args.t_to)))
+    window = (_time(args.t_from), _time(args.t_to))
+    if window[0] > window[1]:
+        raise InvalidArgument(f"--from {args.t_from} is later than --to {args.t_to}")
+    keys = SecretKeys.load(args.key, _passphrase(args), role="recipient")
+    r = make_request(keys, requester=args.requester, incident=args.incident, purpose=args.purpose, window=window)
     if args.out:
         write_atomic(args.out, r.to_bytes(), mode=0o644)
         print(f"request {r.request_id} written to {args.out}")
@@ -290,13 +328,24 @@ def _send_request(data: bytes, broker: str, device_id: str) -> None:
 def _export(args: argparse.Namespace) -> int:
     from doorkeep.device.identity import DeviceIdentity
     from doorkeep.device.vault.vault import build_vault
+    from doorkeep.provisioning.state_lock import StateBusy, StateLock
 
     cfg = _config(args)
-    vault = build_vault(cfg, DeviceIdentity.load_or_create(cfg.state_dir))
+    grant = _read_input(args.grant, "grant")
+    # The audit chain and the used-grant set are shared with the service: one process at a time (docs/security.md).
     try:
-        vault.export_to_file(args.grant.read_bytes(), args.out)
+        lock = StateLock(cfg.state_dir, holder="doorkeep export").acquire()
+    except StateBusy as exc:
+        raise StateBusy(f"{exc.detail.split(';')[0]}, which owns the audit log and the used-grant set; "
+                        f"{SERVICE_EXPORT_HINT}") from None
+    try:
+        vault = build_vault(cfg, DeviceIdentity.load_or_create(cfg.state_dir))
+        try:
+            vault.export_to_file(grant, args.out)
+        finally:
+            vault.close()
     finally:
-        vault.close()
+        lock.release()
     print(f"bundle written to {args.out}")
     return 0
 

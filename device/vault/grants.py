@@ -8,7 +8,10 @@ Format: docs/formats.md#grant.
 
 from __future__ import annotations
 
+import fcntl
+import math
 import os
+import re
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -20,7 +23,8 @@ import nacl.exceptions
 import nacl.public
 import nacl.utils
 
-from ..errors import FormatError, KeyRoleError, ReleaseError, WrongType
+from ..errors import FormatError, InvalidArgument, KeyRoleError, ReleaseError, WrongType
+from ..fileio import fsync_dir, write_all
 from .clips import SEALED_BYTES, check_clip_id
 from .codec import Fields, b64e, canonical, parse_json, signed_message
 from .keys import PublicKeys, SecretKeys
@@ -33,6 +37,11 @@ GRANT_SKEW_S = 300
 #: Longest validity the device accepts.
 MAX_LIFETIME_S = 30 * 86400
 MAX_CLIPS = 1000
+#: Longest texts the device accepts, in characters (the owner's tool checks the same limits before it signs).
+MAX_NAME = 256  # recipient_name, requester
+MAX_PURPOSE = 1024
+MAX_REQUEST_ID = 64
+_GRANT_ID = re.compile(r"[0-9a-f]{32}")
 _KEYS = ("format", "v", "grant_id", "device_id", "clips", "recipient", "recipient_name", "purpose", "requester",
          "request_id", "issued_at", "expires_at", "sig")
 
@@ -100,8 +109,9 @@ class Grant:
         if recipient.role != "recipient":
             raise FormatError("grant: recipient key must have role 'recipient'")
         return cls(f.hexstr("grant_id", length=16), f.text("device_id", max_len=64), tuple(clips), recipient,
-                   f.text("recipient_name"), f.text("purpose", max_len=1024), f.text("requester"),
-                   f.text("request_id", empty=True, max_len=64), f.integer("issued_at"), f.integer("expires_at"),
+                   f.text("recipient_name", max_len=MAX_NAME), f.text("purpose", max_len=MAX_PURPOSE),
+                   f.text("requester", max_len=MAX_NAME), f.text("request_id", empty=True, max_len=MAX_REQUEST_ID),
+                   f.integer("issued_at"), f.integer("expires_at"),
                    f.b64("sig", length=64))
 
     @classmethod
@@ -121,50 +131,109 @@ class Grant:
         return self
 
 
+def check_terms(*, recipient_name: str, purpose: str, requester: str, request_id: str = "",
+                lifetime_s: float) -> None:
+    """The device's limits on a grant's terms, for the owner's tool to apply before it signs (so it never signs a
+    grant the device will refuse). Raises :class:`FormatError` naming the field, or :class:`ReleaseError`
+    ``lifetime_too_long``."""
+    for name, value, most in (("recipient name", recipient_name, MAX_NAME), ("purpose", purpose, MAX_PURPOSE),
+                              ("requester", requester, MAX_NAME), ("request id", request_id, MAX_REQUEST_ID)):
+        if not isinstance(value, str) or len(value) > most or (not value and name != "request id"):
+            n = len(value) if isinstance(value, str) else type(value).__name__
+            raise FormatError(f"the {name} is {n} characters; the device accepts 1..{most}"
+                              if name != "request id" else f"the request id is {n} characters; at most {most}")
+    check_lifetime(0, lifetime_s)
+
+
+def check_lifetime(issued_at: float, expires_at: float) -> None:
+    """A grant is valid for more than 0 s and at most :data:`MAX_LIFETIME_S` (``lifetime_too_long`` otherwise)."""
+    life = expires_at - issued_at
+    if not (math.isfinite(life) and 0 < life <= MAX_LIFETIME_S):
+        raise ReleaseError("lifetime_too_long", f"a grant is valid for more than 0 s and at most {MAX_LIFETIME_S} s "
+                                                f"({MAX_LIFETIME_S // 86400} days); this one for {life:g} s")
+
+
 def issue_grant(owner: SecretKeys, *, device_id: str, sealed_keys: Mapping[str, bytes], recipient: PublicKeys,
                 recipient_name: str, purpose: str, requester: str, request_id: str = "",
                 issued_at: int | None = None, lifetime_s: int = 7 * 86400, grant_id: str | None = None) -> Grant:
     """Owner side: re-seal each clip key (``sealed_keys``: clip id → key sealed to the owner, from the clip header)
-    to ``recipient`` and sign. Raises :class:`FormatError` if a clip key does not open with the owner's key."""
+    to ``recipient`` and sign. Nothing the device would refuse is signed: the terms are checked
+    (:func:`check_terms`) and the unsigned grant is read back with the device's own parser first.
+
+    Raises:
+        FormatError: a limit the device applies (names the field), or a clip key does not open with the owner's key.
+        ReleaseError: ``lifetime_too_long``.
+    """
     if owner.role != "owner":
         raise KeyRoleError("grants are signed with the owner's keys")
     if recipient.role != "recipient":
         raise KeyRoleError("the grant recipient must be a recipient key")
+    check_terms(recipient_name=recipient_name, purpose=purpose, requester=requester, request_id=request_id,
+                lifetime_s=lifetime_s)
     issued = int(time.time()) if issued_at is None else issued_at
     clips = []
     for clip_id, sealed in sorted(sealed_keys.items()):
         key = owner.unseal(sealed)
         clips.append(GrantClip(clip_id, nacl.public.SealedBox(recipient.box_key).encrypt(key)))
-    return Grant(grant_id or nacl.utils.random(16).hex(), device_id, tuple(clips), recipient, recipient_name,
-                 purpose, requester, request_id, issued, issued + lifetime_s).signed(owner)
+    grant = Grant(grant_id or nacl.utils.random(16).hex(), device_id, tuple(clips), recipient, recipient_name,
+                  purpose, requester, request_id, issued, issued + lifetime_s)
+    Grant.from_json({**grant.body(), "sig": b64e(bytes(64))})  # every other limit, exactly as the device reads it
+    return grant.signed(owner)
 
 
 class ReplaySet:
-    """Grant ids already used on this device, persisted one per line (append + fsync before any export)."""
+    """The grant ids already used on this device, one per line in ``<state_dir>/grants.used``.
+
+    Every process that opens the state directory shares the file, not a copy of it: each check re-reads it, and
+    :meth:`add` holds an exclusive ``flock`` on it while it re-reads, checks and appends, then fsyncs the file and
+    its directory. So the service and an export — or two exports — can never both accept one grant, even when both
+    opened the set before either used it. A torn last line (a crash mid-append) is no id (an id is 32 hex digits),
+    and the next append starts on a new line, so the fragment can never swallow the next id.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+
+    @staticmethod
+    def _parse(data: bytes) -> set[str]:
+        return {w for w in data.decode("ascii", "replace").split() if _GRANT_ID.fullmatch(w)}
+
+    def ids(self) -> set[str]:
+        """Every grant id recorded so far (read from the file now)."""
         try:
-            self._ids = set(self.path.read_text("ascii").split())
+            return self._parse(self.path.read_bytes())
         except FileNotFoundError:
-            self._ids = set()
+            return set()
 
     def __contains__(self, grant_id: object) -> bool:
-        return grant_id in self._ids
+        return grant_id in self.ids()
 
     def add(self, grant_id: str) -> None:
-        """Record ``grant_id``; raises :class:`ReleaseError` ``replayed`` if it was used before."""
+        """Record ``grant_id`` durably; raises :class:`ReleaseError` ``replayed`` if any process used it before."""
+        if not _GRANT_ID.fullmatch(grant_id):
+            raise InvalidArgument(f"not a grant id: {grant_id!r}")
         with self._lock:
-            if grant_id in self._ids:
-                raise ReleaseError("replayed", f"grant {grant_id} was already used")
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
             try:
-                os.write(fd, grant_id.encode("ascii") + b"\n")
+                fcntl.flock(fd, fcntl.LOCK_EX)  # released by close
+                data = _read_all(fd)
+                if grant_id in self._parse(data):
+                    raise ReleaseError("replayed", f"grant {grant_id} was already used")
+                record = grant_id.encode("ascii") + b"\n"
+                write_all(fd, record if not data or data.endswith(b"\n") else b"\n" + record)
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            self._ids.add(grant_id)
+            fsync_dir(self.path.parent)  # the file's creation (first grant) is durable too
+
+
+def _read_all(fd: int) -> bytes:
+    parts, pos = [], 0
+    while chunk := os.pread(fd, 1 << 16, pos):
+        parts.append(chunk)
+        pos += len(chunk)
+    return b"".join(parts)
 
 
 def check_grant(data: bytes, *, owner: PublicKeys, device_id: str, existing: Iterable[str], replay: ReplaySet,
@@ -184,8 +253,7 @@ def check_grant(data: bytes, *, owner: PublicKeys, device_id: str, existing: Ite
         raise ReleaseError("not_yet_valid", f"issued at {grant.issued_at}, device clock {now:.0f}")
     if now >= grant.expires_at + GRANT_SKEW_S:
         raise ReleaseError("expired", f"expired at {grant.expires_at}, device clock {now:.0f}")
-    if grant.expires_at - grant.issued_at > MAX_LIFETIME_S or grant.expires_at <= grant.issued_at:
-        raise ReleaseError("lifetime_too_long", f"validity must be within 0..{MAX_LIFETIME_S} s")
+    check_lifetime(grant.issued_at, grant.expires_at)
     if grant.grant_id in replay:
         raise ReleaseError("replayed", f"grant {grant.grant_id} was already used")
     have = set(existing)

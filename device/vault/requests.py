@@ -80,10 +80,17 @@ class Request:
 
 def make_request(keys: SecretKeys, *, requester: str, incident: str, purpose: str, window: tuple[float, float],
                  issued_at: int | None = None, request_id: str | None = None) -> Request:
-    """Requester side: a signed request."""
+    """Requester side: a signed request. Raises :class:`FormatError` (naming the field) for anything the device
+    would refuse — a window that ends before it starts, a field or the whole request too long — checked by reading
+    the request back with the device's own parser before it is returned."""
     r = Request(request_id or nacl.utils.random(16).hex(), requester, incident, purpose, (window[0], window[1]),
                 int(time.time()) if issued_at is None else issued_at, keys.public)
-    return Request(**{**r.__dict__, "sig": keys.sign(signed_message(SIG_DOMAIN, canonical(r.body())))})
+    try:
+        signed = Request(**{**r.__dict__, "sig": keys.sign(signed_message(SIG_DOMAIN, canonical(r.body())))})
+        Request.from_bytes(signed.to_bytes())
+    except (FormatError, ValueError) as exc:  # ValueError: canonical() refuses a non-finite window
+        raise FormatError(f"the device would refuse this request: {exc}") from None
+    return signed
 
 
 @dataclass(frozen=True)
