@@ -10,6 +10,8 @@ code still behaves. A refusal (a bad signature, a refused grant or document, a p
 
 from __future__ import annotations
 
+from .redact import mask, redact, secrets_in
+
 
 class DoorkeepError(Exception):
     """Root of every doorkeep error."""
@@ -32,13 +34,18 @@ class UsageError(DoorkeepError, RuntimeError):
 
 
 class ConfigError(DoorkeepError, ValueError):
-    """A configuration value was refused. The message names the key path, the value and why."""
+    """A configuration value was refused. The message names the key path, the value and why.
+
+    The value of a secret-looking key (``password``, also misspelt or unknown: ``pasword``) is neither kept nor shown:
+    ``value`` holds ``"<redacted>"`` there (in tables: at each such entry), and ``why`` has those secrets masked.
+    The message is printed, logged, and for a signed configuration published and audited (device/redact.py).
+    """
 
     def __init__(self, path: str, value: object, why: str) -> None:
         self.path = path
-        self.value = value
-        self.why = why
-        super().__init__(f"config {path} = {value!r}: {why}")
+        self.value = redact(path, value)
+        self.why = mask(why, secrets_in(path, value))
+        super().__init__(f"config {path} = {self.value!r}: {self.why}")
 
 
 class CaptureError(DoorkeepError):

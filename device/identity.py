@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import base64
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import nacl.encoding
 import nacl.hash
 import nacl.signing
 
-from .errors import InvalidArgument, ProvisionError
+from .errors import InvalidArgument, ProvisionError, WrongType
 from .fileio import write_atomic
 
 KEY_FILE = "device.key"
@@ -37,19 +36,34 @@ def fingerprint_for(verify_key: bytes) -> str:
     return f"{n // 10**4:04d}-{n % 10**4:04d}"
 
 
-@dataclass(frozen=True, repr=False)
 class DeviceIdentity:
-    """The device's signing key and the names derived from it."""
+    """The device's signing key and the names derived from it.
 
-    signing_key: nacl.signing.SigningKey
+    The key object stays private (PyNaCl's ``str(SigningKey)`` prints the seed): the identity signs through
+    :meth:`sign` and shows only its public names; ``repr``/``str`` never include the seed. Two identities are equal
+    when their public keys are.
+    """
+
+    __slots__ = ("_signing_key",)
+
+    def __init__(self, signing_key: nacl.signing.SigningKey) -> None:
+        if not isinstance(signing_key, nacl.signing.SigningKey):
+            raise WrongType("DeviceIdentity needs a nacl SigningKey")
+        self._signing_key = signing_key
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DeviceIdentity) and other.public_bytes == self.public_bytes
+
+    def __hash__(self) -> int:
+        return hash(self.public_bytes)
 
     @property
     def verify_key(self) -> nacl.signing.VerifyKey:
-        return self.signing_key.verify_key
+        return self._signing_key.verify_key
 
     @property
     def public_bytes(self) -> bytes:
-        return bytes(self.signing_key.verify_key)
+        return bytes(self._signing_key.verify_key)
 
     @property
     def device_id(self) -> str:
@@ -61,7 +75,7 @@ class DeviceIdentity:
 
     def sign(self, message: bytes) -> bytes:
         """Detached 64-byte Ed25519 signature over ``message``."""
-        return self.signing_key.sign(message).signature
+        return self._signing_key.sign(message).signature
 
     def __repr__(self) -> str:  # never print the seed
         return f"DeviceIdentity({self.device_id}, fingerprint {self.fingerprint})"
@@ -84,5 +98,5 @@ class DeviceIdentity:
                 raise ProvisionError(f"{path}: a device key is 32 bytes, found {len(seed)}; refusing to overwrite it")
             return cls(nacl.signing.SigningKey(seed))
         ident = cls.generate()
-        write_atomic(path, bytes(ident.signing_key), mode=0o600)
+        write_atomic(path, bytes(ident._signing_key), mode=0o600)
         return ident

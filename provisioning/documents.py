@@ -20,6 +20,7 @@ import nacl.exceptions
 import nacl.signing
 from doorkeep.device.errors import FormatError, InvalidArgument
 from doorkeep.device.vault import codec
+from doorkeep.device.vault.keys import SecretKeys
 
 from .errors import (
     BadSignature,
@@ -135,7 +136,7 @@ def sign_document(
     device_id: str,
     counter: int,
     body: dict[str, Any],
-    signing_key: nacl.signing.SigningKey,
+    owner: SecretKeys,
     issued_at: int | None = None,
 ) -> OwnerDocument:
     """Make and sign a document with the owner's Ed25519 key (owner side)."""
@@ -148,8 +149,8 @@ def sign_document(
         device_id=device_id,
         counter=counter,
         issued_at=int(time.time()) if issued_at is None else issued_at,
-        signer=bytes(signing_key.verify_key),
+        signer=owner.public.sign,
         body=body,
     )
-    sig = signing_key.sign(doc.signed_bytes()).signature
+    sig = owner.sign(doc.signed_bytes())
     return OwnerDocument(**{**doc.__dict__, "signature": sig})

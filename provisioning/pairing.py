@@ -131,7 +131,7 @@ class DevicePairing:
     _auth: OwnerDocument | None = None
     _session: bytes = b""
     _commit: bytes = b""
-    _nonce: bytes = b""
+    _nonce: bytes = field(default=b"", repr=False)  # secret until revealed: never in a repr
     _transcript: bytes = b""
     _owner_ok = False
     _local_ok = False

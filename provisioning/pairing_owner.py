@@ -60,7 +60,7 @@ class OwnerPairing:
     result: OwnerPaired | None = None
     device_key: bytes = b""
     _session: bytes = b""
-    _nonce: bytes = b""
+    _nonce: bytes = field(default=b"", repr=False)  # secret until revealed: never in a repr
     _commit: bytes = b""
     _transcript: bytes = b""
     #: The reason of an ``abort`` that could not be authenticated (shown if the exchange then times out).

@@ -27,7 +27,7 @@ def sign_rotation(old: SecretKeys, new: PublicKeys, *, device_id: str, counter: 
     if new.role != "owner":
         raise KeyRoleError("the new key must be an owner key")
     return sign_document(kind, device_id=device_id, counter=counter, body={"new_owner": new.to_json()},
-                         signing_key=old.signing_key)
+                         owner=old)
 
 
 def new_owner_of(doc: OwnerDocument) -> PublicKeys:

@@ -87,7 +87,7 @@ def sign_config(table: dict[str, Any], *, device_id: str, counter: int, keys: Se
     """
     validate_table(table)
     return sign_document(KIND_CONFIG, device_id=device_id, counter=counter, body={"config": table},
-                         signing_key=keys.signing_key, issued_at=issued_at)
+                         owner=keys, issued_at=issued_at)
 
 
 @dataclass(frozen=True)

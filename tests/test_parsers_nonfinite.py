@@ -188,7 +188,7 @@ def test_owner_documents_with_non_finite_numbers_are_refused(tmp_path_factory, d
     keys = owner_keys()
     doc = sign_document(KIND_CONFIG, device_id=dev.identity.device_id, counter=1,
                         body={"detect": {"threshold": 0.5}, "capture": {"fps": 10}},
-                        signing_key=keys.signing_key)
+                        owner=keys)
 
     def check(b: bytes) -> object:
         d = OwnerDocument.from_bytes(b)
@@ -229,7 +229,7 @@ def test_owner_documents_worker_answers_a_non_finite_document(device):
     keys = owner_keys()
     device.prov.pin(keys.public, replace=False)
     doc = sign_document(KIND_CONFIG, device_id=device.identity.device_id, counter=1, body={"capture": {"fps": 10}},
-                        signing_key=keys.signing_key)
+                        owner=keys)
     evil = doc.to_bytes().replace(b'"fps":10', b'"fps":1e999')
 
     class NoClient:

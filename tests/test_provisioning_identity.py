@@ -23,7 +23,7 @@ def test_first_boot_creates_private_state_and_a_stable_identity(tmp_path):
     assert len(ident.fingerprint) == 9 and ident.fingerprint[4] == "-"
     assert first_boot(state).device_id == ident.device_id  # the second boot loads, never regenerates
     assert has_identity(state)
-    assert "seed" not in repr(ident) and bytes(ident.signing_key).hex() not in repr(ident)
+    assert "seed" not in repr(ident) and bytes(ident._signing_key).hex() not in repr(ident)
 
 
 def test_loose_permissions_are_fixed(tmp_path):

@@ -122,12 +122,12 @@ def test_invalid_config_refused_by_key_path(paired):
     with pytest.raises(InvalidConfig) as exc:
         store.apply(sign_document(KIND_CONFIG, device_id=dev.identity.device_id, counter=1,
                                   body={"config": {"motion": {"min_changed": 7}}},
-                                  signing_key=keys.signing_key).to_bytes())
+                                  owner=keys).to_bytes())
     assert exc.value.path == "motion.min_changed"
     with pytest.raises(InvalidConfig) as exc:
         store.apply(sign_document(KIND_CONFIG, device_id=dev.identity.device_id, counter=2,
                                   body={"config": {"device": {"state_dir": "/tmp/elsewhere"}}},
-                                  signing_key=keys.signing_key).to_bytes())
+                                  owner=keys).to_bytes())
     assert exc.value.path == "device.state_dir"
     with pytest.raises(InvalidConfig):  # the owner's tool refuses before signing
         sign_config({"motion": {"typo_key": 1}}, device_id=dev.identity.device_id, counter=3, keys=keys)

@@ -77,7 +77,7 @@ def test_after_close_device_holds_no_key(tmp_path: Path) -> None:
     header = parse_header(data)
     key = open_clip_key(header, dev.owner)  # the owner key opens it
     assert decrypt_clip(data, key)[1]
-    owner_secret = bytes(dev.owner.box_key)
+    owner_secret = bytes(dev.owner._box_key)
     del dev.owner
     planted = [bytearray(b"x" + key)]
     assert _holders(key) >= 1  # the scan does find a live copy ...

@@ -67,7 +67,7 @@ def _grant_verify_ms(tmp: Path, *, n: int) -> float:
     owner, rec = SecretKeys.generate("owner"), SecretKeys.generate("recipient")
     dev = DeviceIdentity.generate().device_id
     ids = [f"clip{i}" for i in range(4)]
-    sealed = {c: nacl.public.SealedBox(owner.box_key.public_key).encrypt(nacl.utils.random(32)) for c in ids}
+    sealed = {c: nacl.public.SealedBox(owner.public.box_key).encrypt(nacl.utils.random(32)) for c in ids}
     data = issue_grant(owner, device_id=dev, sealed_keys=sealed, recipient=rec.public, recipient_name="r",
                        purpose="p", requester="q").to_bytes()
     replay = ReplaySet(tmp / "replay")

@@ -122,7 +122,11 @@ OwnerPublic = PublicKeys
 
 
 class SecretKeys:
-    """A party's secret keys. ``repr``/``str`` never show key material."""
+    """A party's secret keys, usable only through :meth:`sign`, :meth:`unseal` and the encrypted key file.
+
+    The key objects stay private: PyNaCl's ``str(SigningKey)`` prints the seed, so none is reachable as an attribute
+    and ``repr``/``str`` show only the role and a public-key prefix.
+    """
 
     def __init__(self, role: str, signing_key: nacl.signing.SigningKey, box_key: nacl.public.PrivateKey) -> None:
         if role not in ROLES:
@@ -130,8 +134,8 @@ class SecretKeys:
         if not isinstance(signing_key, nacl.signing.SigningKey) or not isinstance(box_key, nacl.public.PrivateKey):
             raise WrongType("SecretKeys needs a nacl SigningKey and a nacl PrivateKey")
         self.role = role
-        self.signing_key = signing_key
-        self.box_key = box_key
+        self._signing_key = signing_key
+        self._box_key = box_key
 
     def __repr__(self) -> str:
         return f"SecretKeys({self.role}, sign={self.public.sign.hex()[:16]}…, secret redacted)"
@@ -140,7 +144,7 @@ class SecretKeys:
 
     @property
     def public(self) -> PublicKeys:
-        return PublicKeys(self.role, bytes(self.signing_key.verify_key), bytes(self.box_key.public_key))
+        return PublicKeys(self.role, bytes(self._signing_key.verify_key), bytes(self._box_key.public_key))
 
     @classmethod
     def generate(cls, role: str) -> SecretKeys:
@@ -152,12 +156,12 @@ class SecretKeys:
         return cls(role, nacl.signing.SigningKey(sign_seed), nacl.public.PrivateKey(box_secret))
 
     def sign(self, message: bytes) -> bytes:
-        return self.signing_key.sign(message).signature
+        return self._signing_key.sign(message).signature
 
     def unseal(self, sealed: bytes) -> bytes:
         """Open a SealedBox addressed to this party; :class:`FormatError` if it is not ours or was altered."""
         try:
-            return nacl.public.SealedBox(self.box_key).decrypt(sealed)
+            return nacl.public.SealedBox(self._box_key).decrypt(sealed)
         except (nacl.exceptions.CryptoError, nacl.exceptions.TypeError, nacl.exceptions.ValueError):
             raise FormatError("sealed key does not open with this secret key") from None
 
@@ -168,7 +172,7 @@ class SecretKeys:
         salt = salt if salt is not None else nacl.utils.random(nacl.pwhash.argon2id.SALTBYTES)
         kek = nacl.pwhash.argon2id.kdf(nacl.secret.SecretBox.KEY_SIZE, passphrase, salt,
                                        opslimit=limits.opslimit, memlimit=limits.memlimit)
-        secret = bytes(self.signing_key) + bytes(self.box_key)
+        secret = bytes(self._signing_key) + bytes(self._box_key)
         boxed = nacl.secret.SecretBox(kek).encrypt(secret, nonce)
         pub = self.public
         doc = {"format": SECRET_FORMAT, "v": VERSION, "role": self.role, "sign": b64e(pub.sign), "box": b64e(pub.box),
