@@ -25,7 +25,8 @@ from doorkeep.device.publish.publisher import OUTBOX_FILE
 from doorkeep.device.vault import codec
 from doorkeep.device.vault.clips import MAGIC
 from doorkeep.device.vault.keys import OWNER_PUB_FILE
-from doorkeep.device.vault.store import CLIP_SUFFIX, shred_all_clips
+from doorkeep.device.vault.locations import VAULTS_FILE, remembered_vault_dirs
+from doorkeep.device.vault.store import CLIP_SUFFIX, MANIFEST_SUFFIX, ClipStore
 from doorkeep.device.vault.vault import AUDIT_FILE, REPLAY_FILE
 
 from .device_state import STATE_FILE, Auditor
@@ -39,7 +40,8 @@ log = logging.getLogger(__name__)
 PAIRING_FILES = (OWNER_PUB_FILE, STATE_FILE, APPLIED_FILE, "pair-receipt.json", "incoming-pair.json")
 #: The previous owner's data that is not a clip: queued event metadata (the outbox, with SQLite's side files) and
 #: the set of used grant ids.
-OWNER_DATA_FILES = (OUTBOX_FILE, OUTBOX_FILE + "-wal", OUTBOX_FILE + "-shm", OUTBOX_FILE + "-journal", REPLAY_FILE)
+OWNER_DATA_FILES = (OUTBOX_FILE, OUTBOX_FILE + "-wal", OUTBOX_FILE + "-shm", OUTBOX_FILE + "-journal", REPLAY_FILE,
+                    VAULTS_FILE)
 
 
 @dataclass(frozen=True)
@@ -48,10 +50,48 @@ class ResetReport:
     clips_shredded: int
     files_shredded: tuple[str, ...]
     audit_kept_as: str | None
+    vault_dirs: tuple[str, ...] = ()
 
 
 def _clip_dirs(state_dir: Path) -> list[Path]:
     return sorted({p.parent for p in state_dir.rglob("*" + CLIP_SUFFIX) if p.is_file()})
+
+
+def vault_dirs(state_dir: str | os.PathLike[str], extra: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
+    """Every vault directory the device may have used that still exists: any directory in the state dir holding
+    clips, every directory recorded in ``vaults.used`` (:mod:`doorkeep.device.vault.locations`), and ``extra``
+    (the local and the signed configuration's ``[vault] dir``, for devices older than that record)."""
+    state = Path(state_dir)
+    found = {*_clip_dirs(state), *remembered_vault_dirs(state), *(Path(d).expanduser() for d in extra)}
+    return sorted({d.resolve() for d in found if d.is_dir()})
+
+
+def _vault_clips(d: Path) -> list[str]:
+    """The doorkeep clips in ``d`` (by their magic; an empty file is a clip torn at birth). A ``.clip`` file of
+    anything else — a vault dir named by mistake — is left alone."""
+    ids = []
+    for p in sorted(d.glob("*" + CLIP_SUFFIX)):
+        try:
+            with open(p, "rb") as f:
+                head = f.read(len(MAGIC))
+        except OSError:
+            continue
+        if head == MAGIC or not head:
+            ids.append(p.name[: -len(CLIP_SUFFIX)])
+        else:
+            log.warning("factory reset: %s is not a doorkeep clip; left alone", p)
+    return ids
+
+
+def _shred_vault(d: Path) -> int:
+    store = ClipStore(d)
+    ids = _vault_clips(d)
+    for clip_id in ids:
+        store.shred(clip_id)  # sealed-key header overwritten + fsynced, then unlinked
+    for m in d.glob("*" + MANIFEST_SUFFIX):
+        if not (d / (m.name[: -len(MANIFEST_SUFFIX)] + CLIP_SUFFIX)).exists():
+            m.unlink()  # a manifest whose clip is gone
+    return len(ids)
 
 
 def factory_reset(state_dir: str | os.PathLike[str], *, identity: DeviceIdentity, audit: Auditor | None,
@@ -63,15 +103,16 @@ def factory_reset(state_dir: str | os.PathLike[str], *, identity: DeviceIdentity
         identity: the identity being destroyed (named in the final audit record).
         audit: the open audit log (closed by the caller afterwards), or None when it cannot be opened.
         wipe_audit: shred the audit log instead of archiving it.
-        clip_dirs: vault directories outside ``state_dir`` (``[vault] dir``); the state dir is always searched.
+        clip_dirs: vault directories the configuration names (``[vault] dir``); the state dir and every directory
+            recorded in ``vaults.used`` are always searched.
     """
     state = Path(state_dir)
-    dirs = sorted(set(_clip_dirs(state)) | {Path(d) for d in clip_dirs if Path(d).is_dir()})
-    n_clips = sum(len(list(d.glob("*" + CLIP_SUFFIX))) for d in dirs)
+    dirs = vault_dirs(state, clip_dirs)
+    n_clips = sum(len(_vault_clips(d)) for d in dirs)
     if audit is not None:
         audit.append("factory_reset", device_id=identity.device_id, device_key=codec.b64e(identity.public_bytes),
-                     clips=n_clips, wipe_audit=wipe_audit)
-    shredded = sum(shred_all_clips(d) for d in dirs)
+                     clips=n_clips, wipe_audit=wipe_audit, vault_dirs=[str(d) for d in dirs])
+    shredded = sum(_shred_vault(d) for d in dirs)
     gone = [name for name in (*PAIRING_FILES, *OWNER_DATA_FILES) if shred(state / name)]
     if shred(state / KEY_FILE):
         gone.append(KEY_FILE)
@@ -87,7 +128,7 @@ def factory_reset(state_dir: str | os.PathLike[str], *, identity: DeviceIdentity
     log.warning("factory reset of %s: %d clips and %s destroyed", identity.device_id, shredded, ", ".join(gone))
     for d in (state, *dirs):
         verify_reset(d)
-    return ResetReport(identity.device_id, shredded, tuple(gone), kept)
+    return ResetReport(identity.device_id, shredded, tuple(gone), kept, tuple(str(d) for d in dirs))
 
 
 def verify_reset(state_dir: str | os.PathLike[str]) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from doorkeep.device.errors import InvalidArgument
+from doorkeep.device.safe_text import printable
 from doorkeep.tools.cmd_vault import _config, _pass_arg, _passphrase, _state_args
 
 
@@ -87,6 +88,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     f.add_argument("--wipe-audit", action="store_true", help="shred the audit log too (default: archive it)")
     _state_args(f)
     f.set_defaults(func=_factory_reset)
+
+    g = sub.add_parser("forget-device", help="hub: remove an old device identity from the broker and Home Assistant",
+                       description="Clears every retained message a device identity left on the broker (its Home "
+                       "Assistant discovery config, availability, presence, stats), so a phantom device left by a "
+                       "factory reset or a demo run disappears from Home Assistant. `factory-reset` does this itself "
+                       "when the broker is reachable.")
+    g.add_argument("device_id", metavar="DEVICE_ID", help="the old device id (dk-…)")
+    g.add_argument("--broker", required=True, metavar="HOST[:PORT]")
+    g.add_argument("--discovery-prefix", default="homeassistant", help="Home Assistant discovery prefix")
+    g.add_argument("--timeout", type=float, default=10.0, metavar="S")
+    g.set_defaults(func=_forget_device)
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -303,7 +315,6 @@ def _config_apply(args: argparse.Namespace) -> int:
 
 
 def _config_push(args: argparse.Namespace) -> int:
-    from doorkeep.device.safe_text import printable
     from doorkeep.provisioning.documents import OwnerDocument
     from doorkeep.provisioning.remote import push_document
 
@@ -352,15 +363,62 @@ def _factory_reset(args: argparse.Namespace) -> int:
     from doorkeep.provisioning.reset import factory_reset
 
     cfg, audit, prov = _device(args)
-    vault_dir = getattr(getattr(cfg, "vault", None), "dir", "")
     try:
+        effective = _effective_config(args, cfg, prov)  # before the reset destroys the signed configuration
+        named = [c.vault.dir for c in (cfg, effective) if c.vault.dir]
         report = factory_reset(cfg.state_dir, identity=prov.identity, audit=audit, wipe_audit=args.wipe_audit,
-                               clip_dirs=[Path(vault_dir).expanduser()] if vault_dir else [])
+                               clip_dirs=[Path(d).expanduser() for d in named])
     finally:
         audit.close()
-    print(f"factory reset of {report.device_id}: {report.clips_shredded} clips destroyed; "
+    where = f" in {', '.join(report.vault_dirs)}" if report.vault_dirs else ""
+    print(f"factory reset of {report.device_id}: {report.clips_shredded} clips destroyed{where}; "
           f"removed {', '.join(report.files_shredded)}")
     if report.audit_kept_as:
         print(f"audit log archived as {cfg.state_dir / report.audit_kept_as}")
+    _forget_on_broker(effective.mqtt, report.device_id)
     print("the next start creates a new identity; pair it again", file=sys.stderr)
+    return 0
+
+
+def _effective_config(args: argparse.Namespace, cfg: Any, prov: Any) -> Any:
+    """The configuration the service ran with: the local TOML plus the owner-signed document applied last (which
+    may move the vault and name the broker). The local one alone if the signed one does not verify."""
+    from doorkeep.device.errors import DoorkeepError
+    from doorkeep.provisioning.signed_config import SignedConfigStore, effective_config, load_local_toml
+
+    local = load_local_toml(args.config) if args.config else {}
+    try:
+        table = SignedConfigStore(prov, local=local).load_table()
+        return cfg if table is None else effective_config(local, table, paired=False).replace(device=cfg.device)
+    except DoorkeepError as exc:
+        print(f"doorkeep: the stored signed configuration is unusable ({printable(exc)}); using the local one",
+              file=sys.stderr)
+        return cfg
+
+
+def _forget_on_broker(settings: Any, device_id: str) -> None:
+    """Clear the old identity's retained messages (its Home Assistant device) if the broker answers."""
+    from doorkeep.device.errors import PublishError
+    from doorkeep.device.publish.discovery import forget_on_broker
+
+    try:
+        cleared = forget_on_broker(settings, device_id, timeout=5.0)
+    except PublishError as exc:
+        print(f"doorkeep: broker {settings.host}:{settings.port} not reachable ({printable(exc)}): the old device "
+              f"stays in Home Assistant until you run `doorkeep forget-device {device_id} --broker HOST` "
+              "(docs/mqtt.md)", file=sys.stderr)
+        return
+    print(f"removed {device_id} from the broker ({len(cleared)} retained topics, incl. its Home Assistant device)")
+
+
+def _forget_device(args: argparse.Namespace) -> int:
+    from doorkeep.device.config import MqttSection
+    from doorkeep.device.publish.discovery import forget_on_broker
+    from doorkeep.device.publish.topics import check_segment
+
+    device_id = check_segment(args.device_id, "device id")
+    host, _, port = args.broker.partition(":")
+    settings = MqttSection(host=host, port=int(port or 1883), discovery_prefix=args.discovery_prefix)
+    cleared = forget_on_broker(settings, device_id, timeout=args.timeout)
+    print(f"removed {device_id} from {host}: cleared {', '.join(cleared)}")
     return 0

@@ -146,6 +146,18 @@ def interrupted_by(*signals: int) -> Iterator[None]:
             signal.signal(s, h)
 
 
+def forget_demo_device(config: Config, device_id: str) -> None:
+    """Clear the demo identity's retained messages (its Home Assistant device) from the broker."""
+    from doorkeep.device.errors import PublishError
+    from doorkeep.device.publish.discovery import forget_on_broker
+
+    try:
+        forget_on_broker(config.mqtt, device_id, timeout=3.0)
+    except PublishError as exc:
+        print(f"doorkeep demo: could not remove {device_id} from the broker ({exc}); "
+              f"`doorkeep forget-device {device_id} --broker HOST` does it later", file=sys.stderr)
+
+
 def run_demo(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> int:
     # A hang-up or a kill while setting up or reporting must still remove the demo's keys (the owner key too):
     # they stop the run like Ctrl-C, and the temporary state goes in `finally`.
@@ -168,6 +180,8 @@ def _run_demo(args: argparse.Namespace, *, out: TextIO) -> int:
         with ExitStack() as stack:
             host, port = stack.enter_context(demo_broker(args.broker))
             config = demo_config(args, state, host, port)
+            # runs last on the way out, while the broker is still up: no phantom "doorkeep demo" in Home Assistant
+            stack.callback(forget_demo_device, config, identity.device_id)
             watcher = EventWatcher(identity.public_bytes, out=out, err=sys.stderr)
             watcher.connect(MqttSection(host=host, port=port, discovery=False, reconnect_max_s=2))
             stack.callback(watcher.close)

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 from importlib import metadata
 from typing import Any
 
+from ..config import MqttSection
 from ..errors import PayloadError
 from .mqtt import MqttClient
 from .topics import OFF, OFFLINE, ON, ONLINE, SPEC, Topics
@@ -113,3 +115,33 @@ class DiscoveryAnnouncer:
     def remove(self) -> None:
         """Delete the device from Home Assistant (an empty retained config)."""
         self.client.publish_raw(self.topics.discovery, b"", qos=1, retain=True)
+
+
+def forget_device(client: MqttClient, topics: Topics, *, timeout: float = 5.0) -> list[str]:
+    """Remove an identity's traces from the broker: an empty retained message on every topic where the device left
+    one (:meth:`Topics.retained`). Home Assistant deletes the device and its entities when its discovery config
+    goes. Returns the topics cleared.
+
+    Raises:
+        PublishError: the broker did not acknowledge (``PublishTimeout`` after ``timeout`` seconds).
+    """
+    cleared = topics.retained()
+    for handle in [client.publish_raw(t, b"", qos=1, retain=True) for t in cleared]:
+        handle.wait(timeout)
+    return cleared
+
+
+def forget_on_broker(settings: MqttSection, device_id: str, *, timeout: float = 5.0) -> list[str]:
+    """:func:`forget_device` through a connection of its own (factory reset, the demo's exit, ``doorkeep
+    forget-device``): the broker and discovery prefix come from ``settings``.
+
+    Raises:
+        PublishError: the broker is unreachable or did not acknowledge within ``timeout`` seconds.
+    """
+    client = MqttClient(settings, client_id=f"doorkeep-forget-{secrets.token_hex(4)}")
+    client.start()
+    try:
+        client.wait_connected(timeout)
+        return forget_device(client, Topics(device_id, prefix=settings.discovery_prefix), timeout=timeout)
+    finally:
+        client.stop()

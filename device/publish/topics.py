@@ -153,6 +153,11 @@ class Topics:
                 return spec
         return None
 
+    def retained(self) -> list[str]:
+        """Every topic on which the device leaves a retained message (discovery, availability, presence, stats):
+        what must be cleared when this identity goes away."""
+        return [self._t(s.name) for s in SPECS if s.retain and s.publisher == "device" and "{leaf}" not in s.pattern]
+
     def subscriptions(self, *, discovery: bool = True) -> list[tuple[str, int]]:
         """What the device subscribes to: Home Assistant's birth message (to re-announce discovery)."""
         return [(self.ha_status, SPEC["ha_status"].qos)] if discovery else []

@@ -32,6 +32,7 @@ from .bundles import BundleClip, build_bundle, bundle_chunks
 from .clips import Codec
 from .grants import Grant, ReplaySet, check_grant
 from .keys import OWNER_PUB_FILE, PublicKeys, load_owner_public, write_atomic
+from .locations import remember_vault_dir
 from .recorder import ClipRecorder, PacketSource
 from .requests import Notification, handle_request
 from .store import ClipStore
@@ -201,6 +202,7 @@ def build_vault(config: Config, identity: DeviceIdentity) -> Vault:
     state = config.state_dir
     s = config.vault
     store = ClipStore(Path(s.dir).expanduser() if s.dir else state / VAULT_DIR)
+    remember_vault_dir(state, store.root)  # a factory reset shreds every vault this device ever used
     audit = AuditLog.open(state / AUDIT_FILE, identity)
     owner_path = Path(s.owner_key).expanduser() if s.owner_key else state / OWNER_PUB_FILE
     codec = Codec("h264", (1, 1_000_000), config.capture.main_width, config.capture.main_height)
