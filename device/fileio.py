@@ -79,6 +79,8 @@ class AtomicOutput:
         self.tmp = Path(name)
         try:
             os.fchmod(self.fd, mode)
+        except PermissionError:
+            pass  # FAT (an SD card's boot partition) holds no modes: its mount options decide, fchmod says EPERM
         except BaseException:
             self.discard()
             raise

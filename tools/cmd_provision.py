@@ -235,7 +235,7 @@ def _pair_owner(args: argparse.Namespace) -> int:
         return 0
     if args.boot_file:
         pf = make_pair_file(keys, device_id=args.device_id, authorization=auth)
-        write_atomic(args.boot_file, pf.data, mode=0o644)
+        write_atomic(args.boot_file, pf.data, mode=0o600)  # its nonce is a secret until the device consumed it
         book.pending.append(pf.nonce)
         book.save()
         print(f"wrote {args.boot_file}. After boot the device log shows:  PAIRING CODE {pf.code}")
@@ -286,7 +286,7 @@ def _config_sign(args: argparse.Namespace) -> int:
     table = load_local_toml(args.toml)
     validate_table(table)  # refuse a bad value before a counter is spent
     doc = sign_config(table, device_id=dev.device_id, counter=book.next_counter(dev.device_id), keys=keys)
-    write_atomic(args.out, doc.to_bytes(), mode=0o644)
+    write_atomic(args.out, doc.to_bytes(), mode=0o600)
     print(f"signed configuration #{doc.counter} for {dev.device_id} -> {args.out}")
     print(f"apply it on the device: doorkeep config apply {args.out.name}")
     return 0
@@ -353,7 +353,7 @@ def _rotate_owner(args: argparse.Namespace) -> int:
     book = _book(args)
     dev = book.get(args.device_id) if args.device_id else book.only()
     doc = sign_rotation(old, new, device_id=dev.device_id, counter=book.next_counter(dev.device_id))
-    write_atomic(args.out, doc.to_bytes(), mode=0o644)
+    write_atomic(args.out, doc.to_bytes(), mode=0o600)
     print(f"owner rotation #{doc.counter} for {dev.device_id} -> {args.out}; apply with: doorkeep config apply")
     return 0
 

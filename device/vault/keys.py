@@ -26,7 +26,7 @@ import nacl.signing
 import nacl.utils
 
 from ..errors import FormatError, KeyRoleError, VaultError, WrongType
-from ..fileio import write_atomic
+from ..fileio import make_dirs, write_atomic
 from .codec import Fields, b64e, canonical, parse_json
 
 Role = Literal["owner", "recipient"]
@@ -241,6 +241,7 @@ def pin_owner_public(state_dir: str | os.PathLike[str], owner: PublicKeys, *, re
         if PublicKeys.load(path) == owner:
             return path
         raise VaultError(f"{path}: a different owner is already pinned")
+    make_dirs(state_dir)  # a state directory made here is 0700 (the pin itself is public: 0644)
     write_atomic(path, owner.to_bytes(), mode=0o644)
     return path
 
