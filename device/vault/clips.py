@@ -18,13 +18,14 @@ accept immutable ``bytes`` keys and states that cannot be wiped or locked.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import nacl.bindings as nb
 import nacl.exceptions
@@ -136,15 +137,47 @@ def parse_header(data: bytes) -> ClipHeader:
                       end, blake2b(bytes(data[:end]), person=HEADER_PERSON))
 
 
-def iter_frames(data: bytes, offset: int) -> Iterator[tuple[int, int]]:
-    """(start, end) of each complete chunk frame from ``offset``; stops at a torn tail (see :func:`frames_end`)."""
-    pos = offset
-    while pos + 4 <= len(data):
-        (n,) = _LEN.unpack_from(data, pos)
-        if n < ABYTES or n > MAX_CHUNK + ABYTES or pos + 4 + n > len(data):
+def read_exact(f: BinaryIO, n: int) -> bytes:
+    """Up to ``n`` bytes from ``f`` (fewer only at end of file)."""
+    parts, left = [], n
+    while left > 0:
+        b = f.read(left)
+        if not b:
+            break
+        parts.append(b)
+        left -= len(b)
+    return b"".join(parts)
+
+
+def read_header(f: BinaryIO) -> tuple[ClipHeader, bytes]:
+    """Parse the clip header at ``f``'s position (reads only the header). Returns the header and its bytes.
+    Raises :class:`FormatError`."""
+    head = read_exact(f, META_OFFSET)
+    if len(head) < META_OFFSET or head[:8] != MAGIC:
+        raise FormatError("clip: bad magic or too short for a header")
+    (n,) = _LEN.unpack_from(head, META_LEN_OFFSET)
+    if n > MAX_META:
+        raise FormatError("clip: header meta length out of range")
+    data = head + read_exact(f, n)
+    return parse_header(data), data
+
+
+def read_frames(f: BinaryIO) -> Iterator[bytes]:
+    """Each complete chunk frame (length prefix + ciphertext) from ``f``'s position, one in memory at a time.
+
+    Stops at end of file or at a torn tail (a length prefix out of range or a frame cut short); the caller compares
+    the bytes consumed with what it expected."""
+    while True:
+        prefix = read_exact(f, 4)
+        if len(prefix) < 4:
             return
-        yield pos, pos + 4 + n
-        pos += 4 + n
+        (n,) = _LEN.unpack(prefix)
+        if n < ABYTES or n > MAX_CHUNK + ABYTES:
+            return
+        body = read_exact(f, n)
+        if len(body) < n:
+            return
+        yield prefix + body
 
 
 def chunk_hash(frame: bytes) -> str:
@@ -311,31 +344,61 @@ def open_clip_key(header: ClipHeader, owner: SecretKeys) -> bytes:
     return owner.unseal(header.sealed_key)
 
 
-def decrypt_clip(data: bytes, key: bytes, *, require_final: bool = True) -> tuple[ClipHeader, list[Packet]]:
-    """Decrypt a whole clip. With ``require_final`` a missing FINAL chunk is an error (truncation);
-    without it (a torn clip the device recovered) every complete chunk is returned."""
-    if not isinstance(key, bytes) or len(key) != KEY_BYTES:
-        raise FormatError("clip key must be 32 bytes")
-    header = parse_header(data)
-    state = nb.crypto_secretstream_xchacha20poly1305_state()
-    try:
-        nb.crypto_secretstream_xchacha20poly1305_init_pull(state, header.stream_header, key)
-    except nacl.exceptions.CryptoError:
-        raise FormatError("clip: bad stream header") from None
-    packets: list[Packet] = []
-    final = False
-    end = header.length
-    for start, end in iter_frames(data, header.length):
-        if final:
+class ClipDecryptor:
+    """Decrypts a clip's chunk frames one at a time (constant memory): feed :meth:`pull` every frame in order,
+    then call :meth:`finish`. Raises :class:`FormatError` on the first frame that fails authentication."""
+
+    def __init__(self, header: ClipHeader, key: bytes) -> None:
+        if not isinstance(key, bytes) or len(key) != KEY_BYTES:
+            raise FormatError("clip key must be 32 bytes")
+        self.header = header
+        self.final = False
+        self.pos = header.length  # byte offset of the next frame in the clip file
+        self._state = nb.crypto_secretstream_xchacha20poly1305_state()
+        try:
+            nb.crypto_secretstream_xchacha20poly1305_init_pull(self._state, header.stream_header, key)
+        except nacl.exceptions.CryptoError:
+            raise FormatError("clip: bad stream header") from None
+
+    def pull(self, frame: bytes) -> list[Packet]:
+        if self.final:
             raise FormatError("clip: data after the FINAL chunk")
         try:
-            m, tag = nb.crypto_secretstream_xchacha20poly1305_pull(state, bytes(data[start + 4:end]), header.hash)
+            m, tag = nb.crypto_secretstream_xchacha20poly1305_pull(self._state, frame[4:], self.header.hash)
         except (nacl.exceptions.CryptoError, nacl.exceptions.ValueError):
-            raise FormatError(f"clip: chunk at byte {start} fails authentication (tampered or wrong key)") from None
-        packets.extend(decode_packets(m))
-        final = tag == TAG_FINAL
-    if end != len(data):
-        raise FormatError("clip: trailing bytes after the last complete chunk")
-    if require_final and not final:
-        raise FormatError("clip: no FINAL chunk (truncated)")
-    return header, packets
+            raise FormatError(f"clip: chunk at byte {self.pos} fails authentication (tampered or wrong key)") from None
+        self.pos += len(frame)
+        self.final = tag == TAG_FINAL
+        return decode_packets(m)
+
+    def finish(self, *, require_final: bool) -> None:
+        if require_final and not self.final:
+            raise FormatError("clip: no FINAL chunk (truncated)")
+
+
+def iter_clip(f: BinaryIO, size: int, key: bytes | Callable[[ClipHeader], bytes], *,
+              require_final: bool = True) -> tuple[ClipHeader, Iterator[Packet]]:
+    """Stream-decrypt the ``size``-byte clip at ``f``'s position: the header now, the packets as you iterate (one
+    chunk in memory at a time). ``key`` is the clip key or a function of the header giving it. Errors
+    (:class:`FormatError`) surface while iterating, after the packets of the chunks before the bad one."""
+    header, _ = read_header(f)
+    dec = ClipDecryptor(header, key if isinstance(key, bytes) else key(header))
+
+    def packets() -> Iterator[Packet]:
+        for frame in read_frames(f):
+            if dec.pos + len(frame) > size:
+                break
+            yield from dec.pull(frame)
+        if dec.pos != size:
+            raise FormatError("clip: trailing bytes after the last complete chunk")
+        dec.finish(require_final=require_final)
+
+    return header, packets()
+
+
+def decrypt_clip(data: bytes, key: bytes, *, require_final: bool = True) -> tuple[ClipHeader, list[Packet]]:
+    """Decrypt a whole clip held in memory (small clips, tests; files stream through :func:`iter_clip`). With
+    ``require_final`` a missing FINAL chunk is an error (truncation); without it (a torn clip the device recovered)
+    every complete chunk is returned."""
+    header, packets = iter_clip(io.BytesIO(data), len(data), key, require_final=require_final)
+    return header, list(packets)

@@ -8,15 +8,17 @@ Format: docs/formats.md#manifest.
 
 from __future__ import annotations
 
+import io
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import nacl.exceptions
 import nacl.signing
 
 from ..errors import FormatError
 from ..identity import DeviceIdentity
-from .clips import Codec, check_clip_id, chunk_hash, iter_frames, parse_header
+from .clips import Codec, check_clip_id, chunk_hash, read_frames, read_header
 from .codec import Fields, b64e, canonical, parse_json, signed_message
 
 FORMAT = "doorkeep-manifest"
@@ -96,15 +98,28 @@ class Manifest:
 
     def check_clip(self, data: bytes) -> None:
         """Check that ``data`` is exactly the clip this manifest describes (header, every chunk, size)."""
-        header = parse_header(data)
+        for _ in self.checked_pieces(io.BytesIO(data), len(data)):
+            pass
+
+    def checked_pieces(self, f: BinaryIO, size: int) -> Iterator[bytes]:
+        """The ``size``-byte clip at ``f``'s position, piece by piece — the header, then each chunk frame — each
+        checked against this manifest before it is yielded (one chunk in memory at a time). Raises
+        :class:`FormatError` at the first difference (a clip truncated, extended or altered)."""
+        header, head = read_header(f)
         if header.clip_id != self.clip_id or header.device_id != self.device_id:
             raise FormatError(f"clip {header.clip_id}: header names another clip or device than its manifest")
         if header.hash.hex() != self.header_hash:
             raise FormatError(f"clip {self.clip_id}: header hash differs from the manifest")
-        frames = list(iter_frames(data, header.length))
-        if len(frames) != len(self.chunks) or len(data) != self.size:
-            raise FormatError(f"clip {self.clip_id}: has {len(frames)} chunks / {len(data)} bytes, manifest says "
-                              f"{len(self.chunks)} / {self.size} (truncated or extended)")
-        for i, ((start, end), (n, h)) in enumerate(zip(frames, self.chunks, strict=True)):
-            if end - start != n or chunk_hash(bytes(data[start:end])) != h:
+        yield head
+        pos, i = len(head), 0
+        for frame in read_frames(f):
+            if i >= len(self.chunks) or pos + len(frame) > size:
+                break
+            n, h = self.chunks[i]
+            if len(frame) != n or chunk_hash(frame) != h:
                 raise FormatError(f"clip {self.clip_id}: chunk {i} differs from the manifest")
+            yield frame
+            pos, i = pos + len(frame), i + 1
+        if i != len(self.chunks) or pos != size or size != self.size:
+            raise FormatError(f"clip {self.clip_id}: has {i} chunks / {pos} of {size} bytes, manifest says "
+                              f"{len(self.chunks)} / {self.size} (truncated or extended)")

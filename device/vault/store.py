@@ -19,7 +19,7 @@ import nacl.utils
 from ..errors import FormatError, VaultError
 from ..identity import DeviceIdentity
 from .audit import AuditLog
-from .clips import SHRED_RANGE, check_clip_id, chunk_hash, iter_frames, parse_header
+from .clips import SHRED_RANGE, check_clip_id, chunk_hash, read_frames, read_header
 from .keys import write_atomic
 from .manifest import Manifest
 
@@ -123,29 +123,32 @@ class ClipStore:
         return out
 
     def recover_one(self, clip_id: str, identity: DeviceIdentity) -> Recovery:
+        """Cut a torn clip back to its last complete chunk and sign a ``complete: false`` manifest for it (or shred
+        it when nothing is recoverable). Reads one chunk at a time: constant memory whatever the clip's size."""
         path = self.clip_path(clip_id)
-        data = path.read_bytes()
-        try:
-            header = parse_header(data)
-            if header.clip_id != clip_id or header.device_id != identity.device_id:
-                raise FormatError("header names another clip or device")
-        except FormatError:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            try:
+                header, head = read_header(f)
+                if header.clip_id != clip_id or header.device_id != identity.device_id:
+                    raise FormatError("header names another clip or device")
+            except FormatError:
+                header = None
+            chunks, end = [], len(head) if header else 0
+            for frame in read_frames(f) if header else ():
+                chunks.append((len(frame), chunk_hash(frame)))
+                end += len(frame)
+        if header is None or not chunks:
             self.shred(clip_id)
-            return Recovery(clip_id, "discarded", 0, len(data))
-        frames = list(iter_frames(data, header.length))
-        if not frames:
-            self.shred(clip_id)
-            return Recovery(clip_id, "discarded", 0, len(data))
-        end = frames[-1][1]
-        if end < len(data):
+            return Recovery(clip_id, "discarded", 0, size)
+        if end < size:
             with open(path, "r+b") as f:
                 f.truncate(end)
                 os.fsync(f.fileno())
-        chunks = tuple((e - s, chunk_hash(data[s:e])) for s, e in frames)
         m = Manifest(clip_id, identity.device_id, header.t_start, None, (header.event_id,), header.hash.hex(),
-                     chunks, 0, 0, end, 0, header.codec, False).signed(identity)
+                     tuple(chunks), 0, 0, end, 0, header.codec, False).signed(identity)
         self.write_manifest(m)
-        return Recovery(clip_id, "recovered", len(chunks), len(data) - end)
+        return Recovery(clip_id, "recovered", len(chunks), size - end)
 
 
 def shred_file(path: Path) -> None:
