@@ -13,7 +13,8 @@ import pytest
 from doorkeep.device.errors import FormatError, ReleaseError
 from doorkeep.device.identity import DeviceIdentity
 from doorkeep.device.vault.audit import AuditLog, parse_record, verify_bytes
-from doorkeep.device.vault.bundles import open_bundle, parse_chunk
+from doorkeep.device.vault.bundle_chunks import parse_chunk
+from doorkeep.device.vault.bundle_open import open_bundle
 from doorkeep.device.vault.clips import decrypt_clip, parse_header
 from doorkeep.device.vault.grants import Grant, ReplaySet, check_grant, issue_grant
 from doorkeep.device.vault.keys import MIN, PassphraseError, PublicKeys, SecretKeys
@@ -21,7 +22,7 @@ from doorkeep.device.vault.manifest import Manifest
 from doorkeep.device.vault.requests import Request, make_request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from vault_support import make_device, make_packets, sealed_keys, write_clip
+from vault_support import make_device, make_packets, release, sealed_keys, write_clip
 
 FUZZ = settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 
@@ -72,7 +73,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
     write_clip(dev, "clipA", make_packets(8))
     grant = issue_grant(dev.owner, device_id=dev.identity.device_id, sealed_keys=sealed_keys(dev, "clipA"),
                         recipient=dev.recipient.public, recipient_name="R", purpose="p", requester="q")
-    _, bundle = dev.vault.release(grant.to_bytes())
+    bundle = release(dev, grant.to_bytes())
     clip = dev.vault.store.clip_path("clipA").read_bytes()
     manifest = dev.vault.store.manifest_path("clipA").read_bytes()
     return dev, grant, bundle, clip, manifest
@@ -130,9 +131,9 @@ def test_fuzz_bundle_index(world) -> None:
 
 
 def test_fuzz_bundle_chunk(world) -> None:
-    from doorkeep.device.vault.bundles import bundle_chunks
+    from doorkeep.device.vault.bundle_chunks import bundle_chunks
     _, _, bundle, *_ = world
-    valid = bundle_chunks(bundle[:500], chunk_size=200)[1]
+    valid = list(bundle_chunks(bundle[:500], chunk_size=200))[1]
 
     @FUZZ
     @given(inputs(valid, is_json=False))

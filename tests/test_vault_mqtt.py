@@ -7,7 +7,8 @@ from pathlib import Path
 from doorkeep.device.config import MqttSection
 from doorkeep.device.publish.mqtt import MqttClient
 from doorkeep.device.publish.topics import Topics
-from doorkeep.device.vault.bundles import BundleAssembler, open_bundle
+from doorkeep.device.vault.bundle_chunks import BundleAssembler
+from doorkeep.device.vault.bundle_open import open_bundle
 from doorkeep.device.vault.grants import issue_grant
 from doorkeep.device.vault.vault import recipient_topic_id
 from fixtures_broker import Mosquitto, Subscriber
@@ -26,16 +27,14 @@ def test_export_over_mqtt(tmp_path: Path, mosquitto: Mosquitto) -> None:
         client.wait_connected(10)
         topic = topics.recipient(recipient_topic_id(dev.recipient.public))
         with Subscriber(mosquitto, topic) as sub:
-            handles = dev.vault.export_mqtt(grant.to_bytes(), client.publish_raw, topics.recipient, chunk_size=2000)
-            for h in handles:
-                h.wait(10)  # type: ignore[attr-defined]
-            asm = BundleAssembler()
+            n = dev.vault.export_mqtt(grant.to_bytes(), client.publish_raw, topics.recipient, chunk_size=2000)
+            asm = BundleAssembler(tmp_path / "in.bundle")
             bundle = None
-            for t, payload, retain in sub.wait_for(len(handles), timeout=20):
+            for t, payload, retain in sub.wait_for(n, timeout=20):
                 assert t == topic and not retain and len(payload) <= topics.spec_for(t).max_bytes  # type: ignore[union-attr]
                 bundle = asm.add(payload) or bundle
     finally:
         client.stop()
-    assert len(handles) > 2 and bundle is not None
+    assert n > 2 and bundle is not None
     opened = open_bundle(bundle, dev.recipient, owner=dev.owner.public)
     assert [c.clip_id for c in opened.clips] == ["c1"]

@@ -13,11 +13,11 @@ import pytest
 from doorkeep.device.events import Event
 from doorkeep.device.preroll import PacketRing
 from doorkeep.device.vault.audit import verify
-from doorkeep.device.vault.bundles import open_bundle
+from doorkeep.device.vault.bundle_open import open_bundle
 from doorkeep.device.vault.clips import decrypt_clip, open_clip_key, parse_header
 from doorkeep.device.vault.grants import issue_grant
 from doorkeep.tools.vault_mp4 import decode_mp4, write_mp4
-from vault_support import decode_packets, make_device, make_packets
+from vault_support import decode_packets, make_device, make_packets, release
 
 
 def record_one(tmp: Path, *, n: int = 80, start_at: int = 20, end_at: int = 45, **kw):
@@ -56,7 +56,7 @@ def test_roundtrip_preroll_grant_bundle_mp4(tmp_path: Path) -> None:
                         sealed_keys={m.clip_id: parse_header(data).sealed_key},
                         recipient=dev.recipient.public, recipient_name="Officer K", purpose="burglary 12/3",
                         requester="PD")
-    _, bundle = dev.vault.release(grant.to_bytes())
+    bundle = release(dev, grant.to_bytes())
     opened = open_bundle(bundle, dev.recipient, owner=dev.owner.public)
     (clip,) = opened.clips
     mp4 = tmp_path / "out.mp4"

@@ -13,15 +13,18 @@ import sys
 from pathlib import Path
 
 import nacl.signing
+import pytest
+from doorkeep.device.errors import ReleaseError
 from doorkeep.device.frames import Packet
 from doorkeep.device.identity import DeviceIdentity
 from doorkeep.device.vault.audit import GENESIS, SIG_DOMAIN, AuditRecord, record_hash
-from doorkeep.device.vault.bundles import (
-    BundleClip,
-    build_bundle,
+from doorkeep.device.vault.bundle_chunks import (
+    BundleAssembler,
     bundle_chunks,
-    open_bundle,
+    parse_chunk,
 )
+from doorkeep.device.vault.bundle_open import open_bundle
+from doorkeep.device.vault.bundles import BundleClip, build_bundle
 from doorkeep.device.vault.clips import Codec, decrypt_clip, open_clip_key, parse_header
 from doorkeep.device.vault.codec import blake2b, signed_message
 from doorkeep.device.vault.grants import Grant, GrantClip
@@ -70,6 +73,7 @@ def compute(sample_clip: bytes) -> dict[str, str]:
     bundle = build_bundle(device, g, owner.public, [BundleClip(m, sample_clip)], created_at=1700000100.0,
                           bundle_id="0123456789abcdef0123456789abcdef")
     v["bundle_hash"] = h(bundle)
+    v["bundle_v1_hash"] = h(build_v1_bundle(device, g, owner.public, m, sample_clip))
     v["bundle_chunks_hex"] = " ".join(c.hex() for c in bundle_chunks(b"doorkeep", chunk_size=5))
     body = {"v": 1, "i": 0, "t": 1700000000.0, "kind": "boot", "f": {"version": "1"}, "prev": GENESIS.hex()}
     rh = record_hash(GENESIS, body)
@@ -79,9 +83,33 @@ def compute(sample_clip: bytes) -> dict[str, str]:
     return v
 
 
-def _frames(data: bytes, offset: int):
-    from doorkeep.device.vault.clips import iter_frames
-    return list(iter_frames(data, offset))
+def _frames(data: bytes, offset: int) -> list[tuple[int, int]]:
+    import io
+
+    from doorkeep.device.vault.clips import read_frames
+    f = io.BytesIO(data)
+    f.seek(offset)
+    out = []
+    for frame in read_frames(f):
+        out.append((offset, offset + len(frame)))
+        offset += len(frame)
+    return out
+
+
+def build_v1_bundle(device: DeviceIdentity, grant: Grant, owner, manifest: Manifest, clip: bytes, *,
+                    bundle_id: str = "0123456789abcdef0123456789abcdef", created_at: float = 1700000100.0) -> bytes:
+    """Bundle format v1 (frozen; the device writes v2 since 2025): what older devices sent, still read."""
+    import struct
+
+    from doorkeep.device.vault.codec import b64e, canonical
+    index = {"format": "doorkeep-bundle", "v": 1, "bundle_id": bundle_id, "device_id": device.device_id,
+             "device_key": b64e(device.public_bytes), "owner": owner.to_json(), "created_at": created_at,
+             "grant": grant.to_json(), "clips": [{"clip_id": manifest.clip_id, "manifest": manifest.to_json(),
+                                                 "size": len(clip),
+                                                 "hash": blake2b(clip, person=b"dk-bundle-clip").hex()}]}
+    raw = canonical(index)
+    head = b"DKBNDL\x00\x01" + struct.pack(">I", len(raw)) + raw
+    return head + device.sign(signed_message("doorkeep-bundle-v1", head)) + clip
 
 
 def make_sample_clip(tmp: Path) -> bytes:
@@ -119,9 +147,6 @@ def test_sample_clip_decrypts_with_the_owner_key() -> None:
 
 def test_vector_bundle_verifies_up_to_the_sealed_key() -> None:
     """The vector grant carries a dummy sealed key, so the recipient gets exactly to decryption and stops."""
-    import pytest
-    from doorkeep.device.errors import ReleaseError
-
     stored = json.loads(VECTORS.read_text())
     clip = bytes.fromhex(stored["sample_clip_hex"])
     owner, recipient, device = seeded()
@@ -129,16 +154,57 @@ def test_vector_bundle_verifies_up_to_the_sealed_key() -> None:
     m = Manifest.from_bytes(stored["manifest"].encode())
     bundle = build_bundle(device, g, owner.public, [BundleClip(m, clip)], created_at=1700000100.0,
                           bundle_id="0123456789abcdef0123456789abcdef")
-    with pytest.raises(ReleaseError) as ei:
-        open_bundle(bundle, recipient)
-    assert ei.value.reason == "tampered" and "sealed key" in str(ei.value)
+    for data in (bundle, build_v1_bundle(device, g, owner.public, m, clip)):
+        with pytest.raises(ReleaseError) as ei:
+            open_bundle(data, recipient)
+        assert ei.value.reason == "tampered" and "sealed key" in str(ei.value)
     Request.from_bytes(stored["request"].encode())
+
+
+def test_v1_chunks_still_reassemble(tmp_path: Path) -> None:
+    """Chunks from devices that sent bundle chunk format v1 (docs/formats.md) are still accepted."""
+    stored = json.loads(VECTORS.read_text())
+    chunks = [bytes.fromhex(c) for c in stored["bundle_chunks_v1_hex"].split()]
+    assert [parse_chunk(c).payload for c in chunks] == [b"doork", b"eep"]
+    asm = BundleAssembler(tmp_path / "v1.bundle")
+    assert asm.add(chunks[1]) is None
+    out = asm.add(chunks[0])
+    assert out is not None and out.read_bytes() == b"doorkeep"
+
+
+def test_v2_chunks_reassemble(tmp_path: Path) -> None:
+    stored = json.loads(VECTORS.read_text())
+    chunks = [bytes.fromhex(c) for c in stored["bundle_chunks_hex"].split()]
+    asm = BundleAssembler(tmp_path / "v2.bundle")
+    assert asm.add(chunks[1]) is None
+    out = asm.add(chunks[0])
+    assert out is not None and out.read_bytes() == b"doorkeep"
+
+
+def test_v1_bundle_still_read(tmp_path: Path) -> None:
+    """A real v1 bundle (frozen builder above) verifies and decrypts with today's reader."""
+    from doorkeep.device.vault.grants import issue_grant
+    from vault_support import make_device, make_packets, sealed_keys, write_clip
+    dev = make_device(tmp_path)
+    write_clip(dev, "c1", make_packets(12))
+    g = issue_grant(dev.owner, device_id=dev.identity.device_id, sealed_keys=sealed_keys(dev, "c1"),
+                    recipient=dev.recipient.public, recipient_name="R", purpose="p", requester="q")
+    data = build_v1_bundle(dev.identity, g, dev.owner.public, dev.vault.store.manifest("c1"),
+                           dev.vault.store.clip_path("c1").read_bytes())
+    opened = open_bundle(data, dev.recipient, owner=dev.owner.public)
+    assert [len(c.packets) for c in opened.clips] == [12]
+    for i in (len(data) - 5, len(data) // 2):
+        bad = bytearray(data)
+        bad[i] ^= 1
+        with pytest.raises(ReleaseError):
+            open_bundle(bytes(bad), dev.recipient)
 
 
 def test_docs_carry_the_vectors() -> None:
     stored = json.loads(VECTORS.read_text())
     doc = DOC.read_text()
-    for k in ("owner_secret_file_hash", "device_id", "bundle_hash", "bundle_chunks_hex"):
+    for k in ("owner_secret_file_hash", "device_id", "bundle_hash", "bundle_v1_hash", "bundle_chunks_hex",
+              "bundle_chunks_v1_hex"):
         assert stored[k] in doc, k
     for k in ("owner_public_file", "manifest", "grant", "request", "audit_record"):
         assert stored[k].strip() in doc, k

@@ -88,3 +88,12 @@ def sealed_keys(dev: Device, *clip_ids: str) -> dict[str, bytes]:
     from doorkeep.device.vault.clips import parse_header
 
     return {c: parse_header(dev.vault.store.clip_path(c).read_bytes()).sealed_key for c in clip_ids}
+
+
+def release(dev: Device, grant_bytes: bytes, **kw: object) -> bytes:
+    """Release through the vault's streaming export into memory (small test bundles); returns the bundle."""
+    import io
+
+    buf = io.BytesIO()
+    dev.vault.export_stream(grant_bytes, buf.write, destination="test", **kw)  # type: ignore[arg-type]
+    return buf.getvalue()

@@ -103,8 +103,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     p = sub.add_parser("audit", help="audit log")
     a = p.add_subparsers(dest="audit_cmd", metavar="ACTION", required=True)
-    v = a.add_parser("verify", help="check chain and signatures; name the first bad record")
-    v.add_argument("--log", type=Path, help="audit log (default: <state_dir>/audit.log)")
+    v = a.add_parser("verify", help="check chain, signatures and segments; name the first bad record and where "
+                                    "the kept history starts")
+    v.add_argument("--log", type=Path, help="audit log, its active segment (default: <state_dir>/audit.log; closed "
+                                            "segments beside it as audit.log.<first record>)")
     v.add_argument("--device-key", help="device public key, hex (default: the local device identity)")
     v.add_argument("--expect-head", help="a head hash seen earlier (heartbeat): detects truncation/rollback")
     v.add_argument("--json", action="store_true")
@@ -218,23 +220,24 @@ def _clips(args: argparse.Namespace) -> int:
 
 
 def _view(args: argparse.Namespace) -> int:
-    from doorkeep.device.vault.clips import decrypt_clip, open_clip_key, parse_header
+    from doorkeep.device.vault.clips import iter_clip, open_clip_key
     from doorkeep.device.vault.keys import SecretKeys
     from doorkeep.tools.vault_mp4 import write_mp4
 
     store = _store(args)
     owner = SecretKeys.load(args.key, _passphrase(args), role="owner")
     m = store.manifest(args.clip)
-    data = store.clip_path(args.clip).read_bytes()
-    header, packets = decrypt_clip(data, open_clip_key(parse_header(data), owner), require_final=m.complete)
     out = args.out or Path(f"{args.clip}.mp4")
-    write_mp4(packets, out, codec=header.codec)
-    print(f"{out}: {len(packets)} packets")
+    with open(store.clip_path(args.clip), "rb") as f:
+        header, packets = iter_clip(f, os.fstat(f.fileno()).st_size, lambda h: open_clip_key(h, owner),
+                                    require_final=m.complete)
+        n = write_mp4(packets, out, codec=header.codec)
+    print(f"{out}: {n} packets")
     return 0
 
 
 def _grant(args: argparse.Namespace) -> int:
-    from doorkeep.device.vault.clips import parse_header
+    from doorkeep.device.vault.clips import read_header
     from doorkeep.device.vault.grants import issue_grant
     from doorkeep.device.vault.keys import PublicKeys, SecretKeys, write_atomic
 
@@ -258,7 +261,10 @@ def _grant(args: argparse.Namespace) -> int:
     if len(devices) != 1:
         raise InvalidArgument(f"clips come from several devices: {sorted(devices)}")
     owner = SecretKeys.load(args.key, _passphrase(args), role="owner")
-    sealed = {c: parse_header(store.clip_path(c).read_bytes()[:8192]).sealed_key for c in chosen}
+    sealed = {}
+    for c in chosen:
+        with open(store.clip_path(c), "rb") as f:
+            sealed[c] = read_header(f)[0].sealed_key
     grant = issue_grant(owner, device_id=devices.pop(), sealed_keys=sealed,
                         recipient=PublicKeys.load(args.recipient, role="recipient"),
                         recipient_name=args.recipient_name, purpose=args.purpose, requester=args.requester,
@@ -352,26 +358,19 @@ def _export(args: argparse.Namespace) -> int:
 
 def _decrypt(args: argparse.Namespace) -> int:
     from doorkeep.device.errors import ReleaseError
-    from doorkeep.device.vault.bundles import open_bundle
     from doorkeep.device.vault.keys import PublicKeys, SecretKeys
-    from doorkeep.tools.vault_mp4 import write_mp4
 
     keys = SecretKeys.load(args.key, _passphrase(args), role="recipient")
     owner = PublicKeys.load(args.owner, role="owner") if args.owner else None
+    args.out.mkdir(parents=True, exist_ok=True)
     try:
-        opened = open_bundle(args.bundle.read_bytes(), keys, owner=owner)
+        report = _decrypt_to(args.bundle, keys, owner, args.out)
     except ReleaseError as exc:
         if args.json:
             print(json.dumps({"ok": False, "reason": exc.reason, "detail": str(exc)}))
         else:
             print(f"REFUSED: {exc}", file=sys.stderr)
         return 1
-    report = opened.report()
-    args.out.mkdir(parents=True, exist_ok=True)
-    for c, entry in zip(opened.clips, report["clips"], strict=True):
-        out = args.out / f"{c.clip_id}.mp4"
-        write_mp4(c.packets, out, codec=c.header.codec)
-        entry["mp4"] = str(out)
     if args.json:
         print(json.dumps(report, indent=1))
     else:
@@ -383,6 +382,31 @@ def _decrypt(args: argparse.Namespace) -> int:
             print(f"  {e['clip_id']}: {_iso(e['t_start'])} .. {_iso(e['t_end'])}, {e['packets']} packets, "
                   f"{'complete' if e['complete'] else 'recovered after a crash'} -> {e['mp4']}")
     return 0
+
+
+def _decrypt_to(bundle: Path, keys: Any, owner: Any, out_dir: Path) -> dict[str, Any]:
+    """Verify ``bundle`` and write one MP4 per clip into ``out_dir``, streaming (a clip never sits in memory).
+    MP4s are written under temporary names and renamed only once the whole bundle verified; on a refusal
+    (:class:`ReleaseError`) none is left behind."""
+    from doorkeep.device.vault.bundle_open import read_bundle
+    from doorkeep.tools.vault_mp4 import write_mp4
+
+    done: list[tuple[Path, Path]] = []
+    try:
+        with read_bundle(bundle, keys, owner=owner) as b:
+            for clip in b.clips():
+                out = out_dir / f"{clip.clip_id}.mp4"
+                tmp = out.with_name(f".{out.name}.part{os.getpid()}")
+                done.append((tmp, out))
+                write_mp4(clip.packets(), tmp, codec=clip.header.codec)
+            report = b.report()
+        for (tmp, out), entry in zip(done, report["clips"]):
+            os.replace(tmp, out)
+            entry["mp4"] = str(out)
+    finally:
+        for tmp, _ in done:
+            tmp.unlink(missing_ok=True)
+    return report
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
@@ -401,8 +425,11 @@ def _audit_verify(args: argparse.Namespace) -> int:
     r = verify(log, key, expect_head=args.expect_head)
     if args.json:
         print(json.dumps(r.__dict__))
-    elif r.ok:
-        print(f"{log}: OK, {r.records} records, head {r.head}")
+        return 0 if r.ok else 1
+    where = (f"history starts at record {r.history_start}: older segments were dropped by retention (audited)"
+             if r.history_start else "history complete from record 0")
+    if r.ok:
+        print(f"{log}: OK, {r.records} records in {r.segments} segment(s), head {r.head}; {where}")
     else:
-        print(f"{log}: BAD at record {r.first_bad}: {r.reason} {r.detail}")
+        print(f"{log}: BAD at record {r.first_bad}: {r.reason} {r.detail}".rstrip())
     return 0 if r.ok else 1

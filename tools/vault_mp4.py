@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import fractions
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,9 @@ from doorkeep.device.frames import Packet
 from doorkeep.device.vault.clips import Codec
 
 
-def write_mp4(packets: Sequence[Packet], path: str | Path, *, codec: Codec) -> int:
-    """Write ``packets`` (Annex B H.264, starting at a keyframe) to an MP4 file; returns packets written.
+def write_mp4(packets: Iterable[Packet], path: str | Path, *, codec: Codec) -> int:
+    """Write ``packets`` (Annex B H.264, starting at a keyframe; a stream is consumed as it comes, so a clip never
+    has to fit in memory) to an MP4 file; returns packets written.
 
     Timestamps come from the packets' ``pts`` in ``codec.time_base``, shifted to start at 0; decode order equals
     presentation order (doorkeep encodes without B-frames), so ``dts`` is ``pts`` kept strictly increasing.
@@ -22,18 +24,21 @@ def write_mp4(packets: Sequence[Packet], path: str | Path, *, codec: Codec) -> i
 
     if codec.name != "h264":
         raise FormatError(f"cannot remux codec {codec.name!r} (only h264)")
-    if not packets:
+    it = iter(packets)
+    first = next(it, None)
+    if first is None:
         raise FormatError("no packets to write")
     tb = fractions.Fraction(*codec.time_base)
+    n = 0
     out: Any = av.open(str(path), "w", format="mp4")
     try:
         st = out.add_stream("h264")
         if codec.width and codec.height:
             st.width, st.height = codec.width, codec.height
         st.time_base = tb
-        base = packets[0].pts
+        base = first.pts
         last = -1
-        for p in packets:
+        for p in itertools.chain([first], it):
             ts = max(p.pts - base, last + 1)
             last = ts
             ap = av.Packet(p.data)
@@ -42,9 +47,10 @@ def write_mp4(packets: Sequence[Packet], path: str | Path, *, codec: Codec) -> i
             ap.stream = st
             ap.is_keyframe = p.keyframe
             out.mux(ap)
+            n += 1
     finally:
         out.close()
-    return len(packets)
+    return n
 
 
 def decode_mp4(path: str | Path) -> list[Any]:
