@@ -301,6 +301,10 @@ class VaultSection(Section):
     max_bytes: int = check(in_range(1 << 20, 1 << 50), default=8 << 30)
     #: Packets buffered between the capture thread and the clip writer; overflow is dropped and counted.
     queue_packets: int = check(in_range(16, 100_000), default=2048)
+    #: The audit log starts a new segment (with a signed checkpoint) when the active one would pass this size.
+    audit_segment_bytes: int = check(in_range(64 << 10, 1 << 30), default=1 << 20)
+    #: Drop the oldest audit segments (audited) while the log is larger than this; 0 keeps every segment.
+    audit_max_bytes: int = check(in_range(0, 1 << 40), default=64 << 20)
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ Models (public, sha256-pinned) stay.
 Order matters: the reset is audited first (signed by the identity that is about to go), then every clip header is
 shredded (:func:`doorkeep.device.vault.store.shred_all_clips`: overwrite + fsync, then unlink), then the pairing
 and configuration state, and the device key last. The audit log is kept by default, renamed
-``audit-<old device id>.log`` (it stays verifiable with the old public key, which its final record names), so the
-next identity starts a fresh chain; ``wipe_audit=True`` shreds it too (handing the device to someone else).
+``audit-<old device id>.log`` with its closed segments (it stays verifiable with the old public key, which its final
+record names), so the next identity starts a fresh chain; ``wipe_audit=True`` shreds it too (handing the device to
+someone else).
 
 Afterwards :func:`verify_reset` proves there is no readable identity and no clip key header left.
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 from doorkeep.device.identity import KEY_FILE, DeviceIdentity
 from doorkeep.device.publish.publisher import OUTBOX_FILE
 from doorkeep.device.vault import codec
+from doorkeep.device.vault.audit_format import closed_segments, move_log, segment_files
 from doorkeep.device.vault.clips import MAGIC
 from doorkeep.device.vault.keys import OWNER_PUB_FILE
 from doorkeep.device.vault.locations import VAULTS_FILE, remembered_vault_dirs
@@ -118,13 +120,15 @@ def factory_reset(state_dir: str | os.PathLike[str], *, identity: DeviceIdentity
         gone.append(KEY_FILE)
     kept: str | None = None
     audit_path = state / AUDIT_FILE
-    if audit_path.exists():
+    segments = segment_files(audit_path) if audit_path.exists() or closed_segments(audit_path) else []
+    if segments:
         if wipe_audit:
-            shred(audit_path)
+            for p in segments:
+                shred(p)
             gone.append(AUDIT_FILE)
-        else:
+        else:  # every segment, renamed alike: the archive stays verifiable as one log
             kept = f"audit-{identity.device_id}.log"
-            os.replace(audit_path, state / kept)
+            move_log(audit_path, state / kept)
     log.warning("factory reset of %s: %d clips and %s destroyed", identity.device_id, shredded, ", ".join(gone))
     for d in (state, *dirs):
         verify_reset(d)
