@@ -75,7 +75,7 @@ def test_retention_drops_old_segments_audited(tmp_path: Path, ident: DeviceIdent
         assert kept[0][0] > 0
         dropped = [r for r in log.records(0) if r.kind == "audit_dropped"]
         assert dropped and dropped[-1].fields["history_starts"] <= kept[0][0]
-        assert [r.index for r in log.records(0)][0] == kept[0][0]  # records() starts where history starts
+        assert next(r.index for r in log.records(0)) == kept[0][0]  # records() starts where history starts
     r = verify(path, ident.verify_key, expect_head=head)
     assert r.ok and r.history == "dropped" and r.history_start == kept[0][0], r
 
@@ -164,7 +164,7 @@ def test_damaged_tail_is_kept_not_cut(tmp_path: Path, ident: DeviceIdentity) -> 
     path.write_bytes(damaged)
     with AuditLog.open(path, ident, segment_bytes=1 << 20) as log:
         log.append("boot")
-    (first, kept), = closed_segments(path)
+    ((_, kept),) = closed_segments(path)
     assert kept.read_bytes() == damaged  # nothing destroyed
     assert [x["kind"] for x in lines(path)][:2] == ["checkpoint", "audit_repair"]
     r = verify(path, ident.verify_key)

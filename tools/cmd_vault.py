@@ -400,7 +400,7 @@ def _decrypt_to(bundle: Path, keys: Any, owner: Any, out_dir: Path) -> dict[str,
                 done.append((tmp, out))
                 write_mp4(clip.packets(), tmp, codec=clip.header.codec)
             report = b.report()
-        for (tmp, out), entry in zip(done, report["clips"]):
+        for (tmp, out), entry in zip(done, report["clips"], strict=True):
             os.replace(tmp, out)
             entry["mp4"] = str(out)
     finally:

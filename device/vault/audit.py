@@ -282,7 +282,7 @@ class AuditLog:
         with self._lock:
             if self._fd < 0:
                 raise VaultError(f"{self.path}: audit log is closed")
-            active = open(self.path, "rb")  # noqa: SIM115 - handed to the generator, which closes it
+            active = open(self.path, "rb")
             end = self._size
         return iter_records(self.path, start, active=(active, end))
 

@@ -76,7 +76,8 @@ def checkpoint_problem(rec: AuditRecord) -> str | None:
         return "segment does not start with a checkpoint"
     if set(f) != set(CHECKPOINT_FIELDS) or f["head"] != rec.prev or f["count"] != rec.index:
         return "checkpoint fields differ from its place in the chain"
-    if not isinstance(f["prev_first"], int) or isinstance(f["prev_first"], bool) or not 0 <= f["prev_first"] <= rec.index:
+    pf = f["prev_first"]
+    if not isinstance(pf, int) or isinstance(pf, bool) or not 0 <= pf <= rec.index:
         return "checkpoint names an impossible previous segment"
     return None
 

@@ -28,9 +28,9 @@ from .audit_format import (
     checkpoint_problem,
     closed_segments,
     parse_record,
-    segment_files,
     read_lines,
     record_hash,
+    segment_files,
 )
 from .codec import signed_message
 
@@ -75,7 +75,8 @@ class _Chain:
         self.dropped_to = 0
         self.segments = 0
 
-    def report(self, ok: bool, reason: str | None = None, detail: str = "", *, history: str = "complete") -> VerifyReport:
+    def report(self, ok: bool, reason: str | None = None, detail: str = "", *,
+               history: str = "complete") -> VerifyReport:
         at = None if ok else (self.next if self.next is not None else 0)
         return VerifyReport(ok, self.count, self.prev.hex(), at, reason, detail, self.start, history, self.segments)
 
@@ -187,13 +188,13 @@ def iter_records(path: str | os.PathLike[str], start: int = 0, *,
     k = max([i for i, (first, _) in enumerate(closed) if first <= start], default=0)
     for _, q in closed[k:]:
         try:
-            f = open(q, "rb")  # noqa: SIM115
+            f = open(q, "rb")
         except FileNotFoundError:  # dropped by retention meanwhile
             continue
         with f:
             yield from _records(f, None, start)
     if active is None and p.exists():
-        active = (open(p, "rb"), -1)  # noqa: SIM115
+        active = (open(p, "rb"), -1)
     if active is not None:
         with active[0] as af:
             yield from _records(af, None if active[1] < 0 else active[1], start)

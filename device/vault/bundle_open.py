@@ -171,7 +171,7 @@ class BundleReader:
         if entry.manifest is not None:
             m = entry.manifest
         else:
-            raw = read_exact(self._f, entry.manifest_size)  # type: ignore[arg-type]
+            raw = read_exact(self._f, entry.manifest_size)
             if manifest_hash(raw) != entry.manifest_hash:
                 raise FormatError(f"clip {entry.clip_id}: manifest hash differs from the bundle index")
             m = Manifest.from_bytes(raw)
@@ -215,7 +215,7 @@ def read_bundle(source: bytes | str | os.PathLike[str], recipient: SecretKeys, *
         f: BinaryIO = io.BytesIO(source)
         length = len(source)
     elif isinstance(source, str | os.PathLike):
-        f = open(source, "rb")  # noqa: SIM115 - owned by the reader
+        f = open(source, "rb")
         length = os.fstat(f.fileno()).st_size
     else:
         raise ReleaseError("malformed", "bundle must be bytes or a file path")

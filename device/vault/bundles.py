@@ -106,11 +106,11 @@ class BundleStream:
         head = MAGIC + _LEN.pack(len(raw_index)) + raw_index
         self.head = head + identity.sign(signed_message(SIG_DOMAIN, head))
         self._entries = entries
-        self.size = len(self.head) + sum(e["manifest_size"] + e["size"] for e in entries)
+        self.size: int = len(self.head) + sum(e["manifest_size"] + e["size"] for e in entries)
 
     def __iter__(self) -> Iterator[bytes]:
         yield self.head
-        for clip, entry in zip(self.clips, self._entries):
+        for clip, entry in zip(self.clips, self._entries, strict=True):
             m = clip.load_manifest()
             raw = m.to_bytes()
             if manifest_hash(raw) != entry["manifest_hash"]:
