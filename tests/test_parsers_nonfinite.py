@@ -21,7 +21,7 @@ from doorkeep.device.identity import DeviceIdentity
 from doorkeep.device.publish import payload
 from doorkeep.device.vault import codec
 from doorkeep.device.vault.audit import verify_bytes
-from doorkeep.device.vault.bundles import open_bundle
+from doorkeep.device.vault.bundle_open import open_bundle
 from doorkeep.device.vault.grants import ReplaySet, check_grant, issue_grant
 from doorkeep.device.vault.keys import SecretKeys
 from doorkeep.device.vault.manifest import Manifest
@@ -40,6 +40,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from provisioning_support import new_device, owner_keys
 from vault_support import make_device, make_packets, sealed_keys, write_clip
+from vault_support import release as release_bytes
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 #: JSON number literals that do not fit a finite double (and the constants Python's json module also accepts).
@@ -101,7 +102,7 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     grant = issue_grant(dev.owner, device_id=dev.identity.device_id, sealed_keys=sealed_keys(dev, "c1"),
                         recipient=dev.recipient.public, recipient_name="Det. Y", purpose="incident 7",
                         requester="PD")
-    _g, bundle = dev.vault.release(grant.to_bytes())
+    bundle = release_bytes(dev, grant.to_bytes())
     request = make_request(dev.recipient, requester="PD", incident="7", purpose="p", window=(1.0, 2.0))
     dev.vault.close()
     return {"dev": dev, "grant": grant.to_bytes(), "bundle": bundle, "request": request.to_bytes()}
