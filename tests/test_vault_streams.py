@@ -130,8 +130,9 @@ def test_export_stops_on_a_clip_changed_on_disk(dev: Device, tmp_path: Path) -> 
 def test_retention_spares_clips_being_released(tmp_path: Path) -> None:
     dev = make_device(tmp_path)
     write_clip(dev, "old", make_packets(40))
-    write_clip(dev, "new", make_packets(40, seed=2))
-    dev.vault.section = dataclasses.replace(dev.vault.section, max_bytes=1)  # anything else must go
+    write_clip(dev, "new", make_packets(700, seed=2))
+    assert dev.vault.store.total_bytes() > 1 << 20
+    dev.vault.section = dataclasses.replace(dev.vault.section, max_bytes=1 << 20)  # one of them must go
     shredded: list[str] = []
 
     def write(piece: bytes) -> None:  # retention runs while the export is under way
