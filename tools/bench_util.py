@@ -49,5 +49,7 @@ def peak_rss_above_idle(setup: str, op: str, *, extra_path: str = "", timeout: f
     out = subprocess.run([sys.executable, "-c", _PEAK_CHILD, setup, op], capture_output=True, text=True, env=env,
                          timeout=timeout, check=False)
     if out.returncode != 0:
-        raise RuntimeError(f"memory probe failed:\n{out.stderr[-4000:]}")
+        from doorkeep.device.errors import DoorkeepError
+
+        raise DoorkeepError(f"memory probe failed:\n{out.stderr[-4000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]

@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Self
 
-from ..errors import FormatError, VaultError
+from ..errors import AuditError, FormatError, InvalidArgument, VaultError
 from ..fileio import fsync_dir, write_all
 from ..identity import DeviceIdentity
 from .audit_format import (
@@ -66,7 +66,7 @@ class AuditLog:
 
     def __init__(self, path: Path, identity: DeviceIdentity, *, segment_bytes: int, max_bytes: int | None) -> None:
         if segment_bytes < 4096:
-            raise ValueError("segment_bytes must be at least 4096")
+            raise InvalidArgument("segment_bytes must be at least 4096")
         self.path = path
         self.segment_bytes = segment_bytes
         self.max_bytes = max_bytes
@@ -162,7 +162,7 @@ class AuditLog:
         """Append, fsync and return one record. ``fields`` must be JSON values. On a write error the partial
         record is cut off, the head stays where it was and the ``OSError`` propagates."""
         if not isinstance(kind, str) or not 0 < len(kind) <= 64:
-            raise ValueError("audit kind must be a non-empty string of <= 64 characters")
+            raise AuditError("audit kind must be a non-empty string of <= 64 characters")
         with self._lock:
             if self._fd < 0:
                 raise VaultError(f"{self.path}: audit log is closed")
@@ -175,12 +175,12 @@ class AuditLog:
         try:
             h = record_hash(self._head, body)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"audit fields must be JSON values: {exc}") from None
+            raise AuditError(f"audit fields must be JSON values: {exc}") from None
         rec = AuditRecord(self._next, t, kind, fields, prev, h.hex(),
                           self._identity.sign(signed_message(SIG_DOMAIN, h)))
         line = rec.to_line()
         if len(line) > MAX_LINE:
-            raise ValueError(f"audit record larger than {MAX_LINE} bytes")
+            raise AuditError(f"audit record larger than {MAX_LINE} bytes")
         if kind != CHECKPOINT and self._checkpoint_pending is not None:
             self._checkpoint()
             return self._write(kind, fields)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..errors import FormatError
+from ..errors import FormatError, VaultError
 from .codec import Fields, b64e, blake2b, canonical, parse_json
 
 VERSION = 1
@@ -104,7 +104,7 @@ def segment_files(path: str | os.PathLike[str]) -> list[Path]:
     p = Path(path)
     files = [q for _, q in closed_segments(p)] + ([p] if p.exists() else [])
     if not files:
-        raise FileNotFoundError(f"{p}: no audit log")
+        raise VaultError(f"{p}: no audit log there (nor any of its segments)")
     return files
 
 

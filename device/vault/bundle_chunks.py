@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ..errors import FormatError, ReleaseError
+from ..errors import FormatError, InvalidArgument, ReleaseError
 from .bundles import BundleStream
 from .codec import blake2b
 
@@ -54,14 +54,14 @@ def bundle_chunks(source: BundleStream | bytes, *, chunk_size: int = DEFAULT_CHU
     """Cut a bundle into v2 chunks of ``chunk_size`` payload bytes (the last one shorter), one in memory at a
     time. The stream id is the bundle's ``bundle_id`` (for raw bytes: a hash of them)."""
     if chunk_size < 1:
-        raise ValueError("chunk_size must be positive")
+        raise InvalidArgument("chunk_size must be positive")
     if isinstance(source, bytes):
         sid, total, pieces = blake2b(source, person=ID_PERSON, size=16), len(source), iter([source])
     else:
         sid, total, pieces = bytes.fromhex(source.bundle_id), source.size, iter(source)
     count = max(1, -(-total // chunk_size))
     if count > MAX_CHUNKS:
-        raise ValueError(f"bundle needs more than {MAX_CHUNKS} chunks; raise chunk_size")
+        raise FormatError(f"bundle needs more than {MAX_CHUNKS} chunks; raise chunk_size")
 
     def chunk(i: int, payload: bytes) -> bytes:
         return _CHUNK.pack(CHUNK_MAGIC, CHUNK_VERSION, sid, i, count, chunk_size, total,
@@ -95,7 +95,7 @@ def publish_windowed(messages: Iterable[bytes], publish: Callable[[bytes], Acked
         Whatever iterating ``messages`` raises (e.g. ``FormatError`` for a clip changed on disk).
     """
     if window < 1:
-        raise ValueError("window must be at least 1")
+        raise InvalidArgument("window must be at least 1")
     pending: deque[Acked] = deque()
     n = 0
     for m in messages:
