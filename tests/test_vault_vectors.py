@@ -80,6 +80,12 @@ def compute(sample_clip: bytes) -> dict[str, str]:
     rec = AuditRecord(0, 1700000000.0, "boot", {"version": "1"}, GENESIS.hex(), rh.hex(),
                       device.sign(signed_message(SIG_DOMAIN, rh)))
     v["audit_record"] = rec.to_line().decode()
+    cp_body = {"v": 1, "i": 1, "t": 1700000001.0, "kind": "checkpoint", "prev": rh.hex(),
+               "f": {"count": 1, "head": rh.hex(), "prev_first": 0, "prev_t": 1700000000.0}}
+    ch = record_hash(rh, cp_body)
+    cp = AuditRecord(1, 1700000001.0, "checkpoint", cp_body["f"], rh.hex(), ch.hex(),
+                     device.sign(signed_message(SIG_DOMAIN, ch)))
+    v["audit_checkpoint"] = cp.to_line().decode()
     return v
 
 
@@ -200,13 +206,28 @@ def test_v1_bundle_still_read(tmp_path: Path) -> None:
             open_bundle(bytes(bad), dev.recipient)
 
 
+def test_vector_checkpoint_starts_a_verifiable_segment() -> None:
+    """A segment that starts with the vector checkpoint verifies on its own, anchored by it (history "dropped"
+    only once an audit_dropped record says so: alone it is missing history)."""
+    from doorkeep.device.vault.audit import verify_bytes
+    from doorkeep.device.vault.audit_format import checkpoint_problem, parse_record
+
+    stored = json.loads(VECTORS.read_text())
+    _, _, device = seeded()
+    both = (stored["audit_record"] + stored["audit_checkpoint"]).encode()
+    assert checkpoint_problem(parse_record(stored["audit_checkpoint"].strip().encode())) is None
+    assert verify_bytes(both, device.verify_key).ok
+    alone = verify_bytes(stored["audit_checkpoint"].encode(), device.verify_key)
+    assert (alone.ok, alone.reason, alone.history_start) == (False, "missing_history", 1)
+
+
 def test_docs_carry_the_vectors() -> None:
     stored = json.loads(VECTORS.read_text())
     doc = DOC.read_text()
     for k in ("owner_secret_file_hash", "device_id", "bundle_hash", "bundle_v1_hash", "bundle_chunks_hex",
               "bundle_chunks_v1_hex"):
         assert stored[k] in doc, k
-    for k in ("owner_public_file", "manifest", "grant", "request", "audit_record"):
+    for k in ("owner_public_file", "manifest", "grant", "request", "audit_record", "audit_checkpoint"):
         assert stored[k].strip() in doc, k
 
 
