@@ -243,3 +243,24 @@ def test_enospc_on_a_full_tmpfs(small_tmpfs, ident: DeviceIdentity) -> None:
     log.close()
     r = verify(path, ident.verify_key)
     assert r.ok and r.records == 2, r
+
+
+@pytest.mark.parametrize("wipe", [False, True])
+def test_factory_reset_keeps_or_shreds_every_segment(tmp_path: Path, wipe: bool) -> None:
+    from doorkeep.provisioning.reset import factory_reset
+
+    state = tmp_path / "state"
+    ident = DeviceIdentity.load_or_create(state)
+    log = AuditLog.open(state / "audit.log", ident, segment_bytes=SEG)
+    fill(log, 80)
+    assert len(closed_segments(state / "audit.log")) >= 2
+    report = factory_reset(state, identity=ident, audit=log, wipe_audit=wipe)
+    log.close()
+    assert not (state / "audit.log").exists() and closed_segments(state / "audit.log") == []
+    if wipe:
+        assert report.audit_kept_as is None and not list(state.glob("audit*"))
+    else:  # the archive is still one verifiable log, its last record the reset itself
+        archived = state / str(report.audit_kept_as)
+        r = verify(archived, ident.verify_key)
+        assert r.ok and r.segments >= 3, r
+        assert lines(archived)[-1]["kind"] == "factory_reset"
