@@ -173,3 +173,28 @@ def test_reader_report_needs_every_clip_read(dev: Device) -> None:
         for _ in b.clips():
             pass  # not reading the packets still verifies them on the way to the next clip
         assert all(c["packets"] > 0 for c in b.report()["clips"])
+
+
+def test_grant_is_spent_only_after_the_bundle_is_durable(dev: Device, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """fsync of the bundle fails (EIO): the grant must still be unspent — it is recorded only once the bundle is on
+    disk for good."""
+    import errno
+    import os
+
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        if ".b.bundle." in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.EIO, "Input/output error")
+        real(fd)
+
+    g = grant(dev, "clipA")
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(ReleaseError):
+        dev.vault.export_to_file(g, tmp_path / "b.bundle")
+    monkeypatch.setattr(os, "fsync", real)
+    last = kinds(dev)[-1]
+    assert (last["kind"], last["f"]["reason"], last["f"]["spent"]) == ("export_failed", "EIO", False)
+    assert not (tmp_path / "b.bundle").exists() and not list(tmp_path.glob(".b.bundle*"))
+    dev.vault.export_to_file(g, tmp_path / "b.bundle")  # not spent: it still works
