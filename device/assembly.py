@@ -36,6 +36,7 @@ from .night_ir import IrOutputs
 from .publish.publisher import MqttPublisher, publisher_from_config
 from .request_relay import RequestRelay
 from .sources.base import FrameSource
+from .status_file import STATUS_FILE, StatusFile
 from .supervisor import Supervisor, Watchdog
 from .vault.vault import Vault, build_vault
 from .worker import Worker
@@ -85,6 +86,8 @@ class Device:
     button: SoftwareButton | None = None
     ir: IrOutputs | None = None
     notifier: Watchdog | None = None
+    #: ``<state_dir>/status.json`` for ``doorkeep status`` (device/status_file.py).
+    status: StatusFile | None = None
     supervisor: Supervisor = field(init=False)
     _stack: ExitStack = field(init=False, default_factory=ExitStack)
 
@@ -93,7 +96,7 @@ class Device:
                                      progress=lambda: self.bell.ring.frames, discover=lambda: self.workers)
         # Closed in reverse: supervisor, button (no more presses), capture (no new events; queued ones are
         # delivered), MQTT, the vault (closes any open clip, then the audit log), the IR pins.
-        for part in (self.ir, self.vault, self.publisher, self.bell, self.button):
+        for part in (self.ir, self.vault, self.publisher, self.status, self.bell, self.button):
             if part is not None:
                 self._stack.callback(_logged(part.close))
         self._stack.callback(_logged(self.supervisor.stop))
@@ -106,6 +109,8 @@ class Device:
             out += self.publisher.workers
         if self.vault is not None:
             out += self.vault.workers
+        if self.status is not None:
+            out.append(self.status)
         return out
 
     def start(self) -> None:
@@ -119,6 +124,8 @@ class Device:
             if self.publisher is not None:
                 self.publisher.start()
             self.bell.start()
+            if self.status is not None:
+                self.status.start()
             self.supervisor.start()
         except BaseException:
             self.close()
@@ -147,7 +154,7 @@ def _logged(fn: Callable[[], object]) -> Callable[[], None]:
 
 def assemble(config: Config, *, identity: DeviceIdentity, source: FrameSource | None = None,
              extra_sinks: Sequence[EventSink] = (), on_frame: FrameHook | None = None, fetch: bool = True,
-             notifier: Watchdog | None = None, **doorbell_kw: Any) -> Device:
+             notifier: Watchdog | None = None, status_file: bool = True, **doorbell_kw: Any) -> Device:
     """Build the whole device from ``config``.
 
     Args:
@@ -158,6 +165,7 @@ def assemble(config: Config, *, identity: DeviceIdentity, source: FrameSource | 
         notifier: the systemd notifier the supervisor pings while every worker is healthy
             (:class:`~doorkeep.device.sd_notify.Notifier`; ``None``: no watchdog).
         fetch: fetch a pinned model that is not cached yet.
+        status_file: keep ``<state_dir>/status.json`` current for ``doorkeep status``.
         **doorbell_kw: passed on to :meth:`Doorbell.from_config` (``stats``, ``packet_sinks``).
 
     Raises:
@@ -197,7 +205,9 @@ def assemble(config: Config, *, identity: DeviceIdentity, source: FrameSource | 
             built.callback(publisher.close)
             if vault is not None:
                 RequestRelay(publisher.client, publisher.topics, vault).attach()
-        sinks = _ClipAwareSinks(vault, [s for s in (publisher, *extra_sinks) if s is not None])
+        status = StatusFile(config.state_dir / STATUS_FILE, snapshot=lambda: _live_status(device)) \
+            if status_file else None
+        sinks = _ClipAwareSinks(vault, [s for s in (publisher, *extra_sinks, status) if s is not None])
         bell = Doorbell.from_config(config, source=source, on_metadata=night.on_metadata, on_frame=on_frame,
                                     event_sinks=[sinks], **stages, **doorbell_kw)
         built.callback(bell.close)
@@ -207,6 +217,21 @@ def assemble(config: Config, *, identity: DeviceIdentity, source: FrameSource | 
         button: SoftwareButton = (GpioButton(b.pin, bounce_time=b.bounce_s, holdoff_s=b.holdoff_s, sinks=[sinks])
                                   if b.pin >= 0 else SoftwareButton(holdoff_s=b.holdoff_s, sinks=[sinks]))
         device = Device(config=config, identity=identity, bell=bell, events=sinks, vault=vault,
-                        publisher=publisher, night=night, button=button, ir=ir, notifier=notifier)
+                        publisher=publisher, night=night, button=button, ir=ir, notifier=notifier, status=status)
+        if status is not None:  # write soon after a change, not only on the next poll
+            night.listeners.append(status.poke)
+            if publisher is not None:
+                publisher.client.add_connect_listener(status.poke)
         built.pop_all()  # built: the device owns closing them now
     return device
+
+
+def _live_status(device: Device) -> dict[str, Any]:
+    """The figures of the status file (device/status_file.py) that only the running device knows."""
+    mqtt: dict[str, Any] = {"enabled": device.publisher is not None}
+    if device.publisher is not None:
+        s = device.config.mqtt
+        mqtt.update(host=s.host, port=s.port, connected=device.publisher.client.connected,
+                    backlog=device.publisher.figures()["outbox"])
+    return {"device_id": device.identity.device_id, "mode": device.night.mode if device.night else "day",
+            "fps": device.bell.stats.snapshot()["fps"], "mqtt": mqtt}

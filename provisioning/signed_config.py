@@ -145,6 +145,17 @@ class SignedConfigStore:
                                changed=list(changed)[:100])
         return Applied(doc.counter, config, table, changed)
 
+    def check(self, data: bytes) -> tuple[OwnerDocument, Config]:
+        """What :meth:`apply` would do with ``data``, without doing it: nothing stored, counted or audited.
+
+        Raises:
+            ProvisionRefused: the refusal :meth:`apply` would give (``stale-counter``, ``bad-signature``, ...).
+        """
+        doc = OwnerDocument.from_bytes(data)
+        doc.verify(kind=KIND_CONFIG, pinned_owner=self.prov.require_owner().sign,
+                   device_id=self.prov.identity.device_id, last_counter=self.prov.last_counter())
+        return doc, validate_table(_config_table(doc), local=self.local)
+
     def load_table(self) -> dict[str, Any] | None:
         """The table of the applied document, re-verified (its own signature and this device), or None."""
         if not self.path.exists():

@@ -74,3 +74,38 @@ class StateLock:
 
     def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         self.release()
+
+
+def lock_holder(state_dir: str | os.PathLike[str]) -> int | None:
+    """PID of the process holding the state lock (0 if it is outside our pid namespace), ``None`` when free.
+
+    Read from ``/proc/locks``, so asking never takes the lock (a service starting at that moment is never refused).
+    Without ``/proc/locks`` (not Linux) a shared lock is probed for an instant instead.
+    """
+    path = Path(state_dir) / LOCK_FILE
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return _probe(path)
+    for line in table.splitlines():
+        # "1: FLOCK  ADVISORY  WRITE 812 fe:00:2146692 0 EOF" (waiters are "1: -> FLOCK ...": not holders)
+        parts = line.split()
+        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5] == key:
+            return int(parts[4]) if parts[4].isdigit() else 0
+    return None
+
+
+def _probe(path: Path) -> int | None:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return 0
+    finally:
+        os.close(fd)  # also drops the shared lock
+    return None

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "cmd_hub",  # events
     "cmd_vault",  # owner, recipient, grant, request, decrypt, clips, view, audit
     "cmd_provision",  # pair, config, factory-reset
+    "cmd_status",  # status, identity show (config check is registered by cmd_provision)
     "cmd_console",  # console (the owner's web app)
     "cmd_bench",  # bench
 )

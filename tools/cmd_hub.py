@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 EXIT_REJECTED = 3
 
@@ -57,8 +58,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                                    "device's public key, print the events. Forged, tampered or unsigned messages "
                                    "are flagged loudly and make the exit status 3.")
     p.add_argument("--broker", required=True, type=parse_broker, metavar="HOST[:PORT]", help="MQTT broker")
-    p.add_argument("--device-key", required=True, metavar="KEY",
-                   help="device public key: 64 hex chars, base64, or a file holding it")
+    p.add_argument("--device-key", metavar="KEY",
+                   help="device PUBLIC key as `doorkeep identity show` prints it (64 hex chars), base64, or a text "
+                   "file holding it (default: the key pinned when you paired --device-id)")
+    p.add_argument("--device-id", metavar="DEVICE_ID",
+                   help="the device (dk-…): its key comes from your paired-device book, or must match --device-key")
+    p.add_argument("--book", type=Path, help="paired-device file (default ~/.config/doorkeep/devices.json)")
     p.add_argument("--json", action="store_true", help="one JSON object per message (with \"verified\")")
     p.add_argument("--count", type=int, default=0, metavar="N", help="stop after N messages (0: no limit)")
     p.add_argument("--seconds", type=float, default=0.0, metavar="S", help="stop after S seconds (0: no limit)")
@@ -66,15 +71,42 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=_events)
 
 
+def device_key(args: argparse.Namespace) -> bytes:
+    """The key to verify with: ``--device-key`` (checked against ``--device-id``), else the one pinned at pairing.
+
+    Raises:
+        InvalidArgument: an unusable key, a key of another device, or no way to find one.
+    """
+    from doorkeep.device.errors import InvalidArgument
+    from doorkeep.device.identity import device_id_for
+    from doorkeep.provisioning.owner_state import DeviceBook
+    from doorkeep.tools.hub import parse_verify_key
+
+    if args.device_key:
+        key = parse_verify_key(args.device_key)
+        if args.device_id and device_id_for(key) != args.device_id:
+            raise InvalidArgument(f"--device-key belongs to {device_id_for(key)}, not to --device-id {args.device_id}")
+        return key
+    book = DeviceBook.load(args.book or DeviceBook.default_path())
+    if args.device_id and args.device_id in book.devices:
+        return book.devices[args.device_id].key
+    if not args.device_id and len(book.devices) == 1:
+        return next(iter(book.devices.values())).key
+    known = ", ".join(sorted(book.devices)) or "none"
+    raise InvalidArgument(f"{'--device-id ' + args.device_id + ' is not' if args.device_id else 'no device is'} "
+                          f"paired in {book.path} (paired: {known}); give --device-key (run `doorkeep identity show` "
+                          "on the device)")
+
+
 def _events(args: argparse.Namespace) -> int:
     import time
 
     from doorkeep.device.loop import stop_on_signals
     from doorkeep.device.publish.mqtt import PublishTimeout
-    from doorkeep.tools.hub import EventWatcher, parse_verify_key
+    from doorkeep.tools.hub import EventWatcher
 
     try:
-        key = parse_verify_key(args.device_key)
+        key = device_key(args)
     except ValueError as exc:
         print(f"doorkeep: {exc}", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ from typing import Any
 
 from doorkeep.device.errors import InvalidArgument
 from doorkeep.device.safe_text import printable
+from doorkeep.tools.cmd_status import add_config_check
 from doorkeep.tools.cmd_vault import _config, _pass_arg, _passphrase, _state_args
 
 
@@ -70,6 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     u.add_argument("--book", type=Path)
     u.add_argument("--timeout", type=float, default=30.0, metavar="S")
     u.set_defaults(func=_config_push)
+
+    add_config_check(cs)
 
     r = cs.add_parser("rotate-owner", help="owner: sign a hand-over from the old owner key to a new one")
     r.add_argument("--key", required=True, type=Path, help="the OLD owner secret key file (signs)")

@@ -37,16 +37,22 @@ REJECT_MARK = "!! REJECTED"
 
 
 def parse_verify_key(text: str) -> bytes:
-    """A device public key from 64 hex chars, base64/base64url, or a file holding either (or 32 raw bytes).
+    """A device public key from 64 hex chars (as ``doorkeep identity show`` prints it), base64/base64url, or a text
+    file holding either.
+
+    A file of 32 raw bytes is refused: that is the form of the device's SECRET key (``device.key``), and taking it
+    for a public key would listen on another device id and verify nothing.
 
     Raises:
-        ValueError: nothing usable (the message says what was expected).
+        InvalidArgument: nothing usable, or a secret key (the message says what was expected).
     """
     candidate: bytes | str = text
     if len(text) < 200 and os.path.isfile(text):
         raw = Path(text).read_bytes()
         if len(raw) == 32:
-            return raw
+            raise InvalidArgument(f"--device-key {text}: this file holds 32 raw bytes, the form of a device's SECRET "
+                                  "key (device.key) — never copy it off the device. Give its public key: run "
+                                  "`doorkeep identity show` on the device")
         candidate = raw.decode("ascii", errors="replace")
     s = str(candidate).strip()
     try:
@@ -60,8 +66,8 @@ def parse_verify_key(text: str) -> bytes:
             return key
     except (binascii.Error, ValueError):
         pass
-    raise InvalidArgument(f"--device-key {text!r}: expected a 32-byte Ed25519 public key as 64 hex chars, base64, or a "
-                     "file holding one")
+    raise InvalidArgument(f"--device-key {text!r}: expected a 32-byte Ed25519 public key as 64 hex chars (what "
+                          "`doorkeep identity show` prints), base64, or a file holding one")
 
 
 @dataclass(frozen=True)
