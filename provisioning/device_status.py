@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 import time
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from doorkeep.device.config import Config
-from doorkeep.device.errors import FormatError
+from doorkeep.device.errors import ConfigError, FormatError
 from doorkeep.device.identity import KEY_FILE, DeviceIdentity
 from doorkeep.device.publish.publisher import OUTBOX_FILE
 from doorkeep.device.status_file import STATUS_FILE, read_status
@@ -31,10 +32,34 @@ from doorkeep.device.vault.vault import AUDIT_FILE, VAULT_DIR
 
 from .device_state import DeviceProvisioning, owner_key_id
 from .errors import ProvisionRefused
+from .signed_config import LOCAL_TABLES, SignedConfigStore, effective_config
 from .state_lock import LOCK_FILE, lock_holder
 
 #: A running service rewrites its status file at least every 30 s; three missed refreshes mean it is stuck.
 STALE_AFTER_S = 90.0
+
+
+def running_config(local: dict[str, Any], config: Config) -> tuple[Config, str | None]:
+    """The configuration ``doorkeep run`` would use: on a paired device the local hardware tables plus the stored
+    owner-signed document (else the local file as it is), in ``config``'s state directory. Read-only.
+
+    Returns ``(config, problem)``: ``problem`` says why the stored document could not be used (then the local file
+    is returned as it is).
+    """
+    state = config.state_dir
+    ident = load_identity(state)
+    if ident is None:
+        return config, None
+    prov = DeviceProvisioning(state, identity=ident, audit=None)  # type: ignore[arg-type]  # read-only
+    hw = {k: v for k, v in local.items() if k in LOCAL_TABLES}
+    try:
+        if prov.owner() is None:
+            return config, None
+        signed = SignedConfigStore(prov, local=hw).load_table()
+        cfg = effective_config(hw, signed)
+    except (ProvisionRefused, ConfigError) as exc:
+        return config, str(exc)
+    return cfg.replace(device=dataclasses.replace(cfg.device, state_dir=config.device.state_dir)), None
 
 
 def load_identity(state_dir: Path) -> DeviceIdentity | None:
@@ -43,21 +68,24 @@ def load_identity(state_dir: Path) -> DeviceIdentity | None:
 
 
 def _service(state: Path, live: dict[str, Any] | None, now: float) -> dict[str, Any]:
+    """Running or not, and why: the status file when fresh, else the state lock and who holds it."""
     holder = lock_holder(state)
     age = None if live is None else round(now - float(live.get("updated_at", 0)), 1)
     pid = live.get("pid") if live else None
-    live_pid = isinstance(pid, int) and _alive(pid)
-    fresh = age is not None and age < STALE_AFTER_S
-    running = live is not None and live.get("state") == "running" and live_pid and fresh
-    out: dict[str, Any] = {"running": bool(running), "pid": pid if running else holder, "status_age_s": age}
-    if holder is not None and not running:
+    fresh = (live is not None and live.get("state") == "running" and isinstance(pid, int) and _alive(pid)
+             and age is not None and age < STALE_AFTER_S)
+    if fresh:
+        return {"running": True, "pid": pid, "status_age_s": age}
+    out: dict[str, Any] = {"running": False, "pid": holder, "status_age_s": age, "note": "not running"}
+    if holder is not None:
         who = _lock_text(state) or f"pid {holder}"
-        if live is not None and live.get("state") == "running" and holder == pid:
-            out["note"] = f"running (pid {pid}) but its status is {age:.0f} s old: stuck?"
+        if who.startswith("doorkeep run"):  # the service holds the state: starting up, or stuck
+            out["running"] = True
+            stuck = live is not None and live.get("state") == "running" and pid == holder
+            out["note"] = (f"running (pid {holder}) but its status is {age:.0f} s old: stuck?" if stuck else
+                           f"starting (pid {holder}): no status yet")
         else:
             out["note"] = f"not running; the state directory is in use by {who}"
-    elif not running:
-        out["note"] = "not running"
     return out
 
 
@@ -116,9 +144,13 @@ def audit_tail(path: Path) -> dict[str, Any] | None:
     return None
 
 
-def device_status(config: Config, *, now: float | None = None) -> dict[str, Any]:
-    """Everything ``doorkeep status`` shows, as JSON-ready values (see the module docstring for the sources)."""
+def device_status(config: Config, *, local: dict[str, Any] | None = None, now: float | None = None) -> dict[str, Any]:
+    """Everything ``doorkeep status`` shows, as JSON-ready values (see the module docstring for the sources).
+
+    ``config`` names the state directory; ``local`` is the device's TOML (for the configuration it runs with).
+    """
     now = time.time() if now is None else now
+    config, problem = running_config(local or {}, config)
     state = config.state_dir
     ident = load_identity(state)
     out: dict[str, Any] = {"state_dir": str(state), "identity": None, "owner": None, "config_counter": 0}
@@ -135,10 +167,12 @@ def device_status(config: Config, *, now: float | None = None) -> dict[str, Any]
             out["owner"] = {"key_id": owner_key_id(owner)} if owner is not None else None
             out["config_counter"] = prov.last_counter()
         except ProvisionRefused as exc:
-            out["problem"] = str(exc)
+            problem = str(exc)
+    if problem:
+        out["problem"] = problem
     service = _service(state, live, now)
     out["service"] = service
-    running = service["running"]
+    running = service["running"] and "note" not in service  # live figures only from a fresh status file
     out["mode"] = live.get("mode") if live else None
     mqtt = dict(live.get("mqtt") or {}) if live else {}
     if not running:
@@ -150,5 +184,5 @@ def device_status(config: Config, *, now: float | None = None) -> dict[str, Any]
     out["vault"] = _vault(config)
     out["last_event"] = live.get("last_event") if live else None
     out["audit"] = audit_tail(state / AUDIT_FILE)
-    out["uptime_s"] = live.get("uptime_s") if running and live else None
+    out["uptime_s"] = round(now - float(live.get("started_at", now)), 1) if running and live else None
     return out

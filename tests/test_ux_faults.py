@@ -168,3 +168,17 @@ def test_owner_config_folder_is_private(tmp_path: Path) -> None:
     book = DeviceBook(tmp_path / "other" / "doorkeep" / "devices.json")
     book.save()
     assert stat.S_IMODE(book.path.parent.stat().st_mode) == 0o700
+
+
+def test_a_closed_pipe_is_not_an_error_line() -> None:
+    """`doorkeep evalset list | head -1`: the reader stopped early; doorkeep stays quiet."""
+    import subprocess
+
+    from ux_support import DOORKEEP
+
+    proc = subprocess.Popen([DOORKEEP, "evalset", "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # like `head` exiting before the first line
+    err = proc.stderr.read().decode()
+    proc.wait(60)
+    assert "Broken pipe" not in err and "Traceback" not in err and "Exception ignored" not in err, err

@@ -145,6 +145,12 @@ def test_a_stale_status_file_is_not_a_running_service(tmp_path: Path) -> None:
     (state / STATUS_FILE).write_text(json.dumps(old))
     st = _status(cfg)
     assert st["service"]["running"] is False and "connected" not in st["mqtt"]
+    with StateLock(state, holder="doorkeep run"):  # the service holds the state: up, but no fresh status (yet)
+        st = _status(cfg)
+        assert st["service"]["running"] is True and "stuck?" in st["service"]["note"]
+        (state / STATUS_FILE).unlink()
+        assert _status(cfg)["service"]["note"].startswith("starting")
+        assert "connected" not in _status(cfg)["mqtt"]
 
 
 def test_status_file_follows_changes_at_a_bounded_rate(tmp_path: Path) -> None:

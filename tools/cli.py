@@ -10,6 +10,7 @@ import argparse
 import errno
 import importlib
 import logging
+import os
 import sys
 import traceback
 from typing import NoReturn
@@ -92,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        rc = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers below, not at interpreter exit
+        return rc
     except DoorkeepError as exc:
         if args.verbose:
             traceback.print_exc()
@@ -105,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"doorkeep: {exc.code}", file=sys.stderr)
             return 1
         raise
+    except BrokenPipeError:  # `doorkeep … | head`: the reader is done, which is no error worth a line
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush does not complain either
+        return 1
     except OSError as exc:
         # What the machine refused (a read-only or full disk, a permission, a missing file, the network) is
         # something a user can cause and fix: one line naming the path; the traceback only with -v.

@@ -62,10 +62,11 @@ def _status(args: argparse.Namespace) -> int:
     import time
 
     from doorkeep.provisioning.device_status import device_status
+    from doorkeep.provisioning.signed_config import load_local_toml
 
     cfg = _config(args)
     try:
-        st = device_status(cfg)
+        st = device_status(cfg, local=load_local_toml(args.config) if args.config else {})
     except PermissionError as exc:
         raise _unreadable(cfg.state_dir, exc) from None
     if args.json:
@@ -76,9 +77,9 @@ def _status(args: argparse.Namespace) -> int:
     rows: list[tuple[str, str]] = []
     rows.append(("device", f"{ident['device_id']}  fingerprint {ident['fingerprint']}" if ident else
                  f"no identity yet in {st['state_dir']} (the first `doorkeep run` creates it)"))
-    if svc["running"]:
-        up = st.get("uptime_s") or 0
-        rows.append(("service", f"running (pid {svc['pid']}, up {_duration(up)})"))
+    live = svc["running"] and "note" not in svc  # a fresh status file: the figures below are current
+    if live:
+        rows.append(("service", f"running (pid {svc['pid']}, up {_duration(st.get('uptime_s') or 0)})"))
     else:
         rows.append(("service", svc.get("note", "not running")))
     rows.append(("owner", f"paired (owner key {st['owner']['key_id']})" if st["owner"] else
@@ -94,10 +95,10 @@ def _status(args: argparse.Namespace) -> int:
         rows.append(("mqtt", f"connected to {where}" if mqtt["connected"] else
                      f"NOT connected to {where} (events wait in the outbox)"))
     else:
-        rows.append(("mqtt", f"{where} (service not running)"))
+        rows.append(("mqtt", f"{where} ({'not reported yet' if svc['running'] else 'service not running'})"))
     backlog = mqtt.get("backlog")
     rows.append(("outbox", "no outbox yet" if backlog is None else f"{backlog} message(s) waiting to be sent"))
-    rows.append(("mode", st["mode"] if st["mode"] and svc["running"] else
+    rows.append(("mode", st["mode"] if st["mode"] and live else
                  f"{st['mode']} when last seen" if st["mode"] else "-"))
     v = st["vault"]
     rows.append(("clips", f"{v['clips']} clip(s), {_size(v['bytes'])} in {v['dir']}"))
@@ -157,26 +158,25 @@ def _config_check(args: argparse.Namespace) -> int:
     from doorkeep.device.errors import DoorkeepError
     from doorkeep.provisioning.config_diff import diff_configs
     from doorkeep.provisioning.device_state import DeviceProvisioning
-    from doorkeep.provisioning.device_status import load_identity
+    from doorkeep.provisioning.device_status import load_identity, running_config
     from doorkeep.provisioning.signed_config import (
         LOCAL_TABLES,
         SignedConfigStore,
-        effective_config,
         load_local_toml,
         validate_table,
     )
 
     if not args.file.is_file():
         raise DoorkeepError(f"{args.file}: no such file")
-    cfg = _config(args)
     local = load_local_toml(args.config) if args.config else {}
+    current, problem = running_config(local, _config(args))
+    if problem:
+        raise DoorkeepError(f"the device's own configuration is unusable, so no comparison: {problem}")
+    cfg = current
     hw = {k: v for k, v in local.items() if k in LOCAL_TABLES}
     ident = load_identity(cfg.state_dir)
     prov = DeviceProvisioning(cfg.state_dir, identity=ident, audit=None) if ident else None  # type: ignore[arg-type]
-    paired = prov is not None and prov.owner() is not None
     store = SignedConfigStore(prov, local=hw) if prov is not None else None
-    signed = store.load_table() if store is not None else None
-    current = effective_config(hw if paired else local, signed, paired=paired)
     data = args.file.read_bytes()
     report: dict[str, Any] = {"file": str(args.file), "device_id": ident.device_id if ident else None}
     if data.lstrip().startswith(b"{"):  # a signed document: check it exactly as `config apply` would
