@@ -182,3 +182,25 @@ def test_a_closed_pipe_is_not_an_error_line() -> None:
     err = proc.stderr.read().decode()
     proc.wait(60)
     assert "Broken pipe" not in err and "Traceback" not in err and "Exception ignored" not in err, err
+
+
+@pytest.mark.parametrize("args", [
+    ["run", "--config", "/nonexistent/doorkeep.toml"],
+    ["scan", "/nonexistent/door.mp4"],
+    ["eval", "/nonexistent/set"],
+    ["models", "fetch", "no-such-model"],
+    ["identity", "show", "--state-dir", "/nonexistent/state"],
+    ["config", "check", "/nonexistent/settings.toml"],
+    ["config", "sign", "/nonexistent/settings.toml", "--key", "/nonexistent/owner.key", "--out", "/tmp/x.json"],
+    ["audit", "verify", "--log", "/nonexistent/audit.log", "--device-key", "00" * 32],
+    ["events", "--broker", "127.0.0.1:1", "--device-key", "not-a-key"],
+    ["request", "--key", "/nonexistent/r.key", "--requester", "a", "--incident", "b", "--purpose", "c",
+     "--from", "1", "--to", "2", "--out", "/tmp/r.json"],
+    ["evalset", "build", "/tmp/x", "--set", "no-such-set"],
+], ids=lambda a: " ".join(a[:2]))
+def test_every_error_line_starts_with_doorkeep(args: list[str], tmp_path: Path) -> None:
+    proc = doorkeep(*args, env={"DOORKEEP_PASSPHRASE": "x", "XDG_CONFIG_HOME": str(tmp_path),
+                                "DOORKEEP_MODEL_DIR": str(tmp_path / "no-models")}, timeout=60)
+    assert proc.returncode != 0, proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines and all(line.startswith("doorkeep: ") for line in lines), proc.stderr

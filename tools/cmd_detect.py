@@ -32,7 +32,7 @@ def _setup(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from doorkeep.tools.evaluate import EvalError, evaluate, plot
+    from doorkeep.tools.evaluate import EvalError, evaluate, plot, read_labels
     from doorkeep.tools.progress import Progress
 
     if args.plot:  # before any image is scored: a missing extra must not cost a whole evaluation run
@@ -40,6 +40,7 @@ def _eval(args: argparse.Namespace) -> int:
             import matplotlib  # noqa: F401
         except ImportError:
             raise EvalError("--plot needs matplotlib: pip install 'doorkeep[eval]' (or leave out --plot)") from None
+    read_labels(args.dir)  # a wrong folder is refused before the model is loaded (or fetched)
     cfg, det = _setup(args)
     with Progress(f"eval {args.dir.name or args.dir}", unit="images", enabled=not args.json) as bar:
         result = evaluate(args.dir, cfg, detector=det, progress=bar.update)
@@ -59,9 +60,12 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _scan(args: argparse.Namespace) -> int:
+    from doorkeep.device.errors import CaptureError
     from doorkeep.tools.progress import Progress
     from doorkeep.tools.scan import scan_video
 
+    if not args.video.is_file():  # refused before the model is loaded (or fetched)
+        raise CaptureError(f"cannot open video {args.video}: no such file")
     cfg, det = _setup(args)
     with Progress(f"scan {args.video.name}", unit="s of video", enabled=not args.json) as bar:
         events, summary = scan_video(args.video, cfg, detector=det, gate=not args.no_gate, progress=bar.update)

@@ -12,7 +12,7 @@ import argparse
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from doorkeep.tools.cmd_vault import _config, _state_args
 
@@ -68,7 +68,7 @@ def _status(args: argparse.Namespace) -> int:
     try:
         st = device_status(cfg, local=load_local_toml(args.config) if args.config else {})
     except PermissionError as exc:
-        raise _unreadable(cfg.state_dir, exc) from None
+        _unreadable(cfg.state_dir, exc)
     if args.json:
         print(json.dumps(st, sort_keys=True))
         return 0
@@ -122,25 +122,26 @@ def _duration(s: float) -> str:
     return f"{s // 3600} h {s % 3600 // 60} min"
 
 
-def _unreadable(state: Path, exc: OSError) -> Exception:
-    from doorkeep.device.errors import DoorkeepError
+def _unreadable(state: Path, exc: OSError) -> NoReturn:
+    from doorkeep.device.errors import ProvisionError
 
-    return DoorkeepError(f"cannot read the state directory {state} ({exc.strerror}: {exc.filename}); run this as "
-                         "the service user, e.g. sudo -u doorkeep doorkeep status --config /etc/doorkeep/doorkeep.toml")
+    raise ProvisionError(f"cannot read the state directory {state} ({exc.strerror}: {exc.filename}); run this as "
+                         "the service user, e.g. sudo -u doorkeep doorkeep status --config /etc/doorkeep/doorkeep.toml"
+                         ) from None
 
 
 # ------------------------------------------------------------------------------------------------ identity
 def _identity_show(args: argparse.Namespace) -> int:
-    from doorkeep.device.errors import DoorkeepError
+    from doorkeep.device.errors import ProvisionError
     from doorkeep.provisioning.device_status import load_identity
 
     cfg = _config(args)
     try:
         ident = load_identity(cfg.state_dir)
     except PermissionError as exc:
-        raise _unreadable(cfg.state_dir, exc) from None
+        _unreadable(cfg.state_dir, exc)
     if ident is None:
-        raise DoorkeepError(f"no device identity in {cfg.state_dir} yet: the first `doorkeep run` (or "
+        raise ProvisionError(f"no device identity in {cfg.state_dir} yet: the first `doorkeep run` (or "
                             "`doorkeep pair --device`) creates it")
     pub = ident.public_bytes.hex()
     if args.public_key:
@@ -155,7 +156,7 @@ def _identity_show(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------------ config check
 def _config_check(args: argparse.Namespace) -> int:
-    from doorkeep.device.errors import DoorkeepError
+    from doorkeep.device.errors import InvalidArgument, ProvisionError
     from doorkeep.provisioning.config_diff import diff_configs
     from doorkeep.provisioning.device_state import DeviceProvisioning
     from doorkeep.provisioning.device_status import load_identity, running_config
@@ -167,11 +168,11 @@ def _config_check(args: argparse.Namespace) -> int:
     )
 
     if not args.file.is_file():
-        raise DoorkeepError(f"{args.file}: no such file")
+        raise InvalidArgument(f"{args.file}: no such file")
     local = load_local_toml(args.config) if args.config else {}
     current, problem = running_config(local, _config(args))
     if problem:
-        raise DoorkeepError(f"the device's own configuration is unusable, so no comparison: {problem}")
+        raise ProvisionError(f"the device's own configuration is unusable, so no comparison: {problem}")
     cfg = current
     hw = {k: v for k, v in local.items() if k in LOCAL_TABLES}
     ident = load_identity(cfg.state_dir)
@@ -181,7 +182,7 @@ def _config_check(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {"file": str(args.file), "device_id": ident.device_id if ident else None}
     if data.lstrip().startswith(b"{"):  # a signed document: check it exactly as `config apply` would
         if store is None:
-            raise DoorkeepError(f"no device identity in {cfg.state_dir}: a signed document cannot be checked here")
+            raise ProvisionError(f"no device identity in {cfg.state_dir}: a signed document cannot be checked here")
         doc, proposed = store.check(data)
         report.update(kind="signed", counter=doc.counter, last_counter=prov.last_counter())  # type: ignore[union-attr]
         verdict = (f"signed by the pinned owner for this device, counter #{doc.counter} (last applied "
