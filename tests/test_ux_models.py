@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from doorkeep.device.detect.models import builtin_manifests, find_model
+from PIL import Image
 from ux_support import doorkeep, doorkeep_on_tty
 
 pytestmark = pytest.mark.slow
@@ -43,8 +44,12 @@ def test_corrupt_model_is_shown_bad_and_fetch_replaces_it(model_dir: Path) -> No
     assert f"`doorkeep models fetch {NAME}` replaces it" in verified.stdout
 
     # a command that only uses the model refuses it and says how to repair it
-    scan = doorkeep("eval", str(model_dir), env=env)  # [night] model deeplabv3 is loaded at start
-    assert scan.returncode == 1 and f"run `doorkeep models fetch {NAME}`" in scan.stderr, scan.stderr
+    photos = model_dir.parent / "photos"
+    photos.mkdir()
+    Image.new("RGB", (64, 48)).save(photos / "dark.png")
+    (photos / "labels.csv").write_text("file,person\ndark.png,0\n")
+    used = doorkeep("eval", str(photos), env=env)  # the [night] model deeplabv3 is loaded at start
+    assert used.returncode == 1 and f"run `doorkeep models fetch {NAME}`" in used.stderr, used.stderr
 
     rc, out, tty = doorkeep_on_tty("models", "fetch", NAME, env=env)
     assert rc == 0, out + tty

@@ -9,7 +9,6 @@ file (TOML, as for ``config sign``) or a signed document and lists what it would
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 from pathlib import Path
 from typing import Any, NoReturn
@@ -47,11 +46,9 @@ def add_config_check(cs: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 # ------------------------------------------------------------------------------------------------ status
 def _when(t: float | None, now: float) -> str:
-    if not t:
-        return "-"
-    ago = max(0.0, now - t)
-    span = f"{ago:.0f} s" if ago < 120 else f"{ago / 60:.0f} min" if ago < 7200 else f"{ago / 3600:.1f} h"
-    return f"{dt.datetime.fromtimestamp(t).strftime('%Y-%m-%d %H:%M:%S')} ({span} ago)"
+    from doorkeep.tools.console.fmt import ago, when
+
+    return f"{when(t)} ({ago(t, now=now)})" if t else "-"
 
 
 def _size(n: int) -> str:
@@ -63,6 +60,7 @@ def _status(args: argparse.Namespace) -> int:
 
     from doorkeep.provisioning.device_status import device_status
     from doorkeep.provisioning.signed_config import load_local_toml
+    from doorkeep.tools.console.fmt import duration
 
     cfg = _config(args)
     try:
@@ -79,7 +77,7 @@ def _status(args: argparse.Namespace) -> int:
                  f"no identity yet in {st['state_dir']} (the first `doorkeep run` creates it)"))
     live = svc["running"] and "note" not in svc  # a fresh status file: the figures below are current
     if live:
-        rows.append(("service", f"running (pid {svc['pid']}, up {_duration(st.get('uptime_s') or 0)})"))
+        rows.append(("service", f"running (pid {svc['pid']}, up {duration(st.get('uptime_s') or 0)})"))
     else:
         rows.append(("service", svc.get("note", "not running")))
     rows.append(("owner", f"paired (owner key {st['owner']['key_id']})" if st["owner"] else
@@ -111,15 +109,6 @@ def _status(args: argparse.Namespace) -> int:
     for k, val in rows:
         print(f"{k:<11} {val}")
     return 0
-
-
-def _duration(s: float) -> str:
-    s = int(s)
-    if s < 120:
-        return f"{s} s"
-    if s < 7200:
-        return f"{s // 60} min"
-    return f"{s // 3600} h {s % 3600 // 60} min"
 
 
 def _unreadable(state: Path, exc: OSError) -> NoReturn:
