@@ -83,9 +83,9 @@ def test_key_and_broker_parsing(tmp_path) -> None:
     assert parse_verify_key(base64.urlsafe_b64encode(raw).decode().rstrip("=")) == raw
     (tmp_path / "k.hex").write_text(raw.hex() + "\n")
     assert parse_verify_key(str(tmp_path / "k.hex")) == raw
-    (tmp_path / "device.key").write_bytes(bytes(DEVICE.signing_key))  # the secret seed: refused, loudly
-    with pytest.raises(ValueError, match="SECRET key"):
-        parse_verify_key(str(tmp_path / "device.key"))
+    DeviceIdentity.load_or_create(tmp_path / "state")  # writes the secret seed, device.key
+    with pytest.raises(ValueError, match="SECRET key"):  # refused, loudly
+        parse_verify_key(str(tmp_path / "state" / "device.key"))
     with pytest.raises(ValueError, match="device-key"):
         parse_verify_key("not-a-key")
     assert parse_broker("10.0.0.2") == ("10.0.0.2", 1883)
