@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.detection]
+pytestmark = pytest.mark.slow  # not `detection`: the demo needs the demo extra (amqtt), not in .venv-tflite
 
 
 def _demo(tmp: Path) -> subprocess.Popen[str]:
