@@ -182,10 +182,8 @@ def assemble(config: Config, *, identity: DeviceIdentity, source: FrameSource | 
     stages["detector"] = build_night_detector(config, day=stages["detector"], mode=night, fetch=fetch, feed_mode=False)
     # Judge day/night on every lores frame (0.006 ms), after the privacy mask, not only on frames the gate passes:
     # in the dark the IR illuminator must come on before there is motion to see.
-    lw, lh = lores_size
-
     def judge_light(frame: Any) -> None:
-        night.update(frame, width=lw, height=lh)
+        night.update(frame)
 
     stages["lores_filters"] = [*stages["lores_filters"], judge_light]
 
@@ -211,6 +209,7 @@ def assemble(config: Config, *, identity: DeviceIdentity, source: FrameSource | 
         bell = Doorbell.from_config(config, source=source, on_metadata=night.on_metadata, on_frame=on_frame,
                                     event_sinks=[sinks], **stages, **doorbell_kw)
         built.callback(bell.close)
+        bell.stats.gauge("night_mode", lambda: 1.0 if night.night else 0.0)  # the stats line shows the mode
         if publisher is not None:
             publisher.heartbeat.snapshot = bell.stats.snapshot
         b = config.button

@@ -176,10 +176,17 @@ class MotionSection(Section):
 class DetectSection(Section):
     """[detect] — the person detector (docs/detection.md)."""
 
-    #: Model by manifest name: a built-in one (``doorkeep models list``) or one from ``manifests``.
-    model: str = "blazepose"
-    #: Person score (0..1) at or above which a detection counts.
-    threshold: float = check(in_range(0.01, 0.99), default=0.5)
+    #: Model by manifest name: a built-in one (``doorkeep models list``) or one from ``manifests``. ``ssdlite``
+    #: (the default, day and night) runs its fp16 twin on tflite-runtime under x86_64, whose int8 kernels are slow.
+    model: str = "ssdlite"
+    #: Person score (0..1) at or above which a detection counts; 0 = the model's own default (ssdlite: 0.62, chosen
+    #: on the evaluation set's dev split; blazepose: 0.5).
+    threshold: float = check(in_range(0.0, 0.99), default=0.0)
+    #: Also run the model on a grid of overlapping tiles, ``[columns, rows]`` (``[0, 0]``: off). Finds smaller, far
+    #: people at one extra inference per tile (docs/detection.md: measured, not the default).
+    tiles: tuple[int, int] = check(lambda v: None if len(v) == 2 and all(0 <= int(x) <= 4 for x in v)
+                                   and (v[0] == 0) == (v[1] == 0) else "must be [columns, rows], each 1..4, or [0, 0]",
+                                   default=(0, 0))
     #: Interpreter threads.
     threads: int = check(in_range(1, 16), default=2)
     #: ``auto`` (ai-edge-litert, else tflite-runtime), ``litert`` or ``tflite``.
@@ -244,16 +251,28 @@ class NightSection(Section):
     chroma_leave: float = check(in_range(0, 127), default=5.0)
     #: Sample every ``chroma_step``-th chroma row and column (8 → 1/64 of the chroma samples).
     chroma_step: int = check(in_range(1, 64), default=8)
+    #: Mean luma of the frame (16 = black .. 235 = white) below which a flat-chroma frame counts as night ...
+    luma_enter: float = check(in_range(0, 255), default=70.0)
+    #: ... and above which it is day again (a daylit gray wall is flat but bright).
+    luma_leave: float = check(in_range(0, 255), default=95.0)
     #: libcamera ``Lux`` below which it is night ...
     lux_enter: float = check(in_range(0, 100000), default=5.0)
     #: ... and above which it is day again.
     lux_leave: float = check(in_range(0, 100000), default=15.0)
+    #: libcamera ``ExposureTime`` (ms) x ``AnalogueGain`` above which it is night (the camera at its limits) ...
+    exposure_enter: float = check(in_range(0, 100000), default=200.0)
+    #: ... and below which it is day again.
+    exposure_leave: float = check(in_range(0, 100000), default=80.0)
     #: Time constant (s) of the moving average over the measure (0 = none).
     smooth_s: float = check(in_range(0, 600), default=2.0)
     #: Minimum time (s) in a mode before it may switch again.
     dwell_s: float = check(in_range(0, 3600), default=30.0)
-    #: Second model run in night mode, by manifest name (``""`` = BlazePose on the contrast-stretched luma only).
-    model: str = "deeplabv3"
+    #: Second model run in night mode instead of the day detector, by manifest name (``"deeplabv3"``: doorkeep's
+    #: earlier night path); ``""`` (default): the day detector at night too, on the stretched luma when very dark.
+    model: str = ""
+    #: At night, a frame whose luma spans fewer than this many levels (``stretch_low``..``stretch_high``
+    #: percentiles) is contrast-stretched before the day detector (0 = never).
+    stretch_below: float = check(in_range(0, 256), default=40.0)
     #: Night mode runs the night model alone (False: ~1.5x the day step), or BlazePose first and the night model only
     #: when BlazePose found nobody (True: BlazePose's boxes when it sees someone, but up to ~2.9x the day step).
     pose_first: bool = False
@@ -277,6 +296,10 @@ class NightSection(Section):
             raise ConfigError("night.chroma_leave", self.chroma_leave, "must be above night.chroma_enter")
         if self.lux_leave <= self.lux_enter:
             raise ConfigError("night.lux_leave", self.lux_leave, "must be above night.lux_enter")
+        if self.luma_leave <= self.luma_enter:
+            raise ConfigError("night.luma_leave", self.luma_leave, "must be above night.luma_enter")
+        if self.exposure_leave >= self.exposure_enter:
+            raise ConfigError("night.exposure_leave", self.exposure_leave, "must be below night.exposure_enter")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from doorkeep.device.assembly import assemble
 from doorkeep.device.config import Config
 from doorkeep.device.identity import DeviceIdentity
 from doorkeep.device.sources.synthetic import Scene, SyntheticSource
+from doorkeep.tools.cmd_run import _format
 
 pytestmark = pytest.mark.detection
 
@@ -34,7 +35,22 @@ def test_a_still_dark_scene_switches_to_night_without_any_inference(tmp_path, mo
         assert switched.wait(10), "night mode was not entered on a gray scene"
         time.sleep(0.3)
     assert device.night.mode == "night"
-    assert device.bell.stats.snapshot()["counters"].get("inferences", 0) == 0  # the gate never opened
+    snap = device.bell.stats.snapshot()
+    assert snap["counters"].get("inferences", 0) == 0  # the gate never opened
+    assert snap["gauges"]["night_mode"] == 1.0 and "mode night" in _format(snap)  # the stats line says so
+
+
+def test_a_bright_grey_daylit_scene_stays_day(tmp_path, model_path) -> None:
+    """The demo's kind of scene (a grey wall in daylight: no chroma, but bright) is day, not night."""
+    from doorkeep.device.sources.photo_scene import photo_scene
+
+    source = SyntheticSource(width=320, height=240, scene=Scene(background=photo_scene(320, 240).background),
+                             realtime=True)
+    device = assemble(_config(tmp_path), identity=DeviceIdentity.generate(), source=source)
+    with device:
+        time.sleep(1.5)
+    assert device.night.mode == "day" and device.night.switches == 0
+    assert "mode day" in _format(device.bell.stats.snapshot())
 
 
 def test_assembled_device_wires_the_stages(tmp_path, model_path) -> None:

@@ -14,7 +14,8 @@ W, H, FPS = 320, 240, 10
 
 
 def write_dusk_video(path: Path, *, colour_s: float, gray_s: float) -> None:
-    """The demo's real photos (a person in front of a brick wall): colour frames, then the same scene in gray."""
+    """The demo's real photos (a person in front of a brick wall): colour frames, then the same scene as a camera
+    sees it at night: gray and dark (luma x 0.3 above black)."""
     import av
     from doorkeep.device.detect.preprocess import rgb_to_i420
     from doorkeep.device.sources.photo_scene import photo_scene
@@ -27,6 +28,7 @@ def write_dusk_video(path: Path, *, colour_s: float, gray_s: float) -> None:
     rgb[H - sh :, (W - sw) // 2 : (W - sw) // 2 + sw] = sprite[..., :3]
     colour = rgb_to_i420(rgb)
     gray = colour.copy()
+    gray[:H] = (16 + (colour[:H].astype(np.float32) - 16) * 0.3).astype(np.uint8)
     gray[H:] = 128
     with av.open(str(path), "w") as out:
         st = out.add_stream("libx264", rate=FPS)
@@ -42,14 +44,14 @@ def write_dusk_video(path: Path, *, colour_s: float, gray_s: float) -> None:
             out.mux(p)
 
 
-def test_scan_reports_the_switch_to_night_on_video_time(tmp_path: Path, person_detector) -> None:
+def test_scan_reports_the_switch_to_night_on_video_time(tmp_path: Path) -> None:
     from doorkeep.device.detect.night_detector import build_night_detector
     from doorkeep.tools.scan import scan_video
 
     video = tmp_path / "dusk.mp4"
     write_dusk_video(video, colour_s=4.0, gray_s=6.0)
     cfg = Config.from_dict({"night": {"dwell_s": 2.0, "smooth_s": 0.5}})
-    det = build_night_detector(cfg, day=person_detector)
+    det = build_night_detector(cfg)  # the default: one detector (SSDLite) day and night
     events, summary = scan_video(video, cfg, detector=det, gate=False)
     modes = summary["modes"]
     assert [m["mode"] for m in modes] == ["day", "night"]  # once, no flapping

@@ -1,7 +1,12 @@
 """Detection benchmarks (BENCHMARKS.md, Detection section).
 
-* ``detect_invoke_ms``: bare ``interpreter.invoke()`` of the pinned BlazePose model, median.
-* ``detect_step_ms``: ``PersonDetector.detect`` on a 320x240 I420 demo frame = preprocess + invoke + decode, median.
+* ``detect_invoke_ms``: bare ``interpreter.invoke()`` of the default model (SSDLite int8), median.
+* ``detect_step_ms``: the default detector (day mode) on a 320x240 I420 demo frame = preprocess + invoke + decode.
+* ``detect_step_ms_night``: the default detector in night mode on the same frame, gray and very dark (the night
+  path's worst case: luma span + contrast stretch + the same model).
+* ``detect_budget_ms``: the per-frame budget, measured in the same rounds: the previous default's night step
+  (BlazePose by day, DeepLabV3 on the stretched luma at night); ``detect_budget_ratio`` = the larger of the two
+  steps above / the budget (goal <= 1).
 * ``detect_step_ratio``: step / invoke, measured in alternating rounds of the same run (goal <= 1.5).
 * ``preprocess_ms``: I420 -> letterboxed, scaled input tensor alone.
 * ``mask_1080p_ms``: a slanted 4-point privacy mask (41% of the frame) on a 1080p I420 frame (goal <= 1.0);
@@ -33,20 +38,44 @@ def _demo_frame(width: int = 320, height: int = 240) -> np.ndarray:
     return rgb_to_i420(rgb)
 
 
+def _dark_gray(frame: np.ndarray, height: int) -> np.ndarray:
+    """The frame as a very dark grayscale night frame (luma x 0.12 above black, chroma neutral)."""
+    out = frame.copy()
+    out[:height] = (16 + (frame[:height].astype(np.float32) - 16) * 0.12).astype(np.uint8)
+    out[height:] = 128
+    return out
+
+
 def detect_figures(*, rounds: int, per_round: int) -> dict[str, float]:
+    import dataclasses
+
     from doorkeep.device.config import Config
     from doorkeep.device.detect.detector import build_detector
+    from doorkeep.device.detect.night_detector import build_night_detector
 
-    det = build_detector(Config())
+    cfg = Config()
+    det = build_detector(cfg)
+    night = build_night_detector(cfg, day=det)
+    legacy_cfg = dataclasses.replace(cfg, detect=dataclasses.replace(cfg.detect, model="blazepose"),
+                                     night=dataclasses.replace(cfg.night, model="deeplabv3"))
+    legacy = build_night_detector(legacy_cfg)
     frame = _demo_frame()
-    det.detect(frame, width=320, height=240)  # warm up, build the index maps
-    inv, step = [], []
+    dark = _dark_gray(frame, 240)
+    for d, f in ((det, frame), (night, dark), (legacy, dark)):  # warm up, build the index maps, judge the mode
+        d.detect(f)
+    assert night.night and legacy.night, "the dark gray bench frame must be judged night"
+    inv, step, step_n, budget = [], [], [], []
     for _ in range(rounds):
         inv.append(median_ms(det.interpreter.invoke, per_round))
-        step.append(median_ms(lambda: det.detect(frame, width=320, height=240), per_round))
+        step.append(median_ms(lambda: det.detect(frame), per_round))
+        step_n.append(median_ms(lambda: night.detect(dark), per_round))
+        budget.append(median_ms(lambda: legacy.detect(dark), per_round))
     pre = det._preprocessor(320, 240)
-    return {"detect_invoke_ms": round(statistics.median(inv), 2), "detect_step_ms": round(statistics.median(step), 2),
-            "detect_step_ratio": round(statistics.median(s / i for s, i in zip(step, inv, strict=True)), 3),
+    med = statistics.median
+    return {"detect_invoke_ms": round(med(inv), 2), "detect_step_ms": round(med(step), 2),
+            "detect_step_ms_night": round(med(step_n), 2), "detect_budget_ms": round(med(budget), 2),
+            "detect_budget_ratio": round(med(max(a, b) / c for a, b, c in zip(step, step_n, budget, strict=True)), 3),
+            "detect_step_ratio": round(med(s / i for s, i in zip(step, inv, strict=True)), 3),
             "preprocess_ms": round(median_ms(lambda: pre(frame), per_round * 4), 3)}
 
 

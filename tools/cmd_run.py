@@ -40,6 +40,8 @@ def _format(snap: dict[str, Any]) -> str:
              f"gate open {c.get('gate_open', 0)}", f"gate p50 {lat['gate']['p50']:.2f} ms"]
     if lat["detect"]["n"]:
         parts.append(f"detect p50 {lat['detect']['p50']:.1f} ms")
+    if "night_mode" in g:
+        parts.append("mode night" if g["night_mode"] else "mode day")
     parts.append(f"events {c.get('events', 0)}")
     parts.append(f"preroll {g.get('preroll_bytes', 0) / 1e6:.1f} MB")
     return "  ".join(parts)

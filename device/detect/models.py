@@ -13,6 +13,7 @@ Manifest format (version 1; every key required unless marked optional)::
     size = 2959046                      # bytes, optional
     license = "Apache-2.0"
     description = "..."                 # optional
+    float_twin = "name"                 # optional: the same model with float kernels, for runtimes with slow int8
 
     [source]                            # either a registry package ...
     registry = "pypi"
@@ -96,6 +97,8 @@ class ModelManifest:
     person_class: int
     default_threshold: float
     origin: str
+    #: The same model with float kernels, used instead where int8 kernels are slow (``runtime.int8_is_slow``).
+    float_twin: str = ""
 
 
 def _need(table: dict[str, Any], key: str, typ: type | tuple[type, ...], where: str) -> Any:
@@ -194,6 +197,7 @@ def parse_manifest(data: dict[str, Any], *, origin: str, labels_dir: Path | None
         description=_opt(data, "description", str, "", where), source=source, local_path=local, input=spec,
         output_names=tuple(names), decoder=kind, labels=labels,
         person_class=_opt(dec, "person_class", int, 0, where + " decoder"), default_threshold=thr, origin=origin,
+        float_twin=_opt(data, "float_twin", str, "", where),
     )
 
 

@@ -1,17 +1,16 @@
-"""The night detector: DeepLabV3 person segmentation on the contrast-stretched luma (optionally after BlazePose).
+"""The night side of detection: what runs on a frame when :class:`~doorkeep.device.night.NightMode` says night.
 
-Measured on grayscale, darkened and noisy versions of real photos (docs/night.md): BlazePose alone loses people on
-grayscale frames (3 of 7 found), and contrast stretching does not bring them back (it makes BlazePose worse);
-DeepLabV3 (PASCAL VOC, person = class 15) still segments them, and on the stretched luma it also holds on very dark
-and noisy frames without false alarms — alone it found every person BlazePose found and more, at ~1.5x the day
-step. So in night mode:
+The default (``night.model = ""``, docs/detection.md has the measurements): the day detector (SSDLite, a general
+person detector that holds on grayscale) runs at night too; a frame so dark that its luma spans fewer than
+``night.stretch_below`` levels (1st..99th percentile) is first contrast-stretched (those percentiles map to black
+and white through a 256-entry table, into a preallocated gray I420 frame). On the dev split this found 14 of 15
+very dark person images instead of 9, and stretching brighter (only noisy) frames lost people, hence the bound.
 
-1. (only with ``night.pose_first``) BlazePose, the day detector, runs on the frame at the day threshold; if it
-   finds people, those are the detections and the segmentation is skipped;
-2. the luma is stretched (its ``stretch_low``/``stretch_high`` percentiles, from a subsampled histogram, map to
-   black/white through a 256-entry table) into a preallocated gray I420 frame (chroma = 128), and DeepLabV3 runs on
-   it; person regions whose mean person probability is at least ``seg_threshold`` and whose area is at least
-   ``seg_min_area`` of the frame become detections (score = that mean probability).
+The option ``night.model = "deeplabv3"`` (doorkeep's earlier night path, kept): DeepLabV3 person segmentation
+(PASCAL VOC, person = class 15) on the stretched luma instead — person regions whose mean person probability is at
+least ``seg_threshold`` and whose area is at least ``seg_min_area`` of the frame become detections (score = that
+mean probability); with ``night.pose_first`` the day detector runs first and the segmentation only when it found
+nobody.
 
 In day mode the day detector runs on the frame untouched, so colour results are exactly the day detector's.
 :class:`NightDetector` implements the :class:`~doorkeep.device.detections.Detector` seam and reports
@@ -20,8 +19,8 @@ In day mode the day detector runs on the frame untouched, so colour results are 
 Example::
 
     det = build_night_detector(config)                # wraps build_detector(config)
-    people = det.detect(frame, width=320, height=240)
-    det.last_mode                                      # "night" on a grayscale frame
+    people = det.detect(frame)                         # frame: I420 uint8, size from its shape
+    det.last_mode                                      # "night" on a dark grayscale frame
 """
 
 from __future__ import annotations
@@ -49,7 +48,7 @@ SEG_GAP = 2
 class ScoredDetector(Protocol):
     max_score: float
 
-    def detect(self, frame: np.ndarray, *, width: int, height: int) -> list[Detection]: ...
+    def detect(self, frame: np.ndarray) -> list[Detection]: ...
 
 
 class LumaStretch:
@@ -68,13 +67,16 @@ class LumaStretch:
         self._ramp = np.arange(256, dtype=np.float32)
         self._f = np.empty(256, np.float32)
 
-    def __call__(self, frame: np.ndarray) -> np.ndarray:
-        y = frame[: self.height]
-        sample = y[:: self.step, :: self.step]
+    def span(self, frame: np.ndarray) -> tuple[int, int]:
+        """The luma levels at the low and high percentiles (from every ``step``-th sample)."""
+        sample = frame[: self.height : self.step, :: self.step]
         cdf = np.bincount(sample.ravel(), minlength=256).cumsum()
         n = cdf[-1]
-        lo = int(np.searchsorted(cdf, self.low * n))
-        hi = int(np.searchsorted(cdf, self.high * n))
+        return int(np.searchsorted(cdf, self.low * n)), int(np.searchsorted(cdf, self.high * n))
+
+    def __call__(self, frame: np.ndarray, span: tuple[int, int] | None = None) -> np.ndarray:
+        y = frame[: self.height]
+        lo, hi = span or self.span(frame)
         if hi <= lo:  # a flat frame: nothing to stretch
             lo, hi = 0, 255
         np.subtract(self._ramp, lo, out=self._f)
@@ -113,8 +115,10 @@ class SegmentationPersons:
         self._pre: Preprocessor | None = None
         self.max_score = 0.0
 
-    def detect(self, frame: np.ndarray, *, width: int, height: int) -> list[Detection]:
-        pre = self._pre = Preprocessor.reuse(self._pre, self.manifest.input, width=width, height=height)
+    def detect(self, frame: np.ndarray, *, width: int | None = None, height: int | None = None) -> list[Detection]:
+        """Person regions of ``frame`` (I420; its size comes from the array's shape)."""
+        h, w = frame.shape[0] * 2 // 3, frame.shape[1]
+        pre = self._pre = Preprocessor.reuse(self._pre, self.manifest.input, width=w, height=h)
         it = self.interpreter
         it.set_input(pre(frame))
         it.invoke()
@@ -155,10 +159,11 @@ class SegmentationPersons:
 
 
 class NightDetector:
-    """Day detector in day mode; segmentation of the stretched luma (after BlazePose if ``pose_first``) at night.
+    """Day detector in day mode; at night the day detector on the (if very dark) stretched luma, or, with a
+    ``segmenter``, segmentation of the stretched luma (after the day detector if ``pose_first``).
 
-    ``mode`` decides per frame (chroma of the frame itself, camera lux through ``mode.on_metadata``). ``last_mode``
-    and ``max_score`` describe the last frame. ``segmenter`` may be ``None`` (night = stretched luma only).
+    ``mode`` decides per frame (the frame's chroma and luma, the camera's lux and exposure through
+    ``mode.on_metadata``). ``last_mode`` and ``max_score`` describe the last frame.
     """
 
     def __init__(self, day: ScoredDetector, *, mode: NightMode, segmenter: SegmentationPersons | None,
@@ -188,25 +193,37 @@ class NightDetector:
         self.mode.reset()
         self.last_mode = self.mode.mode
 
-    def detect(self, frame: np.ndarray, *, width: int, height: int) -> list[Detection]:
-        night = self.mode.update(frame, width=width, height=height) if self.feed_mode else self.mode.night
-        self.last_mode = self.mode.mode
-        if not night:
-            found = self.day.detect(frame, width=width, height=height)
-            self.max_score = float(self.day.max_score)
-            return found
-        if self.config.pose_first or self.segmenter is None:
-            found = self.day.detect(frame, width=width, height=height)
-            self.max_score = float(self.day.max_score)
-            if found or self.segmenter is None:
-                return found
-        else:
-            self.max_score = 0.0
+    def _stretcher(self, width: int, height: int) -> LumaStretch:
         st = self._stretch
         if st is None or st.width != width or st.height != height:
             st = self._stretch = LumaStretch(width=width, height=height, low=self.config.stretch_low,
                                              high=self.config.stretch_high)
-        found = self.segmenter.detect(st(frame), width=width, height=height)
+        return st
+
+    def detect(self, frame: np.ndarray, *, width: int | None = None, height: int | None = None) -> list[Detection]:
+        """People in ``frame`` (I420; its size comes from the array's shape) by the mode's detector."""
+        h, w = frame.shape[0] * 2 // 3, frame.shape[1]
+        night = self.mode.update(frame) if self.feed_mode else self.mode.night
+        self.last_mode = self.mode.mode
+        if not night:
+            found = self.day.detect(frame)
+            self.max_score = float(self.day.max_score)
+            return found
+        st = self._stretcher(w, h)
+        if self.segmenter is None:
+            lo, hi = st.span(frame)
+            dark = hi - lo < self.config.stretch_below
+            found = self.day.detect(st(frame, (lo, hi)) if dark else frame)
+            self.max_score = float(self.day.max_score)
+            return found
+        if self.config.pose_first:
+            found = self.day.detect(frame)
+            self.max_score = float(self.day.max_score)
+            if found:
+                return found
+        else:
+            self.max_score = 0.0
+        found = self.segmenter.detect(st(frame))
         self.max_score = max(self.max_score, self.segmenter.max_score)
         return found
 

@@ -54,16 +54,19 @@ class _BilinearPlane:
     (Bilinear, not nearest: on the real photos nearest-neighbour aliasing moved no-person scores by up to 0.3.)
     """
 
-    def __init__(self, src_w: int, src_h: int, out_w: int, out_h: int) -> None:
-        def axis(n_src: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def __init__(self, src_w: int, src_h: int, out_w: int, out_h: int,
+                 crop: tuple[int, int, int, int] | None = None) -> None:
+        def axis(off: int, n_src: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             pos = np.clip((np.arange(n_out) + 0.5) * n_src / n_out - 0.5, 0, n_src - 1)
             i0 = np.floor(pos).astype(np.intp)
             i1 = np.minimum(i0 + 1, n_src - 1)
-            return i0, i1, (pos - i0).astype(np.float32)
+            return i0 + off, i1 + off, (pos - i0).astype(np.float32)
 
+        # ``crop`` (x0, y0, w, h) resamples only that rectangle of the plane (a tile); the indices simply point into it.
+        cx, cy, cw, ch = crop or (0, 0, src_w, src_h)
         self.shape = (src_h, src_w)
-        self._r0, self._r1, fy = axis(src_h, out_h)
-        self._c0, self._c1, self._fx = axis(src_w, out_w)
+        self._r0, self._r1, fy = axis(cy, ch, out_h)
+        self._c0, self._c1, self._fx = axis(cx, cw, out_w)
         self._fy = fy[:, None]
         self._gy = (1.0 - fy)[:, None]
         self._rows0 = np.empty((out_h, src_w), np.uint8)
@@ -99,14 +102,21 @@ class Preprocessor:
     """
 
     def __init__(self, *, width: int, height: int, in_w: int, in_h: int, value_range: tuple[float, float],
-                 dtype: str = "float32", letterbox: bool = True) -> None:
+                 dtype: str = "float32", letterbox: bool = True, tile: tuple[int, int, int, int] | None = None) -> None:
         self.frame_shape = i420_shape(width, height)
         self.width, self.height = width, height
-        x0, y0, w, h = letterbox_for(width, height, in_w, in_h, letterbox=letterbox)
+        #: The rectangle of the frame this preprocessor feeds the model (x0, y0, w, h; even numbers), the whole frame
+        #: by default; a tile is treated exactly like a smaller frame (its own letterbox).
+        self.tile = tile or (0, 0, width, height)
+        tx, ty, tw, th = self.tile
+        if tx % 2 or ty % 2 or tw % 2 or th % 2 or tx + tw > width or ty + th > height or tw <= 0 or th <= 0:
+            raise ValueError(f"tile {self.tile} must be even-aligned and inside the {width}x{height} frame")
+        x0, y0, w, h = letterbox_for(tw, th, in_w, in_h, letterbox=letterbox)
         self.letterbox = Letterbox(x0=x0 / in_w, y0=y0 / in_h, w=w / in_w, h=h / in_h)
-        self._y = _BilinearPlane(width, height, w, h)
-        self._u = _BilinearPlane(width // 2, height // 2, w, h)
-        self._v = _BilinearPlane(width // 2, height // 2, w, h)
+        self._y = _BilinearPlane(width, height, w, h, crop=self.tile)
+        half = (tx // 2, ty // 2, tw // 2, th // 2)
+        self._u = _BilinearPlane(width // 2, height // 2, w, h, crop=half)
+        self._v = _BilinearPlane(width // 2, height // 2, w, h, crop=half)
         self._y_len = width * height
         self._c_len = (width // 2) * (height // 2)
         lo, hi = value_range
@@ -126,13 +136,15 @@ class Preprocessor:
             np.copyto(self.output, self._work, casting="unsafe")
 
     @classmethod
-    def reuse(cls, current: Preprocessor | None, spec: Any, *, width: int, height: int) -> Preprocessor:
-        """``current`` if it fits a ``width`` x ``height`` frame, else a new one for ``spec`` (a manifest's
-        :class:`~doorkeep.device.detect.models.InputSpec`). Detectors keep one and call this per frame."""
-        if current is not None and current.width == width and current.height == height:
+    def reuse(cls, current: Preprocessor | None, spec: Any, *, width: int, height: int,
+              tile: tuple[int, int, int, int] | None = None) -> Preprocessor:
+        """``current`` if it fits a ``width`` x ``height`` frame (and ``tile``), else a new one for ``spec`` (a
+        manifest's :class:`~doorkeep.device.detect.models.InputSpec`). Detectors keep one and call this per frame."""
+        if current is not None and current.width == width and current.height == height \
+                and current.tile == (tile or (0, 0, width, height)):
             return current
         return cls(width=width, height=height, in_w=spec.width, in_h=spec.height, value_range=spec.value_range,
-                   dtype=spec.dtype, letterbox=spec.letterbox)
+                   dtype=spec.dtype, letterbox=spec.letterbox, tile=tile)
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         if frame.shape != self.frame_shape or frame.dtype != np.uint8:

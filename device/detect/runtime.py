@@ -124,6 +124,17 @@ def filtered_native_stderr(drop: tuple[bytes, ...] = NATIVE_NOISE) -> Iterator[N
                     os.write(2, line)
 
 
+def int8_is_slow(runtime: str = "auto") -> bool:
+    """True where full-int8 models run far slower than float ones: tflite-runtime on x86_64 (its quantized kernels
+    are not XNNPACK's; measured ~100x slower than ai-edge-litert here). On aarch64 (a Pi) both runtimes run int8
+    through XNNPACK/ruy, faster than float."""
+    try:
+        info = load_runtime(runtime)
+    except RuntimeMissingError:
+        return False
+    return info.name == "tflite_runtime" and platform.machine().lower() in ("x86_64", "amd64")
+
+
 class Interpreter:
     """A loaded model: thin wrapper over the runtime's interpreter with the input/output tensors resolved once.
 
