@@ -162,7 +162,7 @@ def test_tampered_cached_model_is_refused_showing_both_hashes(model_path, tmp_pa
     from doorkeep.device.detect.detector import build_detector
 
     with pytest.raises(HashMismatchError):
-        build_detector(Config())
+        build_detector(Config.from_dict({"detect": {"model": "blazepose"}}))
     # ... and `doorkeep models verify` reports it and fails.
     from doorkeep.tools.cli import main
 

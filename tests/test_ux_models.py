@@ -48,7 +48,9 @@ def test_corrupt_model_is_shown_bad_and_fetch_replaces_it(model_dir: Path) -> No
     photos.mkdir()
     Image.new("RGB", (64, 48)).save(photos / "dark.png")
     (photos / "labels.csv").write_text("file,person\ndark.png,0\n")
-    used = doorkeep("eval", str(photos), env=env)  # the [night] model deeplabv3 is loaded at start
+    cfg = model_dir.parent / "deeplab.toml"  # the default night path needs no second model: ask for DeepLab's
+    cfg.write_text('[night]\nmodel = "deeplabv3"\n')
+    used = doorkeep("eval", str(photos), "--config", str(cfg), env=env)  # its night model loads at start
     assert used.returncode == 1 and f"run `doorkeep models fetch {NAME}`" in used.stderr, used.stderr
 
     rc, out, tty = doorkeep_on_tty("models", "fetch", NAME, env=env)

@@ -111,14 +111,14 @@ def parse_evalset(data: dict[str, Any], *, origin: str) -> EvalSet:
                    max_height=int(frame.get("max_height", 480)), variants=tuple(variants), photos=tuple(photos))
 
 
-def _source(p: dict[str, Any], sha: str) -> RegistryFile | DebFile:
+def _source(p: dict[str, Any], sha: str, where: str) -> RegistryFile | DebFile:
     name = f"{p['package']}-{p['version']}-{Path(p['path']).name}"
     registry = p.get("registry", "pypi")
     if registry == "debian":
         return DebFile(package=p["package"], version=p["version"], arch=p["arch"],
                        deb_sha256=str(p["archive_sha256"]).lower(), path=p["path"], sha256=sha, file_name=name)
     if registry != "pypi":
-        raise KeyError("registry (pypi or debian)")
+        raise _bad(where, f"registry = {registry!r} must be 'pypi' or 'debian'")
     return RegistryFile(package=p["package"], version=p["version"], path=p["path"], sha256=sha, file_name=name,
                         dist=p.get("dist", "wheel"), archive_sha256=p.get("archive_sha256"))
 
@@ -126,7 +126,7 @@ def _source(p: dict[str, Any], sha: str) -> RegistryFile | DebFile:
 def _photo(p: dict[str, Any], where: str) -> Photo:
     try:
         pid, person, sha = str(p["id"]), int(p["person"]), str(p["sha256"]).lower()
-        photo = Photo(id=pid, person=person, source=_source(p, sha), license=str(p["license"]),
+        photo = Photo(id=pid, person=person, source=_source(p, sha, where), license=str(p["license"]),
                       content=str(p["content"]), split=str(p.get("split", "")), group=str(p.get("group", "")),
                       frame=int(p["frame"]) if "frame" in p else None)
     except KeyError as exc:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FrameError
+from ..errors import FrameError, InvalidArgument
 from ..frames import i420_shape
 
 #: BT.601 limited range, YCbCr -> RGB on (Y-16, U-128, V-128).
@@ -110,7 +110,7 @@ class Preprocessor:
         self.tile = tile or (0, 0, width, height)
         tx, ty, tw, th = self.tile
         if tx % 2 or ty % 2 or tw % 2 or th % 2 or tx + tw > width or ty + th > height or tw <= 0 or th <= 0:
-            raise ValueError(f"tile {self.tile} must be even-aligned and inside the {width}x{height} frame")
+            raise InvalidArgument(f"tile {self.tile} must be even-aligned and inside the {width}x{height} frame")
         x0, y0, w, h = letterbox_for(tw, th, in_w, in_h, letterbox=letterbox)
         self.letterbox = Letterbox(x0=x0 / in_w, y0=y0 / in_h, w=w / in_w, h=h / in_h)
         self._y = _BilinearPlane(width, height, w, h, crop=self.tile)

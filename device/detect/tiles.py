@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 from ..detections import Detection
+from ..errors import InvalidArgument
 
 #: Boxes overlapping more than this (intersection over union) are one person.
 MERGE_IOU = 0.5
@@ -27,7 +28,7 @@ def tile_grid(width: int, height: int, *, cols: int, rows: int,
     """``cols`` x ``rows`` even-aligned tiles ``(x0, y0, w, h)`` covering the frame, neighbours sharing ``overlap``
     of a tile's size."""
     if cols < 1 or rows < 1 or not 0.0 <= overlap < 1.0:
-        raise ValueError(f"tiles: cols {cols} and rows {rows} must be >= 1 and overlap {overlap} within [0, 1)")
+        raise InvalidArgument(f"tiles: cols {cols} and rows {rows} must be >= 1 and overlap {overlap} within [0, 1)")
 
     def axis(n: int, size: int) -> list[tuple[int, int]]:
         if n == 1:
