@@ -107,7 +107,7 @@ def plot(result: dict[str, Any], out: Path) -> None:
 
     cond = result["conditions"]
     splits = [s for s in cond if s != ALL] or [ALL]
-    variants = [v for v in cond[ALL] if v != ALL] or [ALL]
+    variants = [v for v in dict.fromkeys(r["variant"] for r in result["scores"]) if v] or [ALL]  # set's order
     fig, axes = plt.subplots(len(splits), len(variants), figsize=(3.2 * len(variants), 2.6 * len(splits)),
                              squeeze=False, sharex=True)
     for i, s in enumerate(splits):
