@@ -198,7 +198,8 @@ def assemble(config: Config, *, identity: DeviceIdentity, source: FrameSource | 
         if vault is not None:
             built.callback(vault.close)
         publisher = publisher_from_config(config, identity,
-                                          audit_head=vault.audit_head if vault is not None else None)
+                                          audit_head=vault.audit_head if vault is not None else None,
+                                          flags=vault.flags if vault is not None else None)
         if publisher is not None:
             built.callback(publisher.close)
             if vault is not None:
@@ -212,6 +213,8 @@ def assemble(config: Config, *, identity: DeviceIdentity, source: FrameSource | 
         bell.stats.gauge("night_mode", lambda: 1.0 if night.night else 0.0)  # the stats line shows the mode
         if publisher is not None:
             publisher.heartbeat.snapshot = bell.stats.snapshot
+        if vault is not None:
+            vault.stats = bell.stats
         b = config.button
         button: SoftwareButton = (GpioButton(b.pin, bounce_time=b.bounce_s, holdoff_s=b.holdoff_s, sinks=[sinks])
                                   if b.pin >= 0 else SoftwareButton(holdoff_s=b.holdoff_s, sinks=[sinks]))

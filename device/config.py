@@ -328,6 +328,18 @@ class VaultSection(Section):
     audit_segment_bytes: int = check(in_range(64 << 10, 1 << 30), default=1 << 20)
     #: Drop the oldest audit segments (audited) while the log is larger than this; 0 keeps every segment.
     audit_max_bytes: int = check(in_range(0, 1 << 40), default=64 << 20)
+    #: Seconds between retention passes (age and size limits hold even when nothing is being recorded).
+    retention_interval_s: float = check(in_range(1, 86400), default=60.0)
+    #: Longest wait between retries after a storage fault (EIO, EACCES, EROFS, ...): recording resumes by itself
+    #: within this long once the fault clears.
+    max_retry_s: float = check(in_range(1, 3600), default=60.0)
+    #: MiB held back in ``<state_dir>/space.reserve`` so the audit log and the outbox can still write on a full
+    #: disk (released at once when they meet ENOSPC, taken back once retention has made room). 0 disables it.
+    reserve_mb: float = check(in_range(0, 1024), default=8.0)
+
+    @property
+    def reserve_bytes(self) -> int:
+        return int(self.reserve_mb * (1 << 20))
 
 
 @dataclass(frozen=True)

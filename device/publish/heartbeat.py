@@ -36,8 +36,12 @@ def _drops(snap: dict[str, Any]) -> int:
 
 
 def heartbeat_payload(snapshot: dict[str, Any], *, outbox: int = 0, outbox_dropped: int = 0,
-                      audit_head: str | None = None, now: float | None = None) -> bytes:
-    """The heartbeat JSON (≤ 1024 bytes; the detailed counters/gauges are left out if they would not fit)."""
+                      audit_head: str | None = None, flags: dict[str, str] | None = None,
+                      now: float | None = None) -> bytes:
+    """The heartbeat JSON (≤ 1024 bytes; the detailed counters/gauges are left out if they would not fit).
+
+    ``flags`` are short top-level strings present only while something is wrong (``vault_fault``: the errno name
+    of the storage fault that stopped recording; docs/mqtt.md#stats)."""
     gauges = snapshot.get("gauges") or {}
     detect = (snapshot.get("latency_ms") or {}).get("detect") or {}
     storage = next((v for k, v in gauges.items() if "storage" in k and k.endswith("bytes")), 0.0)
@@ -55,6 +59,8 @@ def heartbeat_payload(snapshot: dict[str, Any], *, outbox: int = 0, outbox_dropp
     }
     if audit_head is not None:
         hb["audit_head"] = audit_head
+    for k, v in (flags or {}).items():
+        hb[k] = str(v)[:32]
     bound = SPEC["stats"].max_bytes
     full = dict(hb, counters=snapshot.get("counters") or {}, gauges=gauges)
     for candidate in (full, hb):
@@ -70,7 +76,8 @@ class Heartbeat(Worker):
     def __init__(self, client: MqttClient, topic: str, *, interval_s: float,
                  stats: Callable[[], dict[str, Any]] | None = None,
                  extra: Callable[[], dict[str, int]] | None = None,
-                 audit_head: Callable[[], str] | None = None) -> None:
+                 audit_head: Callable[[], str] | None = None,
+                 flags: Callable[[], dict[str, str]] | None = None) -> None:
         super().__init__("heartbeat")
         self.client = client
         self.topic = topic
@@ -78,6 +85,7 @@ class Heartbeat(Worker):
         self.snapshot = stats or (dict)
         self.extra = extra or (dict)
         self.audit_head = audit_head
+        self.flags = flags
         self._wakeup = threading.Event()
         self._listening = False
 
@@ -96,7 +104,8 @@ class Heartbeat(Worker):
             return
         try:
             head = self.audit_head() if self.audit_head else None
-            payload = heartbeat_payload(self.snapshot(), audit_head=head, **self.extra())
+            flags = self.flags() if self.flags else None
+            payload = heartbeat_payload(self.snapshot(), audit_head=head, flags=flags, **self.extra())
         except Exception:
             log.exception("could not build the stats heartbeat")
             return

@@ -131,6 +131,7 @@ class MqttPublisher:
         device_name: shown in Home Assistant.
         stats: ``() -> dict`` for the heartbeat (``Stats.snapshot``).
         audit_head: ``() -> str``, the vault's audit-log head hash, included in the heartbeat.
+        flags: ``() -> dict``, fault flags for the heartbeat (the vault's ``{"vault_fault": "EIO"}``).
 
     ``client`` is the one MQTT connection; the vault's export and provisioning's pairing use
     ``client.publish_raw`` / ``client.subscribe`` with names from ``topics``.
@@ -138,7 +139,8 @@ class MqttPublisher:
 
     def __init__(self, settings: MqttSection, identity: DeviceIdentity, *, state_dir: str | Path,
                  device_name: str = "Front door", stats: Callable[[], dict[str, Any]] | None = None,
-                 audit_head: Callable[[], str] | None = None) -> None:
+                 audit_head: Callable[[], str] | None = None,
+                 flags: Callable[[], dict[str, str]] | None = None) -> None:
         self.identity = identity
         self.topics = Topics(identity.device_id, prefix=settings.discovery_prefix)
         self.outbox = Outbox(Path(state_dir).expanduser() / OUTBOX_FILE, max_rows=settings.outbox_max)
@@ -147,7 +149,7 @@ class MqttPublisher:
         self.discovery = (DiscoveryAnnouncer(self.client, self.topics, device_name=device_name)
                           if settings.discovery else None)
         self.heartbeat = Heartbeat(self.client, self.topics.stats, interval_s=settings.heartbeat_s, stats=stats,
-                                   extra=self.figures, audit_head=audit_head)
+                                   extra=self.figures, audit_head=audit_head, flags=flags)
         self.unencodable = 0
         self._started = False
         self._closed = False
@@ -240,7 +242,8 @@ class MqttPublisher:
 
 def publisher_from_config(config: Any, identity: DeviceIdentity, *,
                           stats: Callable[[], dict[str, Any]] | None = None,
-                          audit_head: Callable[[], str] | None = None) -> MqttPublisher | None:
+                          audit_head: Callable[[], str] | None = None,
+                          flags: Callable[[], dict[str, str]] | None = None) -> MqttPublisher | None:
     """The publisher for a :class:`~doorkeep.device.config.Config` (``None`` when ``mqtt.enabled`` is false).
 
     Not started: call ``start()`` (or use ``with``) and add it to the doorbell's ``event_sinks``.
@@ -248,4 +251,4 @@ def publisher_from_config(config: Any, identity: DeviceIdentity, *,
     if not config.mqtt.enabled:
         return None
     return MqttPublisher(config.mqtt, identity, state_dir=config.state_dir, device_name=config.device.name,
-                         stats=stats, audit_head=audit_head)
+                         stats=stats, audit_head=audit_head, flags=flags)

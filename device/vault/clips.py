@@ -36,6 +36,7 @@ from ..errors import FormatError, UsageError, WrongType
 from ..frames import Packet
 from .codec import Fields, blake2b, canonical, parse_json
 from .keypage import KeyPage
+from .diskio import DEFAULT_IO, DiskIO
 from .keys import PublicKeys, SecretKeys
 
 MAGIC = b"DKCLIP\x00\x01"
@@ -218,16 +219,18 @@ class ClipWriter:
     """Writes one encrypted clip. Not thread-safe: one writer thread owns it.
 
     Chunks start at keyframes (and when ``chunk_bytes`` of plaintext is buffered), so a clip torn by a crash is
-    still decodable up to its last complete chunk.
+    still decodable up to its last complete chunk. Every byte goes through ``io`` (the vault's one disk seam).
     """
 
     def __init__(self, path: Path, *, owner: PublicKeys, clip_id: str, device_id: str, t_start: float,
-                 event_id: str, codec: Codec, chunk_bytes: int = 256 * 1024, fsync_chunks: bool = True) -> None:
+                 event_id: str, codec: Codec, chunk_bytes: int = 256 * 1024, fsync_chunks: bool = True,
+                 io: DiskIO = DEFAULT_IO) -> None:
         if not isinstance(owner, PublicKeys):
             raise WrongType("owner must be PublicKeys")
         check_clip_id(clip_id)
         self.path = path
         self.clip_id = clip_id
+        self._io = io
         self._chunk_bytes = chunk_bytes
         self._fsync = fsync_chunks
         self._buf = bytearray()
@@ -252,17 +255,11 @@ class ClipWriter:
                 raise FormatError("clip meta too large")
             header = MAGIC + ffi.buffer(sealed)[:] + ffi.buffer(ss_header)[:] + _LEN.pack(len(meta)) + meta
             self._ad = blake2b(header, person=HEADER_PERSON)
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            self._write(header)
+            self._fd = io.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            self._write_all(header)
         except BaseException:
             self.abort()
             raise
-
-    def _write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view):]
-        self._size += len(data)
 
     def add(self, packet: Packet) -> None:
         """Buffer one packet; a keyframe or a full buffer first seals the buffered chunk to disk."""
@@ -292,20 +289,15 @@ class ClipWriter:
         prefix = _LEN.pack(len(c))
         self._write_all(prefix, c)
         if self._fsync:
-            os.fsync(self._fd)
+            self._io.fsync(self._fd)
         h = nacl.hashlib.blake2b(prefix, digest_size=32, person=CHUNK_PERSON)
         h.update(c)
         self._chunks.append((len(prefix) + len(c), h.hexdigest()))
 
     def _write_all(self, *parts: bytes) -> None:
-        n = os.writev(self._fd, parts)
-        total = sum(map(len, parts))
-        if n < total:  # short write (rare): finish the rest with plain writes
-            rest = b"".join(parts)[n:]
-            view = memoryview(rest)
-            while view:
-                view = view[os.write(self._fd, view):]
-        self._size += total
+        for part in parts:  # short writes are continued; an error (ENOSPC, EIO) propagates
+            self._io.write_all(self._fd, part)
+            self._size += len(part)
 
     def close(self) -> ClipSummary:
         """Write the FINAL chunk, fsync, wipe the key and stream state. Afterwards this object cannot decrypt."""
@@ -313,7 +305,7 @@ class ClipWriter:
             raise UsageError("clip writer is closed")
         try:
             self._push(TAG_FINAL)
-            os.fsync(self._fd)
+            self._io.fsync(self._fd)
         finally:
             self.abort()
         return ClipSummary(self._ad, tuple(self._chunks), self._packets, self._plain, self._t_first, self._t_last,
@@ -324,8 +316,11 @@ class ClipWriter:
         self._page.wipe()  # zeroed and unlocked
         _wipe(self._buf)
         if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+            fd, self._fd = self._fd, -1
+            try:
+                self._io.close(fd)
+            except OSError:
+                pass  # the descriptor is gone either way; the clip is torn and recovered later
 
     @property
     def size(self) -> int:

@@ -1,13 +1,17 @@
-"""The clip recorder: a packet sink and event sink that writes one encrypted clip per person event.
+"""The clip recorder: a packet sink and event sink that writes encrypted clips for person events.
 
 On a person ``start`` it opens a clip and calls ``ring.flush_into(self)``: the pre-roll (from a config keyframe)
 arrives first, then every live packet, with no gap and no duplicate. It records until ``postroll_s`` after the
 last overlapping event's ``end``, then detaches from the ring and closes the clip (FINAL chunk, key wiped, manifest
-signed, audited). Overlapping events extend the same clip.
+signed, audited). Overlapping events extend the same recording.
 
 ``on_packet`` runs on the capture thread and never blocks: packets go to a bounded queue that one writer thread
-drains; overflow is counted (and the writer skips to the next keyframe so the clip stays decodable). A write
-error such as ENOSPC never reaches capture: the clip is closed torn, retention runs, and both are audited.
+drains; overflow is counted (and the writer skips to the next keyframe so the clip stays decodable).
+
+A storage error never reaches capture or events. The clip is closed torn (audited ``clip_torn``; the keeper later
+recovers it to its last complete chunk) and the error is classified once (device/vault/faults.py): a full disk asks
+the keeper for space, any other error stops recording until the keeper's probe succeeds. Either way, while the
+person is still there the recording resumes in a new clip whose manifest links the interrupted one.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import nacl.utils
@@ -26,8 +30,8 @@ from ..events import Event
 from ..frames import Packet, PacketSink
 from ..identity import DeviceIdentity
 from ..worker import Worker
-from .audit import AuditLog
 from .clips import ClipWriter, Codec
+from .faults import AuditFn, VaultHealth
 from .keys import PublicKeys
 from .manifest import Manifest
 from .store import ClipStore
@@ -45,14 +49,24 @@ class PacketSource(Protocol):
 
 
 @dataclass
+class _Session:
+    """One recording: person events that overlap, written as one clip or — after an interruption — several."""
+
+    events: list[str]  # every event of the recording, in order
+    active: set[str]
+    t_start: float  # wall clock: labels only
+    deadline: float | None = None  # end of the post-roll once no event is active
+    part: int = 0
+    prev_clip: str | None = None
+
+
+@dataclass
 class _Open:
     writer: ClipWriter
-    event_ids: list[str]
-    active: set[str]
     t_start: float
-    deadline: float | None = None
-    need_key: bool = True
     dropped_seen: int = 0
+    need_key: bool = True
+    event_ids: list[str] = field(default_factory=list)
 
 
 def new_clip_id(t: float) -> str:
@@ -62,33 +76,48 @@ def new_clip_id(t: float) -> str:
 class ClipRecorder(PacketSink):
     """Writes clips for person events. Start with :meth:`start`, stop with :meth:`stop` (closes an open clip).
 
+    Args:
+        audit: ``audit(kind, **fields)`` that never raises.
+        health: the vault's fault state; a fault stops recording until it clears.
+        may_record: ``() -> bool``, False while the keeper waits for space (no clip is opened meanwhile).
+        need_space: called when a write met a full disk.
+        on_closed: ``(clip_id, torn)`` after every clip.
+
     Counters: ``dropped`` (queue overflow), ``clips`` closed, ``torn`` (closed by a write error).
     """
 
-    def __init__(self, store: ClipStore, *, owner: PublicKeys, identity: DeviceIdentity, audit: AuditLog,
-                 ring: PacketSource, codec: Codec | None = None, postroll_s: float = 5.0, chunk_bytes: int = 256 * 1024,
-                 queue_size: int = 1024, fsync_chunks: bool = True, grace_s: float = 2.0,
+    def __init__(self, store: ClipStore, *, owner: PublicKeys, identity: DeviceIdentity, audit: AuditFn,
+                 health: VaultHealth, ring: PacketSource, codec: Codec | None = None, postroll_s: float = 5.0,
+                 chunk_bytes: int = 256 * 1024, queue_size: int = 1024, fsync_chunks: bool = True,
+                 grace_s: float = 2.0, may_record: Callable[[], bool] = lambda: True,
+                 need_space: Callable[[], object] = lambda: None,
                  on_closed: Callable[[str | None, bool], None] | None = None) -> None:
         self.store = store
         self._owner = owner
         self._identity = identity
         self._audit = audit
+        self.health = health
         self._ring = ring
         self._codec = codec or Codec()
         self._postroll = postroll_s
         self._chunk_bytes = chunk_bytes
         self._fsync = fsync_chunks
         self._grace = grace_s
+        self._may_record = may_record
+        self._need_space = need_space
         self._on_closed = on_closed
         self._q: queue.Queue[object] = queue.Queue(maxsize=queue_size)
         self._lock = threading.Lock()
         self._gen = 0  # bumped per clip; packets carry it so stale ones are never written into the next clip
+        self._session: _Session | None = None
         self._clip: _Open | None = None
         #: The supervised writer thread (``doorkeep-vault-writer``).
         self.worker = _Writer(self)
         self.dropped = 0
         self.clips = 0
         self.torn = 0
+        #: Clips closed torn by a write error and not yet recovered (the keeper recovers them).
+        self.torn_ids: set[str] = set()
 
     # --------------------------------------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -100,7 +129,14 @@ class ClipRecorder(PacketSink):
         with self._lock:
             if self._clip is not None:
                 self._drain_locked()
-                self._close_locked(torn=False)
+                self._close_locked()
+            self._session = None
+
+    def take_torn(self) -> list[str]:
+        """The torn clips to recover (each handed out once; put back what could not be recovered)."""
+        with self._lock:
+            ids, self.torn_ids = sorted(self.torn_ids), set()
+        return ids
 
     @property
     def recording(self) -> str | None:
@@ -113,35 +149,45 @@ class ClipRecorder(PacketSink):
         if event.kind != "person":
             return
         with self._lock:
-            clip = self._clip
+            s = self._session
             if event.phase == "start":
-                if clip is None:
-                    self._open_locked(event)
+                if s is None:
+                    self._session = _Session([event.event_id], {event.event_id}, event.t_start)
+                    self._resume_locked()
                 else:
-                    if event.event_id not in clip.event_ids:
-                        clip.event_ids.append(event.event_id)
-                    clip.active.add(event.event_id)
-                    clip.deadline = None
-            elif event.phase == "end" and clip is not None and event.event_id in clip.active:
-                clip.active.discard(event.event_id)
-                if not clip.active:
-                    clip.deadline = (event.t_end or event.t) + self._postroll
+                    if event.event_id not in s.events:
+                        s.events.append(event.event_id)
+                    c = self._clip
+                    if c is not None and event.event_id not in c.event_ids:
+                        c.event_ids.append(event.event_id)
+                    s.active.add(event.event_id)
+                    s.deadline = None
+            elif event.phase == "end" and s is not None and event.event_id in s.active:
+                s.active.discard(event.event_id)
+                if not s.active:
+                    s.deadline = (event.t_end or event.t) + self._postroll
 
-    def _open_locked(self, event: Event) -> None:
-        clip_id = new_clip_id(event.t_start)
+    def _resume_locked(self) -> bool:
+        """Open a clip for the session if storage allows (first part, or the next after an interruption)."""
+        s = self._session
+        if s is None or self._clip is not None or not self.health.ok or not self._may_record():
+            return False
+        t_open = s.t_start if s.part == 0 else time.time()
+        clip_id = new_clip_id(t_open)
+        # a later part holds the events still open (or, in its post-roll, the last one)
+        event_ids = [e for e in s.events if e in s.active] or s.events[-1:]
         try:
             writer = ClipWriter(self.store.clip_path(clip_id), owner=self._owner, clip_id=clip_id,
-                                device_id=self._identity.device_id, t_start=event.t_start, event_id=event.event_id,
-                                codec=self._codec, chunk_bytes=self._chunk_bytes, fsync_chunks=self._fsync)
+                                device_id=self._identity.device_id, t_start=t_open, event_id=event_ids[0],
+                                codec=self._codec, chunk_bytes=self._chunk_bytes, fsync_chunks=self._fsync,
+                                io=self.store.io)
         except OSError as exc:
-            log.exception("cannot open clip %s", clip_id)
-            self._safe_audit("clip_failed", clip_id=clip_id, event_id=event.event_id, error=exc.strerror or str(exc))
-            if self._on_closed:
-                self._on_closed(None, True)
-            return
+            self._failed_locked(exc, "open", clip_id)
+            return False
         self._gen += 1
-        self._clip = _Open(writer, [event.event_id], {event.event_id}, event.t_start, dropped_seen=self.dropped)
+        self._clip = _Open(writer, t_open, dropped_seen=self.dropped, event_ids=event_ids)
         self._ring.flush_into(self)
+        return True
 
     # ----------------------------------------------------------------------------------------- packet side
     def on_packet(self, packet: Packet) -> None:
@@ -153,7 +199,8 @@ class ClipRecorder(PacketSink):
 
     # ---------------------------------------------------------------------------------------- writer side
     def _writer_step(self) -> None:
-        """One pass of the writer thread: write one queued packet, close a clip whose post-roll is over."""
+        """One pass of the writer thread: write one queued packet, end a session whose post-roll is over, resume
+        a session interrupted by a storage error once storage allows."""
         try:
             item = self._q.get(timeout=0.2)
         except queue.Empty:
@@ -164,9 +211,11 @@ class ClipRecorder(PacketSink):
             try:
                 if item is not None:
                     self._write_locked(item)  # type: ignore[arg-type]
-                c = self._clip
-                if c is not None and c.deadline is not None and time.time() > c.deadline + self._grace:
-                    self._close_locked(torn=False)  # packets stopped coming: close by the clock
+                s = self._session
+                if s is not None and s.deadline is not None and time.time() > s.deadline + self._grace:
+                    self._end_locked()  # packets stopped coming: end by the clock
+                elif s is not None and self._clip is None:
+                    self._resume_locked()
             except Exception:  # one bad packet or close must not end recording
                 log.exception("vault writer failed")
 
@@ -181,11 +230,11 @@ class ClipRecorder(PacketSink):
 
     def _write_locked(self, item: tuple[int, Packet]) -> None:
         gen, packet = item
-        c = self._clip
-        if c is None or gen != self._gen:
+        c, s = self._clip, self._session
+        if c is None or s is None or gen != self._gen:
             return
-        if c.deadline is not None and packet.t_wall > c.deadline:
-            self._close_locked(torn=False)
+        if s.deadline is not None and packet.t_wall > s.deadline:
+            self._end_locked()
             return
         if self.dropped != c.dropped_seen:  # overflow: the next packets reference lost ones; wait for a keyframe
             c.dropped_seen = self.dropped
@@ -197,50 +246,69 @@ class ClipRecorder(PacketSink):
         try:
             c.writer.add(packet)
         except OSError as exc:
-            log.error("clip %s: write failed (%s); closing it torn", c.writer.clip_id, exc.strerror)
-            self._close_locked(torn=True, error=exc.strerror or str(exc))
+            self._failed_locked(exc, "write", c.writer.clip_id)
 
-    def _close_locked(self, *, torn: bool, error: str = "") -> None:
+    def _end_locked(self) -> None:
+        self._close_locked()
+        self._session = None
+
+    def _detach_locked(self) -> _Open | None:
         c, self._clip = self._clip, None
+        if c is not None:
+            self._gen += 1
+            self._ring.detach(self)
+        return c
+
+    def _close_locked(self) -> None:
+        """Close the open clip normally: FINAL chunk, signed manifest, audited."""
+        c = self._detach_locked()
         if c is None:
             return
-        self._gen += 1
-        self._ring.detach(self)
+        s = self._session
         clip_id = c.writer.clip_id
-        if not torn:
-            try:
-                s = c.writer.close()
-                m = Manifest(clip_id, self._identity.device_id, c.t_start, s.t_last, tuple(c.event_ids),
-                             s.header_hash.hex(), s.chunks, s.packets, s.plain_bytes, s.size,
-                             self.dropped - c.dropped_seen if self.dropped >= c.dropped_seen else 0, self._codec,
-                             True).signed(self._identity)
-                self.store.write_manifest(m)
-                self.clips += 1
-                self._safe_audit("clip_written", clip_id=clip_id, event_ids=c.event_ids, bytes=s.size,
-                                 chunks=len(s.chunks), packets=s.packets, dropped=self.dropped)
-            except OSError as exc:
-                torn, error = True, exc.strerror or str(exc)
-        if torn:
+        try:
+            summary = c.writer.close()
+            m = Manifest(clip_id, self._identity.device_id, c.t_start, summary.t_last, tuple(c.event_ids),
+                         summary.header_hash.hex(), summary.chunks, summary.packets, summary.plain_bytes,
+                         summary.size, self.dropped - c.dropped_seen if self.dropped >= c.dropped_seen else 0,
+                         self._codec, True).signed(self._identity)
+            self.store.write_manifest(m)
+        except OSError as exc:
+            self._clip = c  # so that the failure is handled like any other
+            self._failed_locked(exc, "close", clip_id)
+            return
+        self.clips += 1
+        if s is not None:
+            s.part, s.prev_clip = s.part + 1, clip_id
+        self._audit("clip_written", clip_id=clip_id, event_ids=c.event_ids, bytes=summary.size,
+                    chunks=len(summary.chunks), packets=summary.packets, dropped=self.dropped)
+        self._closed(clip_id, torn=False)
+
+    def _failed_locked(self, exc: OSError, op: str, clip_id: str) -> None:
+        """A storage error on the open clip (or while opening one): close it torn and classify the error once.
+        The session stays, so recording resumes in a new clip when storage allows. Nothing is deleted here."""
+        c = self._detach_locked()
+        if c is not None:
+            self._gen += 1
             c.writer.abort()
             self.torn += 1
-            self._safe_audit("clip_torn", clip_id=clip_id, event_ids=c.event_ids, error=error)
-            try:
-                r = self.store.recover_one(clip_id, self._identity)
-                self._safe_audit("clip_" + r.action, clip_id=clip_id, chunks=r.chunks, bytes_cut=r.bytes_cut,
-                                 reason=error)
-            except OSError:
-                log.exception("clip %s: recovery after a write error failed; retried at next start", clip_id)
+            self.torn_ids.add(clip_id)
+            log.error("clip %s: %s failed (%s); closed torn", clip_id, op, exc.strerror or exc)
+            self._audit("clip_torn", clip_id=clip_id, event_ids=c.event_ids, error=exc.strerror or str(exc))
+            s = self._session
+            if s is not None:
+                s.part, s.prev_clip = s.part + 1, clip_id
+        if self.health.classify(exc, op=op, clip_id=clip_id) == "full":
+            self._need_space()
+        if c is not None:
+            self._closed(clip_id, torn=True)
+
+    def _closed(self, clip_id: str, *, torn: bool) -> None:
         if self._on_closed:
             try:
                 self._on_closed(clip_id, torn)
             except Exception:
                 log.exception("on_closed callback failed")
-
-    def _safe_audit(self, kind: str, **fields: object) -> None:
-        try:
-            self._audit.append(kind, **fields)
-        except Exception:  # e.g. ENOSPC on the audit log: never stop recording over it
-            log.exception("audit append %s failed", kind)
 
 
 class _Writer(Worker):
@@ -260,4 +328,3 @@ class _Writer(Worker):
         while not self.stopping:
             self.recorder._writer_step()
             self.mark()
-

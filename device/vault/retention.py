@@ -1,26 +1,34 @@
-"""Retention: drop clips older than ``max_age_s`` and, oldest first, while the vault exceeds ``max_bytes``.
+"""Retention: drop clips older than ``max_age_s``, then oldest first while the vault exceeds ``max_bytes`` and — after
+a real ENOSPC — while the disk has less than ``free_target`` bytes free.
 
-Deleting is shredding (sealed-key header overwritten + fsync, then unlink), and each deletion is audited.
+Deleting is shredding (device/vault/store.py: name removed first, then the sealed-key header overwritten + fsync,
+then unlink), and each deletion is audited. Retention is only ever asked to free space because of a full disk
+(ENOSPC/EDQUOT, device/disk.py): a storage fault never reaches it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
-from .audit import AuditLog
+from .faults import Auditor
 from .store import ClipStore
 
 log = logging.getLogger(__name__)
 
 
-def enforce(store: ClipStore, *, max_age_s: float, max_bytes: int, audit: AuditLog | None = None,
-            now: float | None = None, keep: Collection[str] = (), reason_bytes: str = "max_bytes") -> list[str]:
-    """Shred clips beyond the limits; never the clips in ``keep`` (the one being written). Returns ids shredded.
+def enforce(store: ClipStore, *, max_age_s: float, max_bytes: int, audit: Auditor | None = None,
+            now: float | None = None, keep: Collection[str] = (), reason_bytes: str = "max_bytes",
+            free: Callable[[], int] | None = None, free_target: int = 0) -> list[str]:
+    """Shred clips beyond the limits; never the clips in ``keep`` (the one being written, those being released).
+    Returns the ids shredded.
 
     ``reason_bytes`` names why the byte limit is being enforced (``max_bytes``, or ``disk_full`` after ENOSPC,
-    where the caller passes a ``max_bytes`` below the current total).
+    where the caller passes a ``max_bytes`` below the current total). With ``free`` (``() -> bytes free on the
+    vault's filesystem``) the oldest clips also go, as ``disk_full``, while fewer than ``free_target`` bytes are free.
+
+    Raises ``OSError`` from the disk (the clip it was shredding is untouched if its name could not be removed).
     """
     now = time.time() if now is None else now
     manifests = [m for m in store.manifests() if m.clip_id not in keep]
@@ -31,6 +39,8 @@ def enforce(store: ClipStore, *, max_age_s: float, max_bytes: int, audit: AuditL
             reason = "max_age"
         elif total > max_bytes:
             reason = reason_bytes
+        elif free is not None and free() < free_target:
+            reason = "disk_full"
         else:
             continue
         freed = store.shred(m.clip_id)

@@ -4,6 +4,11 @@
 atomically after the FINAL chunk. A clip file without a manifest was being written when the process died: on
 start :meth:`ClipStore.recover` cuts it back to its last complete chunk and signs a ``complete: false`` manifest,
 or shreds it when nothing is recoverable. Both outcomes are audited.
+
+Every file operation goes through :attr:`ClipStore.io` (device/vault/diskio.py), the vault's one disk seam. A shred
+first renames the clip out of the way (``<clip_id>.shred``), so a directory where names cannot be removed (EACCES,
+EROFS, EPERM) fails the shred *before* any key byte is destroyed; a ``.shred`` file left by a crash or an I/O error
+is finished by the next :meth:`ClipStore.recover`.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,14 +24,15 @@ import nacl.utils
 
 from ..errors import FormatError, VaultError
 from ..identity import DeviceIdentity
-from .audit import AuditLog
 from .clips import SHRED_RANGE, check_clip_id, chunk_hash, read_frames, read_header
-from .keys import write_atomic
+from .diskio import DEFAULT_IO, DiskIO
+from .faults import Auditor
 from .manifest import Manifest
 
 log = logging.getLogger(__name__)
 CLIP_SUFFIX = ".clip"
 MANIFEST_SUFFIX = ".manifest"
+SHRED_SUFFIX = ".shred"
 
 
 @dataclass(frozen=True)
@@ -37,11 +44,19 @@ class Recovery:
 
 
 class ClipStore:
-    """Paths and whole-clip operations on one vault directory (mode 0700)."""
+    """Paths and whole-clip operations on one vault directory (mode 0700).
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    A directory that cannot be created now (a read-only or missing mount) is not an error here: the recorder meets
+    the fault at its first write and reports it, while capture and events go on.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, io: DiskIO = DEFAULT_IO) -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.io = io
+        try:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            log.error("vault directory %s cannot be created (%s); recording waits for it", self.root, exc.strerror)
 
     def clip_path(self, clip_id: str) -> Path:
         return self.root / (check_clip_id(clip_id) + CLIP_SUFFIX)
@@ -84,37 +99,61 @@ class ClipStore:
         return sum(self.size_of(c) for c in self.clip_ids())
 
     def write_manifest(self, manifest: Manifest) -> None:
-        write_atomic(self.manifest_path(manifest.clip_id), manifest.to_bytes(), mode=0o600)
+        self.io.write_file(self.manifest_path(manifest.clip_id), manifest.to_bytes(), mode=0o600)
 
     def shred(self, clip_id: str) -> int:
-        """Destroy a clip: overwrite its sealed key and stream header with random bytes, fsync, then unlink the clip
-        and its manifest. Returns the bytes freed. Without those header bytes no key in the world decrypts it."""
+        """Destroy a clip: take its name away (rename to ``.shred``), remove its manifest, overwrite its sealed key
+        and stream header with random bytes, fsync, unlink. Returns the bytes freed. Without those header bytes no
+        key in the world decrypts it.
+
+        Raises ``OSError`` with the clip untouched when its name cannot be removed (EACCES, EROFS, EPERM): the key
+        header is destroyed only once the clip is sure to go.
+        """
         freed = self.size_of(clip_id)
-        shred_file(self.clip_path(clip_id))
-        for p in (self.clip_path(clip_id), self.manifest_path(clip_id)):
-            try:
-                p.unlink()
-            except FileNotFoundError:
-                pass
-        _fsync_dir(self.root)
+        doomed = self.root / (check_clip_id(clip_id) + SHRED_SUFFIX)
+        try:
+            self.io.rename(self.clip_path(clip_id), doomed)
+        except FileNotFoundError:
+            pass
+        try:
+            self.io.unlink(self.manifest_path(clip_id))
+        except FileNotFoundError:
+            pass
+        self._finish_shred(doomed)
         return freed
+
+    def _finish_shred(self, doomed: Path) -> None:
+        shred_file(doomed, io=self.io)
+        try:
+            self.io.unlink(doomed)
+        except FileNotFoundError:
+            pass
+        self.io.fsync_dir(self.root)
 
     def shred_all(self) -> int:
         """Shred every clip (factory reset). Returns the number of clips destroyed."""
         ids = self.clip_ids()
         for c in ids:
             self.shred(c)
+        for p in self.root.glob("*" + SHRED_SUFFIX):
+            self._finish_shred(p)
         for p in self.root.glob("*" + MANIFEST_SUFFIX):  # orphans
             p.unlink()
         return len(ids)
 
     # -------------------------------------------------------------------------------------------- recovery
-    def recover(self, identity: DeviceIdentity, audit: AuditLog | None = None) -> list[Recovery]:
-        """Find clips without a manifest (torn by a crash) and recover or discard each. Call before recording."""
+    def torn(self, exclude: Collection[str] = ()) -> list[str]:
+        """Clips without a manifest (torn by a crash or a write error), except those in ``exclude``."""
+        return [c for c in self.clip_ids() if c not in exclude and not self.manifest_path(c).exists()]
+
+    def recover(self, identity: DeviceIdentity, audit: Auditor | None = None, *,
+                exclude: Collection[str] = ()) -> list[Recovery]:
+        """Finish interrupted shreds, then find clips without a manifest (torn by a crash or a write error; not the
+        ones in ``exclude``, still being written) and recover or discard each. Raises ``OSError`` from the disk."""
+        for p in self.root.glob("*" + SHRED_SUFFIX):
+            self._finish_shred(p)
         out = []
-        for clip_id in self.clip_ids():
-            if self.manifest_path(clip_id).exists():
-                continue
+        for clip_id in self.torn(exclude):
             r = self.recover_one(clip_id, identity)
             out.append(r)
             if audit is not None:
@@ -142,42 +181,34 @@ class ClipStore:
             self.shred(clip_id)
             return Recovery(clip_id, "discarded", 0, size)
         if end < size:
-            with open(path, "r+b") as f:
-                f.truncate(end)
-                os.fsync(f.fileno())
+            fd = self.io.open(path, os.O_WRONLY)
+            try:
+                self.io.truncate(fd, end)
+                self.io.fsync(fd)
+            finally:
+                self.io.close(fd)
         m = Manifest(clip_id, identity.device_id, header.t_start, None, (header.event_id,), header.hash.hex(),
                      tuple(chunks), 0, 0, end, 0, header.codec, False).signed(identity)
         self.write_manifest(m)
         return Recovery(clip_id, "recovered", len(chunks), size - end)
 
 
-def shred_file(path: Path) -> None:
+def shred_file(path: Path, *, io: DiskIO = DEFAULT_IO) -> None:
     """Overwrite a clip's sealed key and stream header in place with random bytes and fsync (no unlink)."""
     try:
-        fd = os.open(path, os.O_WRONLY)
+        fd = io.open(path, os.O_WRONLY)
     except FileNotFoundError:
         return
     try:
         start, end = SHRED_RANGE
         size = os.fstat(fd).st_size
         if size > start:
-            os.pwrite(fd, nacl.utils.random(min(end, size) - start), start)
-        os.fsync(fd)
+            data = nacl.utils.random(min(end, size) - start)
+            if io.pwrite(fd, data, start) != len(data):
+                raise OSError(errno.EIO, "short write while shredding", str(path))
+        io.fsync(fd)
     finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError as exc:
-        if exc.errno == errno.ENOENT:
-            return
-        raise
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        io.close(fd)
 
 
 def shred_all_clips(vault_dir: str | os.PathLike[str]) -> int:

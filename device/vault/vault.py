@@ -3,9 +3,10 @@
 The application wires it once::
 
     vault = build_vault(config, identity)
-    vault.start(packet_ring)          # recovers torn clips, applies retention, starts the clip writer
+    vault.stats = stats               # vault_faults, audit_failed
+    vault.start(packet_ring)          # recovers torn clips, applies retention, starts the clip writer and keeper
     tracker_sinks.append(vault)       # person events -> clips (and the audit log)
-    heartbeat(audit_head=vault.audit_head)
+    heartbeat(audit_head=vault.audit_head, flags=vault.flags)   # {"vault_fault": "EIO"} while faulted
     ...
     vault.stop()
 
@@ -14,6 +15,11 @@ Releases stream in constant memory (:mod:`.bundles`): ``vault.export_to_file(gra
 ``vault.export_stream(grant, write, destination=...)``. Each raises :class:`ReleaseError`; every attempt is
 audited (``grant_refused``, ``grant_accepted`` + ``export``, or ``export_failed``) and a refused one lets no
 footage byte out.
+
+Storage errors are classified once (device/vault/faults.py): only a full disk makes retention free space; any other
+error stops recording (capture and events go on) until the keeper's retries succeed. The keeper
+(device/vault/keeper.py) runs retention on a timer and on a full disk, and holds the space reserve that keeps the
+audit log and the outbox writable on a full disk.
 """
 
 from __future__ import annotations
@@ -25,14 +31,18 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ..config import Config, VaultSection
+from ..disk import SpaceReserve, free_bytes, is_disk_full
 from ..events import Event
 from ..identity import DeviceIdentity
+from ..stats import Stats
 from ..worker import Worker
 from . import retention
 from .audit import AuditLog
 from .bundle_chunks import DEFAULT_CHUNK
 from .clips import Codec
+from .faults import GuardedAudit, VaultHealth
 from .grants import Grant, ReplaySet
+from .keeper import VaultKeeper
 from .keys import OWNER_PUB_FILE, PublicKeys, load_owner_public
 from .locations import remember_vault_dir
 from .recorder import ClipRecorder, PacketSource
@@ -44,6 +54,7 @@ log = logging.getLogger(__name__)
 AUDIT_FILE = "audit.log"
 REPLAY_FILE = "grants.used"
 VAULT_DIR = "vault"
+RESERVE_FILE = "space.reserve"
 
 __all__ = ["AUDIT_FILE", "REPLAY_FILE", "VAULT_DIR", "Vault", "build_vault", "recipient_topic_id"]
 
@@ -52,7 +63,8 @@ class Vault:
     """Everything the device does with footage. Thread-safe entry points; see the module docstring."""
 
     def __init__(self, *, section: VaultSection, identity: DeviceIdentity, store: ClipStore, audit: AuditLog,
-                 replay: ReplaySet, owner_path: Path, codec: Codec | None = None) -> None:
+                 replay: ReplaySet, owner_path: Path, codec: Codec | None = None,
+                 reserve: SpaceReserve | None = None) -> None:
         self.section = section
         self.identity = identity
         self.store = store
@@ -64,6 +76,29 @@ class Vault:
         self._ring: PacketSource | None = None
         self.releases = Releases(identity=identity, store=store, audit=audit, replay=replay,
                                  owner=lambda: self.owner)
+        #: Held back on the state filesystem for the audit log and the outbox; released on a full disk.
+        self.reserve = reserve or SpaceReserve(owner_path.parent / RESERVE_FILE, 0)
+        #: Audit appends that never stop recording or events (a full disk releases the reserve first).
+        self.guarded = GuardedAudit(audit, release_space=self.reserve.release)
+        self.health = VaultHealth(audit=self.guarded.append, max_retry_s=section.max_retry_s)
+        self.keeper = VaultKeeper(self, interval_s=section.retention_interval_s, max_retry_s=section.max_retry_s,
+                                  headroom=max(2 * section.chunk_bytes, 1 << 20))
+        self.reserve.on_release = self.keeper.need_space
+        self.health.on_report = self.keeper.wake
+        self._stats: Stats | None = None
+
+    @property
+    def stats(self) -> Stats | None:
+        """Where ``vault_faults`` and ``audit_failed`` are counted (the device's :class:`Stats`)."""
+        return self._stats
+
+    @stats.setter
+    def stats(self, stats: Stats | None) -> None:
+        self._stats = self.health.stats = self.guarded.stats = stats
+
+    def flags(self) -> dict[str, str]:
+        """For the heartbeat: ``{"vault_fault": "<errno name>"}`` while recording is stopped by a storage fault."""
+        return self.health.flags()
 
     @property
     def owner(self) -> PublicKeys | None:
@@ -72,9 +107,9 @@ class Vault:
 
     @property
     def workers(self) -> list[Worker]:
-        """The vault's supervised threads: the clip writer while recording."""
+        """The vault's supervised threads: the keeper once started, the clip writer while recording."""
         rec = self.recorder
-        return [rec.worker] if rec is not None else []
+        return ([self.keeper] if self.keeper.started else []) + ([rec.worker] if rec is not None else [])
 
     def audit_head(self) -> str:
         """Hex head hash of the audit log (for the MQTT heartbeat)."""
@@ -86,8 +121,16 @@ class Vault:
         nothing is recorded (audited ``vault_idle``) until pairing pins one; the next person event then starts
         the recorder."""
         self._ring = ring
-        self.store.recover(self.identity, self.audit)
-        self.enforce_retention()
+        self.reserve.ensure()
+        try:
+            self.store.recover(self.identity, self.guarded)
+            self.enforce_retention()
+        except OSError as exc:  # a faulty or full vault disk must not stop the device: capture and events go on
+            if is_disk_full(exc):
+                self.keeper.need_space()
+            else:
+                self.health.report(exc, op="start")
+        self.keeper.start()
         if not self._start_recorder():
             why = "disabled in config" if not self.section.enabled else f"no owner key pinned at {self.owner_path}"
             self.audit.append("vault_idle", reason=why)
@@ -98,17 +141,20 @@ class Vault:
         if self._ring is None or not self.section.enabled or owner is None:
             return False
         s = self.section
-        self.recorder = ClipRecorder(self.store, owner=owner, identity=self.identity, audit=self.audit,
-                                     ring=self._ring, codec=self.codec, postroll_s=s.postroll_s,
+        self.recorder = ClipRecorder(self.store, owner=owner, identity=self.identity, audit=self.guarded.append,
+                                     health=self.health, ring=self._ring, codec=self.codec, postroll_s=s.postroll_s,
                                      chunk_bytes=s.chunk_bytes, queue_size=s.queue_packets,
-                                     fsync_chunks=s.fsync_chunks, on_closed=self._after_clip)
+                                     fsync_chunks=s.fsync_chunks, on_closed=self._after_clip,
+                                     may_record=lambda: not self.keeper.waiting_for_space,
+                                     need_space=self.keeper.need_space)
         self.recorder.start()
-        self.audit.append("vault_start", owner_key=owner.sign.hex(), clips=len(self.store.clip_ids()))
+        self.guarded.append("vault_start", owner_key=owner.sign.hex(), clips=len(self.store.clip_ids()))
         return True
 
     def on_event(self, event: Event) -> None:
-        """EventSink: audit the event and let the recorder open/extend/close clips."""
-        self.audit.append("event", event_id=event.event_id, kind=event.kind, phase=event.phase, t=event.t)
+        """EventSink: audit the event and let the recorder open/extend/close clips. Never raises for storage: an
+        audit record the disk cannot take is logged and counted, and recording goes on."""
+        self.guarded.append("event", event_id=event.event_id, kind=event.kind, phase=event.phase, t=event.t)
         if self.recorder is None and event.phase == "start" and self._ring is not None:
             self._start_recorder()  # an owner was pinned since start()
         if self.recorder is not None:
@@ -116,6 +162,7 @@ class Vault:
 
     def stop(self) -> None:
         self._ring = None
+        self.keeper.stop()
         if self.recorder is not None:
             self.recorder.stop()
             self.recorder = None
@@ -124,20 +171,39 @@ class Vault:
         self.stop()
         self.audit.close()
 
-    def enforce_retention(self, *, disk_full: bool = False) -> list[str]:
+    def enforce_retention(self, *, disk_full: bool = False, free_target: int = 0) -> list[str]:
+        """Apply the age and size limits. ``disk_full`` only after a real ENOSPC/EDQUOT (device/disk.py): then at
+        least a tenth of what the vault holds is freed, and clips go until ``free_target`` bytes are free.
+        Raises ``OSError`` from the disk (the keeper classifies it)."""
         keep = [self.recorder.recording] if self.recorder and self.recorder.recording else []
         keep += self.releases.in_use
         max_bytes = self.section.max_bytes
-        if disk_full:  # free at least a tenth of what we hold
+        if disk_full:
             max_bytes = min(max_bytes, int(self.store.total_bytes() * 0.9))
         return retention.enforce(self.store, max_age_s=self.section.max_age_days * 86400, max_bytes=max_bytes,
-                                 audit=self.audit, keep=keep, reason_bytes="disk_full" if disk_full else "max_bytes")
+                                 audit=self.guarded, keep=keep, reason_bytes="disk_full" if disk_full else "max_bytes",
+                                 free=lambda: free_bytes(self.store.root), free_target=free_target)
+
+    def recover_torn(self) -> None:
+        """Recover the clips the recorder closed torn (cut back to their last complete chunk; audited).
+        Raises ``OSError`` from the disk; the clips not yet recovered are retried at the next call."""
+        rec = self.recorder
+        if rec is None:
+            return
+        for clip_id in rec.take_torn():
+            try:
+                r = self.store.recover_one(clip_id, self.identity)
+            except FileNotFoundError:
+                continue
+            except OSError:
+                rec.torn_ids.add(clip_id)
+                raise
+            self.guarded.append("clip_" + r.action, clip_id=clip_id, chunks=r.chunks, bytes_cut=r.bytes_cut,
+                                reason="write_error")
 
     def _after_clip(self, clip_id: str | None, torn: bool) -> None:
-        try:
-            self.enforce_retention(disk_full=torn)
-        except OSError:
-            log.exception("retention failed")
+        if not torn:
+            self.keeper.clip_written()
 
     def shred_all(self) -> int:
         """Factory reset: stop recording and destroy every clip (sealed-key header first). Audited."""
@@ -179,6 +245,7 @@ def build_vault(config: Config, identity: DeviceIdentity) -> Vault:
                           max_bytes=s.audit_max_bytes or None)
     owner_path = Path(s.owner_key).expanduser() if s.owner_key else state / OWNER_PUB_FILE
     codec = Codec("h264", (1, 1_000_000), config.capture.main_width, config.capture.main_height)
-    audit.append("boot", device_id=identity.device_id, t=round(time.time(), 3))
-    return Vault(section=s, identity=identity, store=store, audit=audit, replay=ReplaySet(state / REPLAY_FILE),
-                 owner_path=owner_path, codec=codec)
+    vault = Vault(section=s, identity=identity, store=store, audit=audit, replay=ReplaySet(state / REPLAY_FILE),
+                  owner_path=owner_path, codec=codec, reserve=SpaceReserve(state / RESERVE_FILE, s.reserve_bytes))
+    vault.guarded.append("boot", device_id=identity.device_id, t=round(time.time(), 3))
+    return vault
