@@ -87,6 +87,7 @@ def _vault_clips(d: Path) -> list[str]:
 
 def _shred_vault(d: Path) -> int:
     store = ClipStore(d)
+    store.finish_shreds()  # a shred a crash interrupted: its key header may still be whole
     ids = _vault_clips(d)
     for clip_id in ids:
         store.shred(clip_id)  # sealed-key header overwritten + fsynced, then unlinked

@@ -13,7 +13,6 @@ is finished by the next :meth:`ClipStore.recover`.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 from collections.abc import Collection
@@ -122,6 +121,13 @@ class ClipStore:
         self._finish_shred(doomed)
         return freed
 
+    def finish_shreds(self) -> int:
+        """Finish shreds interrupted by a crash or an I/O error (``<clip_id>.shred`` files). Returns how many."""
+        doomed = list(self.root.glob("*" + SHRED_SUFFIX))
+        for p in doomed:
+            self._finish_shred(p)
+        return len(doomed)
+
     def _finish_shred(self, doomed: Path) -> None:
         shred_file(doomed, io=self.io)
         try:
@@ -135,8 +141,7 @@ class ClipStore:
         ids = self.clip_ids()
         for c in ids:
             self.shred(c)
-        for p in self.root.glob("*" + SHRED_SUFFIX):
-            self._finish_shred(p)
+        self.finish_shreds()
         for p in self.root.glob("*" + MANIFEST_SUFFIX):  # orphans
             p.unlink()
         return len(ids)
@@ -150,8 +155,7 @@ class ClipStore:
                 exclude: Collection[str] = ()) -> list[Recovery]:
         """Finish interrupted shreds, then find clips without a manifest (torn by a crash or a write error; not the
         ones in ``exclude``, still being written) and recover or discard each. Raises ``OSError`` from the disk."""
-        for p in self.root.glob("*" + SHRED_SUFFIX):
-            self._finish_shred(p)
+        self.finish_shreds()
         out = []
         for clip_id in self.torn(exclude):
             r = self.recover_one(clip_id, identity)
@@ -203,9 +207,10 @@ def shred_file(path: Path, *, io: DiskIO = DEFAULT_IO) -> None:
         start, end = SHRED_RANGE
         size = os.fstat(fd).st_size
         if size > start:
-            data = nacl.utils.random(min(end, size) - start)
-            if io.pwrite(fd, data, start) != len(data):
-                raise OSError(errno.EIO, "short write while shredding", str(path))
+            data = memoryview(nacl.utils.random(min(end, size) - start))
+            while data:  # a short write is continued; an error raises with the rest of the header still whole
+                n = io.pwrite(fd, bytes(data), start)
+                data, start = data[n:], start + n
         io.fsync(fd)
     finally:
         io.close(fd)
