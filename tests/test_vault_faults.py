@@ -117,7 +117,7 @@ def test_a_fault_mid_clip_closes_it_torn_and_resumes_in_a_new_clip(tmp_path: Pat
 
     dev = make_device(tmp_path, postroll_s=0.05, max_retry_s=1)
     io = FaultyIO()
-    dev.vault.store.io = io
+    dev.vault.store.disk = io
     ring = PacketRing(seconds=0.5)
     dev.vault.start(ring)
     packets = make_packets(80)

@@ -35,8 +35,8 @@ from nacl._sodium import ffi, lib
 from ..errors import FormatError, UsageError, WrongType
 from ..frames import Packet
 from .codec import Fields, blake2b, canonical, parse_json
-from .keypage import KeyPage
 from .diskio import DEFAULT_IO, DiskIO
+from .keypage import KeyPage
 from .keys import PublicKeys, SecretKeys
 
 MAGIC = b"DKCLIP\x00\x01"
@@ -219,18 +219,18 @@ class ClipWriter:
     """Writes one encrypted clip. Not thread-safe: one writer thread owns it.
 
     Chunks start at keyframes (and when ``chunk_bytes`` of plaintext is buffered), so a clip torn by a crash is
-    still decodable up to its last complete chunk. Every byte goes through ``io`` (the vault's one disk seam).
+    still decodable up to its last complete chunk. Every byte goes through ``disk`` (the vault's one disk seam).
     """
 
     def __init__(self, path: Path, *, owner: PublicKeys, clip_id: str, device_id: str, t_start: float,
                  event_id: str, codec: Codec, chunk_bytes: int = 256 * 1024, fsync_chunks: bool = True,
-                 io: DiskIO = DEFAULT_IO) -> None:
+                 disk: DiskIO = DEFAULT_IO) -> None:
         if not isinstance(owner, PublicKeys):
             raise WrongType("owner must be PublicKeys")
         check_clip_id(clip_id)
         self.path = path
         self.clip_id = clip_id
-        self._io = io
+        self._io = disk
         self._chunk_bytes = chunk_bytes
         self._fsync = fsync_chunks
         self._buf = bytearray()
@@ -255,7 +255,7 @@ class ClipWriter:
                 raise FormatError("clip meta too large")
             header = MAGIC + ffi.buffer(sealed)[:] + ffi.buffer(ss_header)[:] + _LEN.pack(len(meta)) + meta
             self._ad = blake2b(header, person=HEADER_PERSON)
-            self._fd = io.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            self._fd = disk.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             self._write_all(header)
         except BaseException:
             self.abort()

@@ -2,7 +2,7 @@
 
 Production code uses the plain ``os`` calls below. A test (or a vendor's hardware-in-the-loop rig) subclasses it to
 inject faults — EIO from a dying card, EACCES from a changed mount — at the single place writes happen, since as
-root a ``chmod`` denies nothing. ``ClipStore.io`` holds the instance every clip writer, manifest write, recovery
+root a ``chmod`` denies nothing. ``ClipStore.disk`` holds the instance every clip writer, manifest write, recovery
 and shred uses.
 """
 

@@ -148,7 +148,7 @@ class VaultKeeper(Worker):
     def _probe(self) -> None:
         vault, health = self.vault, self.vault.health
         try:
-            vault.store.io.probe(vault.store.root)
+            vault.store.disk.probe(vault.store.root)
         except OSError as exc:
             if is_disk_full(exc):  # the fault turned into a full disk: retention can work on it
                 health.clear()

@@ -180,7 +180,7 @@ class ClipRecorder(PacketSink):
             writer = ClipWriter(self.store.clip_path(clip_id), owner=self._owner, clip_id=clip_id,
                                 device_id=self._identity.device_id, t_start=t_open, event_id=event_ids[0],
                                 codec=self._codec, chunk_bytes=self._chunk_bytes, fsync_chunks=self._fsync,
-                                io=self.store.io)
+                                disk=self.store.disk)
         except OSError as exc:
             self._failed_locked(exc, "open", clip_id)
             return False

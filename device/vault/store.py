@@ -5,7 +5,7 @@ atomically after the FINAL chunk. A clip file without a manifest was being writt
 start :meth:`ClipStore.recover` cuts it back to its last complete chunk and signs a ``complete: false`` manifest,
 or shreds it when nothing is recoverable. Both outcomes are audited.
 
-Every file operation goes through :attr:`ClipStore.io` (device/vault/diskio.py), the vault's one disk seam. A shred
+Every file operation goes through :attr:`ClipStore.disk` (device/vault/diskio.py), the vault's one disk seam. A shred
 first renames the clip out of the way (``<clip_id>.shred``), so a directory where names cannot be removed (EACCES,
 EROFS, EPERM) fails the shred *before* any key byte is destroyed; a ``.shred`` file left by a crash or an I/O error
 is finished by the next :meth:`ClipStore.recover`.
@@ -49,9 +49,9 @@ class ClipStore:
     the fault at its first write and reports it, while capture and events go on.
     """
 
-    def __init__(self, root: str | os.PathLike[str], *, io: DiskIO = DEFAULT_IO) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, disk: DiskIO = DEFAULT_IO) -> None:
         self.root = Path(root)
-        self.io = io
+        self.disk = disk
         try:
             self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
@@ -98,7 +98,7 @@ class ClipStore:
         return sum(self.size_of(c) for c in self.clip_ids())
 
     def write_manifest(self, manifest: Manifest) -> None:
-        self.io.write_file(self.manifest_path(manifest.clip_id), manifest.to_bytes(), mode=0o600)
+        self.disk.write_file(self.manifest_path(manifest.clip_id), manifest.to_bytes(), mode=0o600)
 
     def shred(self, clip_id: str) -> int:
         """Destroy a clip: take its name away (rename to ``.shred``), remove its manifest, overwrite its sealed key
@@ -111,11 +111,11 @@ class ClipStore:
         freed = self.size_of(clip_id)
         doomed = self.root / (check_clip_id(clip_id) + SHRED_SUFFIX)
         try:
-            self.io.rename(self.clip_path(clip_id), doomed)
+            self.disk.rename(self.clip_path(clip_id), doomed)
         except FileNotFoundError:
             pass
         try:
-            self.io.unlink(self.manifest_path(clip_id))
+            self.disk.unlink(self.manifest_path(clip_id))
         except FileNotFoundError:
             pass
         self._finish_shred(doomed)
@@ -129,12 +129,12 @@ class ClipStore:
         return len(doomed)
 
     def _finish_shred(self, doomed: Path) -> None:
-        shred_file(doomed, io=self.io)
+        shred_file(doomed, disk=self.disk)
         try:
-            self.io.unlink(doomed)
+            self.disk.unlink(doomed)
         except FileNotFoundError:
             pass
-        self.io.fsync_dir(self.root)
+        self.disk.fsync_dir(self.root)
 
     def shred_all(self) -> int:
         """Shred every clip (factory reset). Returns the number of clips destroyed."""
@@ -185,22 +185,22 @@ class ClipStore:
             self.shred(clip_id)
             return Recovery(clip_id, "discarded", 0, size)
         if end < size:
-            fd = self.io.open(path, os.O_WRONLY)
+            fd = self.disk.open(path, os.O_WRONLY)
             try:
-                self.io.truncate(fd, end)
-                self.io.fsync(fd)
+                self.disk.truncate(fd, end)
+                self.disk.fsync(fd)
             finally:
-                self.io.close(fd)
+                self.disk.close(fd)
         m = Manifest(clip_id, identity.device_id, header.t_start, None, (header.event_id,), header.hash.hex(),
                      tuple(chunks), 0, 0, end, 0, header.codec, False).signed(identity)
         self.write_manifest(m)
         return Recovery(clip_id, "recovered", len(chunks), size - end)
 
 
-def shred_file(path: Path, *, io: DiskIO = DEFAULT_IO) -> None:
+def shred_file(path: Path, *, disk: DiskIO = DEFAULT_IO) -> None:
     """Overwrite a clip's sealed key and stream header in place with random bytes and fsync (no unlink)."""
     try:
-        fd = io.open(path, os.O_WRONLY)
+        fd = disk.open(path, os.O_WRONLY)
     except FileNotFoundError:
         return
     try:
@@ -209,11 +209,11 @@ def shred_file(path: Path, *, io: DiskIO = DEFAULT_IO) -> None:
         if size > start:
             data = memoryview(nacl.utils.random(min(end, size) - start))
             while data:  # a short write is continued; an error raises with the rest of the header still whole
-                n = io.pwrite(fd, bytes(data), start)
+                n = disk.pwrite(fd, bytes(data), start)
                 data, start = data[n:], start + n
-        io.fsync(fd)
+        disk.fsync(fd)
     finally:
-        io.close(fd)
+        disk.close(fd)
 
 
 def shred_all_clips(vault_dir: str | os.PathLike[str]) -> int:
