@@ -38,6 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                        help="argon2id cost (min: tests only)")
         _pass_arg(k)
         k.set_defaults(func=_keygen, role=role)
+    trust = actions["recipient"].add_parser(
+        "trust", help="pin an owner's public key you obtained out of band: bundles signed by it then verify",
+        description="Compare the key's fingerprint with the owner (phone, in person) before you trust it. "
+        "doorkeep decrypt then reports bundles granted by this owner as VERIFIED without --owner.")
+    trust.add_argument("pub", type=Path, help="the owner's public key file (owner.key.pub)")
+    trust.set_defaults(func=_trust)
     pin = actions["owner"].add_parser(
         "pin", help="pin an owner public key on this device (pairing does this for you)")
     pin.add_argument("pub", type=Path)
@@ -196,6 +202,16 @@ def _keygen(args: argparse.Namespace) -> int:
     pub = args.pub or args.out.with_name(args.out.name + ".pub")
     k.write_atomic(pub, sk.public.to_bytes(), mode=0o644)
     print(f"{args.role} keys: secret {args.out}, public {pub} (signing key {sk.public.sign.hex()[:16]}…)")
+    return 0
+
+
+def _trust(args: argparse.Namespace) -> int:
+    from doorkeep.device.vault.keys import PublicKeys
+    from doorkeep.tools.trusted_owners import key_name, pin
+
+    owner = PublicKeys.load(args.pub, role="owner")
+    path = pin(owner)
+    print(f"trusting owner {key_name(owner)} (signing key {owner.sign.hex()}): {path}")
     return 0
 
 

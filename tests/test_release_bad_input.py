@@ -1,0 +1,155 @@
+"""Bad input and ordinary faults in the release commands end in one `doorkeep:` line, with nothing spent, half
+written or wrongly audited (#14.15, #11.6).
+
+Before: `export`/`decrypt` with a missing file or a directory ended in a traceback; `export GRANT --out DIR` spent
+the grant, audited an `export` that never happened and left the whole bundle as a hidden temp file; an export onto
+a full disk did the same with a byte count for a bundle that does not exist; `view`/`decrypt --out` onto a full
+disk left a truncated MP4 under the final name; decrypted MP4s were created 0644; a read-only state directory made
+`export` and `factory-reset` end in a traceback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from doorkeep.device.vault.grants import issue_grant
+from doorkeep.device.vault.keys import MIN
+from doorkeep.tools.cli import main
+from vault_support import Device, make_device, make_packets, sealed_keys, write_clip
+
+
+def one_line(err: str) -> str:
+    assert err.startswith("doorkeep: ") and err.count("\n") == 1, err
+    return err
+
+
+def records(dev: Device) -> list[str]:
+    return [json.loads(line)["kind"] for line in (dev.state / "audit.log").read_text().splitlines()]
+
+
+@pytest.fixture
+def dev(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Device:
+    monkeypatch.setenv("DOORKEEP_PASSPHRASE", "pw")
+    d = make_device(tmp_path)
+    write_clip(d, "c1", make_packets(60))  # ~100 KB: more than the small disks below hold
+    d.vault.close()
+    d.owner.save(tmp_path / "owner.key", b"pw", limits=MIN)
+    d.recipient.save(tmp_path / "rec.key", b"pw", limits=MIN)
+    (tmp_path / "owner.pub").write_bytes(d.owner.public.to_bytes())
+    grant = issue_grant(d.owner, device_id=d.identity.device_id, sealed_keys=sealed_keys(d, "c1"),
+                        recipient=d.recipient.public, recipient_name="Det. Y", purpose="case 17", requester="PD")
+    (tmp_path / "g.json").write_bytes(grant.to_bytes())
+    return d
+
+
+def export(dev: Device, out: Path, grant: Path | None = None) -> int:
+    return main(["export", str(grant or dev.state.parent / "g.json"), "--out", str(out),
+                 "--state-dir", str(dev.state)])
+
+
+def unspent(dev: Device) -> bool:
+    used = dev.state / "grants.used"
+    return not used.exists() or used.read_text().strip() == ""
+
+
+# ------------------------------------------------------------------------------------------------ export
+
+def test_export_of_a_missing_or_directory_grant(dev, tmp_path, capsys) -> None:
+    for bad in (tmp_path / "nope.json", tmp_path):
+        assert export(dev, tmp_path / "b.bundle", grant=bad) == 1
+        assert str(bad) in one_line(capsys.readouterr().err)
+    assert unspent(dev) and not (tmp_path / "b.bundle").exists()
+
+
+def test_export_to_a_directory_is_refused_before_the_grant_is_spent(dev, tmp_path, capsys) -> None:
+    out = tmp_path / "bundles"
+    out.mkdir()
+    before = records(dev)
+    assert export(dev, out) == 1
+    assert "is a directory" in one_line(capsys.readouterr().err)
+    assert unspent(dev) and list(out.iterdir()) == []
+    assert "export" not in records(dev)[len(before):] and "grant_accepted" not in records(dev)[len(before):]
+    assert export(dev, out / "b.bundle") == 0  # the grant is still good
+
+
+def test_export_onto_a_full_disk_spends_nothing_and_leaves_nothing(dev, tmp_path, capsys, small_tmpfs) -> None:
+    full = small_tmpfs(32)
+    before = records(dev)
+    assert export(dev, full / "b.bundle") == 1
+    assert "No space left on device" in one_line(capsys.readouterr().err)
+    assert unspent(dev) and list(full.iterdir()) == []
+    new = records(dev)[len(before):]
+    assert "export" not in new and "grant_accepted" not in new and "export_failed" in new
+    failed = [json.loads(line)["f"] for line in (dev.state / "audit.log").read_text().splitlines()
+              if json.loads(line)["kind"] == "export_failed"][-1]
+    assert failed["spent"] is False
+    assert export(dev, tmp_path / "b.bundle") == 0
+
+
+# ------------------------------------------------------------------------------------------------ decrypt / view
+
+def test_decrypt_of_a_missing_or_directory_bundle_before_the_passphrase(dev, tmp_path, capsys,
+                                                                       monkeypatch) -> None:
+    monkeypatch.delenv("DOORKEEP_PASSPHRASE")  # a prompt would fail the test: it must not get that far
+    for bad in (tmp_path / "nope.bundle", tmp_path):
+        assert main(["decrypt", str(bad), "--key", str(tmp_path / "rec.key"), "--out", str(tmp_path / "o")]) == 1
+        assert str(bad) in one_line(capsys.readouterr().err)
+    assert not (tmp_path / "o").exists()
+
+
+def test_decrypt_out_must_be_a_directory(dev, tmp_path, capsys) -> None:
+    assert export(dev, tmp_path / "b.bundle") == 0
+    (tmp_path / "file").write_text("x")
+    assert main(["decrypt", str(tmp_path / "b.bundle"), "--key", str(tmp_path / "rec.key"), "--out",
+                 str(tmp_path / "file"), "--owner", str(tmp_path / "owner.pub")]) == 1
+    assert "file" in one_line(capsys.readouterr().err)
+
+
+def test_decrypted_mp4s_are_private_and_a_full_disk_leaves_none(dev, tmp_path, capsys, small_tmpfs) -> None:
+    assert export(dev, tmp_path / "b.bundle") == 0
+    args = ["decrypt", str(tmp_path / "b.bundle"), "--key", str(tmp_path / "rec.key"),
+            "--owner", str(tmp_path / "owner.pub"), "--out"]
+    full = small_tmpfs(32)
+    capsys.readouterr()
+    assert main([*args, str(full)]) == 1
+    assert "No space left on device" in one_line(capsys.readouterr().err)
+    assert list(full.iterdir()) == []  # neither a truncated MP4 under its name nor a temporary file
+    assert main([*args, str(tmp_path / "mp4")]) == 0
+    (mp4,) = (tmp_path / "mp4").iterdir()
+    assert stat.S_IMODE(mp4.stat().st_mode) == 0o600
+
+
+def test_view_onto_a_full_disk_leaves_nothing_and_writes_0600(dev, tmp_path, capsys, small_tmpfs) -> None:
+    view = ["view", "c1", "--key", str(tmp_path / "owner.key"), "--state-dir", str(dev.state), "--out"]
+    full = small_tmpfs(32)
+    assert main([*view, str(full / "c1.mp4")]) == 1
+    assert "No space left on device" in one_line(capsys.readouterr().err)
+    assert list(full.iterdir()) == []
+    assert main([*view, str(tmp_path / "c1.mp4")]) == 0
+    assert stat.S_IMODE((tmp_path / "c1.mp4").stat().st_mode) == 0o600
+
+
+# ------------------------------------------------------------------------------------------------ read-only state
+
+@pytest.fixture
+def read_only_state(dev: Device, small_tmpfs: Callable[[int], Path]) -> Device:
+    """The device's state directory on a file system mounted read-only (a full or failing SD card)."""
+    ro = small_tmpfs(4096)
+    shutil.copytree(dev.state, ro / "state")
+    subprocess.run(["mount", "-o", "remount,ro", str(ro)], check=True)
+    return Device(ro / "state", dev.identity, dev.owner, dev.recipient, dev.vault)
+
+
+def test_export_and_factory_reset_on_a_read_only_state_dir(read_only_state, tmp_path, capsys) -> None:
+    dev = read_only_state
+    before = sorted(p.name for p in dev.state.iterdir())
+    assert export(dev, tmp_path / "b.bundle") == 1
+    assert "Read-only file system" in one_line(capsys.readouterr().err)
+    assert main(["factory-reset", "--yes-destroy-everything", "--state-dir", str(dev.state)]) == 1
+    assert "Read-only file system" in one_line(capsys.readouterr().err)
+    assert sorted(p.name for p in dev.state.iterdir()) == before and not (tmp_path / "b.bundle").exists()
