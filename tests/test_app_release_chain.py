@@ -46,12 +46,14 @@ def test_demo_clip_released_to_a_recipient_decrypts_to_the_owners_frames(tmp_pat
              "--requester", "Acme Insurance", "--clip", clip_id, "--days", "1", "--out", tmp_path / "g.grant",
              "--state-dir", device)
     doorkeep("export", tmp_path / "g.grant", "--out", tmp_path / "b.bundle", "--state-dir", device)
+    # the owner hands the insurer their public key (the pinned copy on the device is the same key)
     report = json.loads(doorkeep("decrypt", tmp_path / "b.bundle", "--key", tmp_path / "rec.key",
-                                 "--passphrase-file", tmp_path / "rec.pass", "--out", out, "--json"))
+                                 "--passphrase-file", tmp_path / "rec.pass", "--out", out, "--json",
+                                 "--owner", device / "owner.pub"))
     doorkeep("view", clip_id, "--key", root / "owner" / "owner.key", "--passphrase-file", tmp_path / "demo.pass",
              "--out", tmp_path / "owner.mp4", "--state-dir", device)
 
-    assert report["ok"] is True, report
+    assert report["ok"] is True and report["owner_verified"] and report["device_verified"], report
     released = sorted(out.glob("*.mp4"))
     assert len(released) == 1
     got, want = frames(released[0]), frames(tmp_path / "owner.mp4")

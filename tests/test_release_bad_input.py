@@ -148,7 +148,7 @@ def read_only_state(dev: Device, small_tmpfs: Callable[[int], Path]) -> Device:
 def test_export_and_factory_reset_on_a_read_only_state_dir(read_only_state, tmp_path, capsys) -> None:
     dev = read_only_state
     before = sorted(p.name for p in dev.state.iterdir())
-    assert export(dev, tmp_path / "b.bundle") == 1
+    assert export(dev, tmp_path / "b.bundle", grant=tmp_path / "g.json") == 1
     assert "Read-only file system" in one_line(capsys.readouterr().err)
     assert main(["factory-reset", "--yes-destroy-everything", "--state-dir", str(dev.state)]) == 1
     assert "Read-only file system" in one_line(capsys.readouterr().err)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from doorkeep.device.errors import InvalidArgument
+from doorkeep.device.safe_text import printable
 
 PASS_ENV = "DOORKEEP_PASSPHRASE"
 #: What an owner does when `doorkeep export` finds the service running (docs/security.md, "Releases").
@@ -101,9 +102,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("decrypt", help="recipient: verify a bundle and write playable MP4s")
     p.add_argument("bundle", type=Path)
     p.add_argument("--key", required=True, type=Path, help="recipient secret key file")
-    p.add_argument("--owner", type=Path, help="the owner's public key, if you know it out of band")
+    p.add_argument("--owner", type=Path, help="the owner's public key, obtained from the owner (without it, or a key "
+                   "pinned with `doorkeep recipient trust`, the bundle is NOT verified)")
     p.add_argument("--out", type=Path, default=Path("."), help="directory for the MP4 files")
     p.add_argument("--json", action="store_true", help="print the verification report as JSON")
+    p.add_argument("--expect-device", metavar="DEVICE_ID", help="the device the footage must come from")
+    p.add_argument("--allow-unverified-owner", action="store_true",
+                   help="decrypt even without an owner key from outside the bundle (--owner, or `recipient trust`);"
+                   " the report then says the owner and device are NOT verified")
     _pass_arg(p)
     p.set_defaults(func=_decrypt)
 
@@ -238,7 +244,7 @@ def _clips(args: argparse.Namespace) -> int:
 def _view(args: argparse.Namespace) -> int:
     from doorkeep.device.vault.clips import iter_clip, open_clip_key
     from doorkeep.device.vault.keys import SecretKeys
-    from doorkeep.tools.vault_mp4 import write_mp4
+    from doorkeep.tools.vault_mp4 import write_mp4_file
 
     store = _store(args)
     owner = SecretKeys.load(args.key, _passphrase(args), role="owner")
@@ -247,7 +253,7 @@ def _view(args: argparse.Namespace) -> int:
     with open(store.clip_path(args.clip), "rb") as f:
         header, packets = iter_clip(f, os.fstat(f.fileno()).st_size, lambda h: open_clip_key(h, owner),
                                     require_final=m.complete)
-        n = write_mp4(packets, out, codec=header.codec)
+        n = write_mp4_file(packets, out, codec=header.codec)
     print(f"{out}: {n} packets")
     return 0
 
@@ -375,54 +381,39 @@ def _export(args: argparse.Namespace) -> int:
 def _decrypt(args: argparse.Namespace) -> int:
     from doorkeep.device.errors import ReleaseError
     from doorkeep.device.vault.keys import PublicKeys, SecretKeys
+    from doorkeep.tools.release_open import decrypt_bundle, print_report, verdict_line
 
+    _input_file(args.bundle, "bundle")  # before the passphrase prompt
+    if args.out.exists() and not args.out.is_dir():
+        raise InvalidArgument(f"--out {args.out} is not a directory (MP4s are written into it, one per clip)")
     keys = SecretKeys.load(args.key, _passphrase(args), role="recipient")
     owner = PublicKeys.load(args.owner, role="owner") if args.owner else None
-    args.out.mkdir(parents=True, exist_ok=True)
     try:
-        report = _decrypt_to(args.bundle, keys, owner, args.out)
+        result = decrypt_bundle(args.bundle, keys, args.out, owner=owner, expect_device=args.expect_device,
+                                allow_unverified_owner=args.allow_unverified_owner)
     except ReleaseError as exc:
         if args.json:
-            print(json.dumps({"ok": False, "reason": exc.reason, "detail": str(exc)}))
+            print(json.dumps({"ok": False, "reason": exc.reason, "detail": str(exc), "owner_verified": False,
+                              "device_verified": False}))
         else:
-            print(f"REFUSED: {exc}", file=sys.stderr)
+            print(f"doorkeep: bundle REFUSED: {printable(exc)}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps(report, indent=1))
+        print(json.dumps(result.report, indent=1))
+    elif not result.ok:
+        print(f"doorkeep: {verdict_line(result.report)}: {result.report['detail']}; nothing was decrypted "
+              "(--allow-unverified-owner to decrypt anyway)", file=sys.stderr)
     else:
-        print(f"bundle {report['bundle_id']} from device {report['device_id']}: VERIFIED")
-        print(f"  grant {report['grant_id']} for {report['recipient_name']!r} ({report['requester']}), "
-              f"purpose: {report['purpose']}, expires {_iso(report['expires_at'])}")
-        print(f"  checks: {', '.join(report['checks'])}")
-        for e in report["clips"]:
-            print(f"  {e['clip_id']}: {_iso(e['t_start'])} .. {_iso(e['t_end'])}, {e['packets']} packets, "
-                  f"{'complete' if e['complete'] else 'recovered after a crash'} -> {e['mp4']}")
-    return 0
+        print_report(result.report, sys.stdout)
+    return 0 if result.ok else 1
 
 
-def _decrypt_to(bundle: Path, keys: Any, owner: Any, out_dir: Path) -> dict[str, Any]:
-    """Verify ``bundle`` and write one MP4 per clip into ``out_dir``, streaming (a clip never sits in memory).
-    MP4s are written under temporary names and renamed only once the whole bundle verified; on a refusal
-    (:class:`ReleaseError`) none is left behind."""
-    from doorkeep.device.vault.bundle_open import read_bundle
-    from doorkeep.tools.vault_mp4 import write_mp4
-
-    done: list[tuple[Path, Path]] = []
-    try:
-        with read_bundle(bundle, keys, owner=owner) as b:
-            for clip in b.clips():
-                out = out_dir / f"{clip.clip_id}.mp4"
-                tmp = out.with_name(f".{out.name}.part{os.getpid()}")
-                done.append((tmp, out))
-                write_mp4(clip.packets(), tmp, codec=clip.header.codec)
-            report = b.report()
-        for (tmp, out), entry in zip(done, report["clips"], strict=True):
-            os.replace(tmp, out)
-            entry["mp4"] = str(out)
-    finally:
-        for tmp, _ in done:
-            tmp.unlink(missing_ok=True)
-    return report
+def _input_file(path: Path, what: str) -> None:
+    """One ``doorkeep:`` line if ``path`` is not a readable file (checked before any prompt or work)."""
+    if path.is_dir():
+        raise InvalidArgument(f"{what} {path}: is a directory")
+    if not path.is_file():
+        raise InvalidArgument(f"{what} {path}: no such file")
 
 
 def _audit_verify(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from doorkeep.device.errors import FormatError
+from doorkeep.device.fileio import AtomicOutput
 from doorkeep.device.frames import Packet
 from doorkeep.device.vault.clips import Codec
 
@@ -51,6 +52,23 @@ def write_mp4(packets: Iterable[Packet], path: str | Path, *, codec: Codec) -> i
     finally:
         out.close()
     return n
+
+
+def write_mp4_into(out: AtomicOutput, packets: Iterable[Packet], *, codec: Codec) -> int:
+    """:func:`write_mp4` into ``out``'s temporary file (the caller commits or discards ``out``); an error names
+    the final path, not the temporary one PyAV opened."""
+    try:
+        return write_mp4(packets, out.tmp, codec=codec)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(out.path)) from None
+
+
+def write_mp4_file(packets: Iterable[Packet], path: str | Path, *, codec: Codec) -> int:
+    """:func:`write_mp4` to ``path`` as a private file (0600) that appears complete or not at all: written to a
+    temporary file beside it, fsynced, renamed. A failure (a full disk) leaves neither a truncated MP4 under
+    ``path`` nor the temporary file."""
+    with AtomicOutput(path, mode=0o600) as out:
+        return write_mp4_into(out, packets, codec=codec)
 
 
 def decode_mp4(path: str | Path) -> list[Any]:

@@ -120,9 +120,17 @@ class BundleClipReader:
 
 class BundleReader:
     """A bundle whose head verified (see the module docstring); iterate :meth:`clips` in order, then
-    :meth:`report`. Use as a context manager (closes the file)."""
+    :meth:`report`. Use as a context manager (closes the file).
 
-    def __init__(self, f: BinaryIO, length: int, recipient: SecretKeys, *, owner: PublicKeys | None = None) -> None:
+    What the checks prove depends on what you knew beforehand. The bundle carries the owner key its grant is signed
+    with and the device key that signs it, so on their own they prove only that the bundle is consistent: anyone can
+    make one from a fresh device key and a fresh owner key. :attr:`owner_verified` is True only when the owner key
+    came from outside the bundle (``owner=``, or :meth:`confirm_owner` with a key the recipient pinned);
+    :attr:`device_verified` when the owner is verified (the owner's grant names the device, whose id is the hash of
+    its key) or the device id was expected (``expect_device=``)."""
+
+    def __init__(self, f: BinaryIO, length: int, recipient: SecretKeys, *, owner: PublicKeys | None = None,
+                 expect_device: str | None = None) -> None:
         self._f = f
         self._summaries: list[dict[str, Any]] = []
         self._complete = False
@@ -139,9 +147,13 @@ class BundleReader:
             raise ReleaseError("bad_device_signature", "bundle index not signed by the device key it names") from None
         if device_id_for(device_key) != self.device_id or self.grant.device_id != self.device_id:
             raise ReleaseError("wrong_device", "device key, bundle and grant name different devices")
+        if expect_device is not None and self.device_id != expect_device:
+            raise ReleaseError("wrong_device", f"the bundle comes from {self.device_id}, not {expect_device}")
         if owner is not None and owner != self.owner:
             raise ReleaseError("wrong_owner", "the grant's owner is not the owner key you expected")
         self.grant.verify(self.owner)
+        self.owner_verified = owner is not None
+        self.device_verified = self.owner_verified or expect_device is not None
         if self.grant.recipient.box != recipient.public.box:
             raise ReleaseError("wrong_recipient", f"bundle is for {self.grant.recipient_name!r}, not this key")
         if [e.clip_id for e in self._entries] != list(self.grant.clip_ids):
@@ -149,6 +161,13 @@ class BundleReader:
         if len(head) + 64 + sum(e.manifest_size + e.size for e in self._entries) != length:
             raise ReleaseError("truncated", "bundle length differs from its index")
         self._recipient = recipient
+
+    def confirm_owner(self, owner: PublicKeys) -> None:
+        """Verify the owner after opening: ``owner`` is a key the recipient knows out of band (e.g. pinned earlier).
+        Raises :class:`ReleaseError` ``wrong_owner`` if it is not the grant's owner."""
+        if owner != self.owner:
+            raise ReleaseError("wrong_owner", "the grant's owner is not the owner key you expected")
+        self.owner_verified = self.device_verified = True
 
     def clips(self) -> Iterator[BundleClipReader]:
         """The clips in bundle order. Moving to the next clip first reads the previous one to its end (verifying it,
@@ -185,7 +204,8 @@ class BundleReader:
         """The verification report; raises :class:`ReleaseError` unless every clip was read and verified."""
         if not self._complete:
             raise ReleaseError("truncated", "the bundle was not read to its end")
-        return report(self.bundle_id, self.device_id, self.created_at, self.owner, self.grant, self._summaries)
+        return {**report(self.bundle_id, self.device_id, self.created_at, self.owner, self.grant, self._summaries),
+                "owner_verified": self.owner_verified, "device_verified": self.device_verified}
 
     def close(self) -> None:
         self._f.close()
@@ -207,9 +227,10 @@ def report(bundle_id: str, device_id: str, created_at: float, owner: PublicKeys,
 
 
 def read_bundle(source: bytes | str | os.PathLike[str], recipient: SecretKeys, *,
-                owner: PublicKeys | None = None) -> BundleReader:
+                owner: PublicKeys | None = None, expect_device: str | None = None) -> BundleReader:
     """Open a bundle (a file path, or bytes) and verify its head; see the module docstring. ``owner``: the owner
-    key you know out of band (optional; the device already checked the grant against its pinned owner key).
+    key you know out of band — without it the owner (and so the device) is NOT verified, only self-consistent
+    (:class:`BundleReader`); ``expect_device``: the device id you expect.
     Raises :class:`ReleaseError`; ``OSError`` if the file cannot be read."""
     if isinstance(source, bytes):
         f: BinaryIO = io.BytesIO(source)
@@ -220,7 +241,7 @@ def read_bundle(source: bytes | str | os.PathLike[str], recipient: SecretKeys, *
     else:
         raise ReleaseError("malformed", "bundle must be bytes or a file path")
     try:
-        return BundleReader(f, length, recipient, owner=owner)
+        return BundleReader(f, length, recipient, owner=owner, expect_device=expect_device)
     except BaseException:
         f.close()
         raise
