@@ -108,5 +108,14 @@ class ReleaseError(VaultError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
 
 
+class OutputFailed(DoorkeepError):
+    """A file the user asked for could not be written (a full disk, a read-only directory) and nothing was left
+    behind, neither a partial file under its name nor a temporary one. ``path`` and ``errno`` say which and why."""
+
+    def __init__(self, path: str, errno: int | None, why: str) -> None:
+        self.path, self.errno = path, errno
+        super().__init__(f"cannot write {path}: {why} (nothing was written)")
+
+
 class ProvisionError(DoorkeepError):
     """Identity, pairing or signed-configuration failure."""

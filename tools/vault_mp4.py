@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from doorkeep.device.errors import FormatError
+from doorkeep.device.errors import FormatError, OutputFailed
 from doorkeep.device.fileio import AtomicOutput
 from doorkeep.device.frames import Packet
 from doorkeep.device.vault.clips import Codec
@@ -55,12 +55,12 @@ def write_mp4(packets: Iterable[Packet], path: str | Path, *, codec: Codec) -> i
 
 
 def write_mp4_into(out: AtomicOutput, packets: Iterable[Packet], *, codec: Codec) -> int:
-    """:func:`write_mp4` into ``out``'s temporary file (the caller commits or discards ``out``); an error names
-    the final path, not the temporary one PyAV opened."""
+    """:func:`write_mp4` into ``out``'s temporary file (the caller commits or discards ``out``). Raises
+    :class:`OutputFailed` naming the final path (a full disk, a write error)."""
     try:
         return write_mp4(packets, out.tmp, codec=codec)
-    except OSError as exc:
-        raise OSError(exc.errno, exc.strerror or str(exc), str(out.path)) from None
+    except OSError as exc:  # PyAV's error names its temporary file; the caller discards ``out``
+        raise OutputFailed(str(out.path), exc.errno, exc.strerror or str(exc)) from None
 
 
 def write_mp4_file(packets: Iterable[Packet], path: str | Path, *, codec: Codec) -> int:
