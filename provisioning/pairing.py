@@ -254,6 +254,11 @@ class DevicePairing:
         self._owner_ok = True
         return self._maybe_finish()
 
+    @property
+    def awaiting_decision(self) -> bool:
+        """The code is shown and the local human has not answered yet."""
+        return self.state == "confirm" and self.code is not None and not self._local_ok
+
     def decide(self, accepted: bool) -> list[bytes]:
         """The local human's verdict on :attr:`code` (``False`` aborts and is audited)."""
         if self.code is None or self.state not in ("confirm",):
@@ -307,11 +312,40 @@ class Channel(Protocol):
 Confirm = Callable[[str], bool]
 
 
-def skip_refused(exc: ProvisionRefused, channel: Channel) -> None:
-    """A message refused without ending the session: answer it if the machine made a reply, and go on."""
-    log.warning("pairing: ignored a message: %s", printable(exc))
-    if exc.reply is not None:
-        channel.send(exc.reply)
+class Machine(Protocol):
+    """What the drivers need of either side's state machine."""
+
+    state: str
+    code: str | None
+
+    @property
+    def awaiting_decision(self) -> bool: ...
+
+    def handle(self, data: bytes) -> list[bytes]: ...
+
+    def decide(self, accepted: bool) -> list[bytes]: ...
+
+
+def exchange_step(machine: Machine, channel: Channel, data: bytes, *, confirm: Confirm, side: str) -> None:
+    """Feed one received message to ``machine`` and send what it answers. A refusal that leaves the session as it
+    was (junk, a forgery, a stranger) is logged, answered if the machine made a reply, and skipped; one that ended
+    the session is raised. Once a code is shown, ``confirm(code)`` decides (raises ``code-rejected`` on no)."""
+    try:
+        replies = machine.handle(data)
+    except ProvisionRefused as exc:
+        if machine.state == "failed":
+            raise
+        log.warning("pairing: ignored a message: %s", printable(exc))
+        if exc.reply is not None:
+            channel.send(exc.reply)
+        return
+    for out in replies:
+        channel.send(out)
+    if machine.awaiting_decision and machine.code is not None:
+        for out in machine.decide(confirm(machine.code)):
+            channel.send(out)
+        if machine.state == "failed":
+            raise PairingMismatch(f"the codes did not match (rejected {side})", reason="code-rejected")
 
 
 def run_device(machine: DevicePairing, channel: Channel, *, confirm: Confirm) -> DevicePaired:
@@ -325,22 +359,8 @@ def run_device(machine: DevicePairing, channel: Channel, *, confirm: Confirm) ->
                     machine._fail("window-closed", "the pairing window expired before pairing finished")
                 raise WindowClosed("the pairing window expired before pairing finished")
             data = channel.recv(min(remaining, 1.0))
-            if data is None:
-                continue
-            try:
-                replies = machine.handle(data)
-            except ProvisionRefused as exc:
-                if machine.state == "failed":
-                    raise
-                skip_refused(exc, channel)
-                continue
-            for out in replies:
-                channel.send(out)
-            if machine.state == "confirm" and machine.code is not None and not machine._local_ok:
-                for out in machine.decide(confirm(machine.code)):
-                    channel.send(out)
-                if machine.state == "failed":
-                    raise PairingMismatch("the codes did not match (rejected on the device)", reason="code-rejected")
+            if data is not None:
+                exchange_step(machine, channel, data, confirm=confirm, side="on the device")
     except ProvisionRefused as exc:
         if exc.reason not in ("aborted-by-owner", "window-closed", "code-rejected"):
             channel.send(machine.abort_message(exc.reason))

@@ -19,7 +19,7 @@ from doorkeep.device.vault.keys import SecretKeys
 
 from .documents import OwnerDocument
 from .errors import PairingMismatch, ProvisionRefused
-from .pairing import Channel, Confirm, SeenMessages, skip_refused
+from .pairing import Channel, Confirm, SeenMessages, exchange_step
 from .pairing_messages import (
     NONCE_BYTES,
     SESSION_BYTES,
@@ -137,6 +137,11 @@ class OwnerPairing:
         return [seal({"type": "reveal", "session": codec.b64e(self._session),
                       "nonce": codec.b64e(self._nonce)}, self.keys.sign)]
 
+    @property
+    def awaiting_decision(self) -> bool:
+        """The device answered, the code is shown and the owner has not answered yet."""
+        return self.state == "decide" and self.code is not None
+
     def decide(self, accepted: bool) -> list[bytes]:
         """The owner's verdict on :attr:`code`: a signed ``confirm``, or an ``abort``."""
         if self.state != "decide":
@@ -167,22 +172,8 @@ def run_owner(machine: OwnerPairing, channel: Channel, *, confirm: Confirm, time
                 raise PairingMismatch(f"no answer from the device in time (is its pairing window open?){hint}",
                                       reason="timeout")
             data = channel.recv(min(left, 1.0))
-            if data is None:
-                continue
-            try:
-                replies = machine.handle(data)
-            except ProvisionRefused as exc:
-                if machine.state == "failed":
-                    raise
-                skip_refused(exc, channel)
-                continue
-            for out in replies:
-                channel.send(out)
-            if machine.state == "decide" and machine.code is not None:
-                for out in machine.decide(confirm(machine.code)):
-                    channel.send(out)
-                if machine.state == "failed":
-                    raise PairingMismatch("the codes did not match (rejected by the owner)", reason="code-rejected")
+            if data is not None:
+                exchange_step(machine, channel, data, confirm=confirm, side="by the owner")
     except ProvisionRefused as exc:
         if exc.reason not in ("aborted-by-device", "timeout", "code-rejected") and machine._session:
             channel.send(machine.abort_message(exc.reason))

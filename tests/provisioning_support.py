@@ -48,9 +48,11 @@ def owner_keys() -> SecretKeys:
     return SecretKeys.generate("owner")
 
 
-def pair_in_memory(dev: Device, keys: SecretKeys, **owner_kw: object) -> tuple[str, str, int]:
-    """Run the whole exchange without a broker; returns (owner code, device code, counter from ``done``)."""
-    d = DevicePairing(dev.prov)
+def pair_in_memory(dev: Device, keys: SecretKeys, *, machine: DevicePairing | None = None,
+                   **owner_kw: object) -> tuple[str, str, int]:
+    """Run the whole exchange without a broker (on ``machine``, a device window already open, if given); returns
+    (owner code, device code, counter from ``done``)."""
+    d = machine or DevicePairing(dev.prov)
     o = OwnerPairing(keys, **owner_kw)  # type: ignore[arg-type]
     (accept,) = d.handle(o.start())
     (reveal,) = o.handle(accept)

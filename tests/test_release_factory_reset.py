@@ -116,32 +116,36 @@ def announce_like_the_device(mosquitto: object, device_id: str) -> None:
     client.stop()  # leaves "offline" retained, as the service does
 
 
-@pytest.mark.broker
-def test_reset_removes_the_old_identity_from_the_broker(mosquitto, tmp_path: Path) -> None:
+@pytest.fixture
+def announced(mosquitto, tmp_path: Path) -> tuple[str, Path]:
+    """A paired device that has announced itself on the broker: (its id, a config naming that broker)."""
     dev, _keys = paired(tmp_path)
-    old = dev.identity.device_id
     dev.audit.close()
-    announce_like_the_device(mosquitto, old)
+    announce_like_the_device(mosquitto, dev.identity.device_id)
+    return dev.identity.device_id, broker_config(tmp_path, mosquitto)
+
+
+@pytest.mark.broker
+def test_reset_removes_the_old_identity_from_the_broker(mosquitto, announced) -> None:
+    old, toml = announced
     assert {t for t, _ in retained_for(mosquitto, old)} == {
         f"homeassistant/device/{old}/config", f"doorkeep/{old}/availability", f"doorkeep/{old}/person",
         f"doorkeep/{old}/stats"}
-    proc = doorkeep("factory-reset", "--yes-destroy-everything", "--config", broker_config(tmp_path, mosquitto))
+    proc = doorkeep("factory-reset", "--yes-destroy-everything", "--config", toml)
     assert f"removed {old} from the broker" in proc.stdout, proc.stdout + proc.stderr
     assert retained_for(mosquitto, old) == []
 
 
 @pytest.mark.broker
-def test_reset_with_the_broker_down_says_how_to_forget_the_device_later(mosquitto, tmp_path: Path) -> None:
-    dev, _keys = paired(tmp_path)
-    old = dev.identity.device_id
-    dev.audit.close()
-    announce_like_the_device(mosquitto, old)
-    toml = broker_config(tmp_path, mosquitto)
+def test_reset_with_the_broker_down_says_how_to_forget_the_device_later(mosquitto, announced,
+                                                                        tmp_path: Path) -> None:
+    old, toml = announced
     mosquitto.stop()
     t0 = time.monotonic()
     proc = doorkeep("factory-reset", "--yes-destroy-everything", "--config", toml)
     assert time.monotonic() - t0 < 60
-    assert f"doorkeep forget-device {old} --broker" in proc.stderr and not (dev.state / "device.key").exists()
+    assert f"doorkeep forget-device {old} --broker" in proc.stderr
+    assert not (tmp_path / "state" / "device.key").exists()
     mosquitto.start()
     doorkeep("forget-device", old, "--broker", mosquitto.url)
     assert retained_for(mosquitto, old) == []
