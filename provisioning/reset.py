@@ -130,7 +130,7 @@ def factory_reset(state_dir: str | os.PathLike[str], *, identity: DeviceIdentity
         else:  # every segment, renamed alike: the archive stays verifiable as one log
             kept = f"audit-{identity.device_id}.log"
             move_log(audit_path, state / kept)
-    log.warning("factory reset of %s: %d clips and %s destroyed", identity.device_id, shredded, ", ".join(gone))
+    log.info("factory reset of %s: %d clips and %s destroyed", identity.device_id, shredded, ", ".join(gone))
     for d in (state, *dirs):
         verify_reset(d)
     return ResetReport(identity.device_id, shredded, tuple(gone), kept, tuple(str(d) for d in dirs))

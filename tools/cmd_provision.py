@@ -411,7 +411,8 @@ def _forget_on_broker(settings: Any, device_id: str) -> None:
               f"stays in Home Assistant until you run `doorkeep forget-device {device_id} --broker HOST` "
               "(docs/mqtt.md)", file=sys.stderr)
         return
-    print(f"removed {device_id} from the broker ({len(cleared)} retained topics, incl. its Home Assistant device)")
+    print(f"removed {device_id} from the broker {settings.host}:{settings.port}: cleared its {len(cleared)} retained "
+          "topics (its Home Assistant device, if it had one)")
 
 
 def _forget_device(args: argparse.Namespace) -> int:
