@@ -363,8 +363,10 @@ def _rotate_owner(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------------ reset
 def _factory_reset(args: argparse.Namespace) -> int:
+    from doorkeep.provisioning.identity import has_identity
     from doorkeep.provisioning.reset import factory_reset
 
+    announced = has_identity(_config(args).state_dir)  # an identity made just now was never on the broker
     cfg, audit, prov = _device(args)
     try:
         effective = _effective_config(args, cfg, prov)  # before the reset destroys the signed configuration
@@ -378,7 +380,8 @@ def _factory_reset(args: argparse.Namespace) -> int:
           f"removed {', '.join(report.files_shredded)}")
     if report.audit_kept_as:
         print(f"audit log archived as {cfg.state_dir / report.audit_kept_as}")
-    _forget_on_broker(effective.mqtt, report.device_id)
+    if announced:
+        _forget_on_broker(effective.mqtt, report.device_id)
     print("the next start creates a new identity; pair it again", file=sys.stderr)
     return 0
 
