@@ -202,6 +202,8 @@ def assemble(config: Config, *, identity: DeviceIdentity, source: FrameSource | 
                                           flags=vault.flags if vault is not None else None)
         if publisher is not None:
             built.callback(publisher.close)
+            if vault is not None:  # a full disk frees the vault's space reserve for the outbox, then retries
+                publisher.outbox.on_full = vault.reserve.release
             if vault is not None:
                 RequestRelay(publisher.client, publisher.topics, vault).attach()
         status = StatusFile(config.state_dir / STATUS_FILE, snapshot=lambda: _live_status(device)) \

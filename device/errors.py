@@ -80,6 +80,19 @@ class PayloadError(PublishError, ValueError):
     """An MQTT payload was malformed, over its size bound, unsigned, forged or tampered with."""
 
 
+class OutboxError(PublishError):
+    """The durable outbox's database could not be read or written (I/O error, busy, read-only): retried later;
+    messages meanwhile wait in memory (device/publish/outbox.py)."""
+
+
+class OutboxFull(OutboxError):
+    """The outbox's disk is full (SQLite's ``SQLITE_FULL``): the space reserve is released and the write retried."""
+
+
+class OutboxCorrupt(OutboxError):
+    """The outbox database is damaged (``SQLITE_CORRUPT``/``SQLITE_NOTADB``); ``Outbox.on_corrupt`` is the hook."""
+
+
 class TopicError(PublishError, ValueError):
     """A value cannot be an MQTT topic segment (``[A-Za-z0-9_-]``, 1..64 characters)."""
 

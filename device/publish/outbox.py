@@ -10,6 +10,14 @@ plus its topic). When a ``put`` would exceed the bound, the OLDEST rows are drop
 recent events matter most, and the vault still holds every clip. Dropped rows are counted persistently
 (:attr:`Outbox.dropped`, reported in the stats heartbeat as ``outbox_dropped``) and logged.
 
+**A full or failing disk never stops delivery.** SQLite errors are classified (:func:`outbox_error`): a full disk
+first calls ``on_full`` (the vault's space reserve is released) and retries; if the database still cannot take the
+rows — disk full, an I/O error, a corrupt file — they are *spilled* to memory (at most ``max_rows``, oldest dropped
+and counted) and delivered from there, in order after the rows on disk; every later ``put`` spills too until the
+spill is written back, which each ``put`` and :meth:`Outbox.flush` retry. A spilled row is lost only if the process
+dies before the disk takes it back. A corrupt database raises :class:`~doorkeep.device.errors.OutboxCorrupt` from
+the sender's reads and calls ``on_corrupt`` (the seam for quarantining it, #11.5).
+
 Example::
 
     box = Outbox(state_dir / "outbox.sqlite3", max_rows=10_000)
@@ -24,15 +32,19 @@ import logging
 import os
 import sqlite3
 import threading
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
-from ..errors import InvalidArgument, PublishError
+from ..disk import errno_name, is_disk_full
+from ..errors import InvalidArgument, OutboxCorrupt, OutboxError, OutboxFull, PublishError
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+_CORRUPT = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,23 +65,48 @@ class OutRow:
     message: OutMessage
 
 
+def outbox_error(exc: sqlite3.Error, path: Path) -> OutboxError:
+    """Classify a SQLite error: :class:`OutboxFull` (disk full: retry once there is room), :class:`OutboxCorrupt`
+    (the file is damaged: #11.5 quarantines it), else :class:`OutboxError` (I/O, busy, read-only: retry later)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    what = f"outbox {path}: {errno_name(exc)} ({exc})"
+    if is_disk_full(exc):
+        return OutboxFull(what)
+    if code in _CORRUPT:
+        return OutboxCorrupt(what)
+    return OutboxError(what)
+
+
 class Outbox:
     """A bounded, ordered, durable queue of outgoing messages (thread-safe; one connection, one lock).
 
     Args:
         path: the SQLite file (created with its directory, mode 0600).
         max_rows: bound; the oldest rows are dropped beyond it (counted in :attr:`dropped`).
+        on_full: called when the disk is full, before the one retry (releases the vault's space reserve).
+
+    Attributes: ``on_corrupt`` (``(OutboxCorrupt) -> None``, called when a read finds the database corrupt; the
+    hook for #11.5), ``spilled`` (rows held in memory now).
 
     Raises:
         PublishError: the file is not a doorkeep outbox or cannot be opened.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, max_rows: int = 10_000) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, max_rows: int = 10_000,
+                 on_full: Callable[[], object] | None = None) -> None:
         if max_rows < 1:
             raise InvalidArgument(f"max_rows must be >= 1, got {max_rows}")
         self.path = Path(path)
         self.max_rows = max_rows
+        self.on_full = on_full
+        self.on_corrupt: Callable[[OutboxCorrupt], object] | None = None
         self._lock = threading.Lock()
+        self._spill: deque[OutRow] = deque()
+        self._spill_dropped = 0  # counted while the disk could not take the count
+        self._unacked: set[int] = set()  # delivered rows whose delete the disk refused (retried)
+        self._last_seq = 0
+        #: How many ``put`` calls the disk could not take (their messages went to memory).
+        self.spills = 0
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         os.close(fd)
@@ -87,64 +124,170 @@ class Outbox:
                 """
             )
             (schema,) = self._db.execute("SELECT v FROM meta WHERE k='schema'").fetchone()
+            row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='outbox'").fetchone()
         except sqlite3.DatabaseError as exc:
             raise PublishError(f"outbox {self.path}: cannot open ({exc})") from None
         if schema != SCHEMA_VERSION:
             raise PublishError(f"outbox {self.path}: schema {schema}, this version reads {SCHEMA_VERSION}")
+        self._last_seq = int(row[0]) if row else 0
 
+    # ------------------------------------------------------------------------------------------------ writing
     def put(self, messages: list[OutMessage]) -> list[int]:
-        """Append ``messages`` atomically (all or none) and durably; returns their sequence numbers."""
+        """Append ``messages`` atomically (all or none) and durably — or, when the disk cannot take them, to the
+        in-memory spill (see the module docstring). Returns their sequence numbers. Never raises for storage."""
         with self._lock:
-            cur = self._db.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                seqs = []
-                for m in messages:
-                    cur.execute("INSERT INTO outbox (topic, payload, qos, retain) VALUES (?, ?, ?, ?)",
-                                (m.topic, bytes(m.payload), int(m.qos), int(m.retain)))
-                    seqs.append(int(cur.lastrowid or 0))
-                (n,) = cur.execute("SELECT COUNT(*) FROM outbox").fetchone()
-                excess = n - self.max_rows
-                if excess > 0:
-                    cur.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)",
-                                (excess,))
-                    cur.execute("UPDATE meta SET v = v + ? WHERE k='dropped'", (excess,))
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
+            if self._spill and not self._flush_locked():
+                return self._spill_locked(messages)
+            for attempt in (1, 2):
+                try:
+                    return self._insert_locked(messages)
+                except sqlite3.Error as exc:
+                    err = outbox_error(exc, self.path)
+                    if attempt == 1 and isinstance(err, OutboxFull) and self.on_full is not None:
+                        self.on_full()
+                        continue
+                    log.error("%s: %d message(s) held in memory until the disk takes them", err, len(messages))
+            return self._spill_locked(messages)
+
+    def _insert_locked(self, messages: list[OutMessage]) -> list[int]:
+        cur = self._db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            seqs = []
+            for m in messages:
+                cur.execute("INSERT INTO outbox (topic, payload, qos, retain) VALUES (?, ?, ?, ?)",
+                            (m.topic, bytes(m.payload), int(m.qos), int(m.retain)))
+                seqs.append(int(cur.lastrowid or 0))
+            excess = self._trim(cur)
+            cur.execute("COMMIT")
+        except BaseException:
+            _rollback(cur)
+            raise
+        if seqs:
+            self._last_seq = max(self._last_seq, seqs[-1])
         if excess > 0:
             log.error("outbox full (%d rows): dropped the %d oldest unsent message(s)", self.max_rows, excess)
         return seqs
 
-    def peek(self, *, after: int = 0, limit: int = 16) -> list[OutRow]:
-        """Up to ``limit`` rows with ``seq > after``, oldest first."""
+    def _trim(self, cur: sqlite3.Cursor) -> int:
+        (n,) = cur.execute("SELECT COUNT(*) FROM outbox").fetchone()
+        excess = int(n) - self.max_rows
+        if excess > 0:
+            cur.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)", (excess,))
+        if excess > 0 or self._spill_dropped:
+            cur.execute("UPDATE meta SET v = v + ? WHERE k='dropped'", (max(excess, 0) + self._spill_dropped,))
+            self._spill_dropped = 0
+        return excess
+
+    def _spill_locked(self, messages: list[OutMessage]) -> list[int]:
+        self.spills += 1
+        seqs = []
+        for m in messages:
+            self._last_seq += 1
+            self._spill.append(OutRow(self._last_seq, m))
+            seqs.append(self._last_seq)
+        while len(self._spill) > self.max_rows:
+            self._spill.popleft()
+            self._spill_dropped += 1
+        return seqs
+
+    def _flush_locked(self) -> bool:
+        """Write the spill back to disk in one transaction (their seqs follow every row on disk)."""
+        if not self._spill:
+            return True
+        cur = self._db.cursor()
+        try:
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                for r in self._spill:
+                    m = r.message
+                    cur.execute("INSERT INTO outbox (seq, topic, payload, qos, retain) VALUES (?, ?, ?, ?, ?)",
+                                (r.seq, m.topic, bytes(m.payload), int(m.qos), int(m.retain)))
+                self._trim(cur)
+                cur.execute("COMMIT")
+            except BaseException:
+                _rollback(cur)
+                raise
+        except sqlite3.Error as exc:
+            log.debug("outbox spill not written back yet: %s", outbox_error(exc, self.path))
+            return False
+        log.warning("outbox: %d message(s) held in memory are on disk again", len(self._spill))
+        self._spill.clear()
+        return True
+
+    def flush(self) -> bool:
+        """Try to write spilled rows back to disk (the sender calls this). True when nothing is left in memory."""
         with self._lock:
-            rows = self._db.execute("SELECT seq, topic, payload, qos, retain FROM outbox WHERE seq > ? "
-                                    "ORDER BY seq LIMIT ?", (after, limit)).fetchall()
-        return [OutRow(seq, OutMessage(topic, bytes(payload), qos, bool(retain)))
-                for seq, topic, payload, qos, retain in rows]
+            return self._flush_locked()
+
+    # ------------------------------------------------------------------------------------------------ reading
+    def peek(self, *, after: int = 0, limit: int = 16) -> list[OutRow]:
+        """Up to ``limit`` rows with ``seq > after``, oldest first (rows on disk, then spilled ones).
+
+        Raises:
+            OutboxError: the database cannot be read (:class:`OutboxCorrupt` when it is damaged).
+        """
+        with self._lock:
+            try:
+                rows = self._db.execute("SELECT seq, topic, payload, qos, retain FROM outbox WHERE seq > ? "
+                                        "ORDER BY seq LIMIT ?", (after, limit + len(self._unacked))).fetchall()
+            except sqlite3.Error as exc:
+                err = outbox_error(exc, self.path)
+            else:
+                out = [OutRow(seq, OutMessage(topic, bytes(payload), qos, bool(retain)))
+                       for seq, topic, payload, qos, retain in rows if seq not in self._unacked][:limit]
+                out += [r for r in self._spill if r.seq > after][: limit - len(out)]
+                return out
+        if isinstance(err, OutboxCorrupt) and self.on_corrupt is not None:
+            self.on_corrupt(err)
+        raise err
 
     def ack(self, seq: int) -> None:
-        """Remove row ``seq`` (its PUBACK arrived). Unknown or already-removed rows are ignored."""
+        """Remove row ``seq`` (its PUBACK arrived). Unknown or already-removed rows are ignored. A delete the disk
+        refuses is remembered (the row is not sent again) and retried with the next ack."""
         with self._lock:
-            self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+            if self._spill and self._spill[0].seq <= seq:
+                kept = [r for r in self._spill if r.seq != seq]
+                if len(kept) != len(self._spill):
+                    self._spill = deque(kept)
+                    return
+            self._unacked.add(seq)
+            try:
+                for s in sorted(self._unacked):
+                    self._db.execute("DELETE FROM outbox WHERE seq = ?", (s,))
+                    self._unacked.discard(s)
+            except sqlite3.Error as exc:
+                log.debug("outbox: delete of acknowledged rows deferred: %s", outbox_error(exc, self.path))
 
     def __len__(self) -> int:
         with self._lock:
-            (n,) = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()
-        return int(n)
+            try:
+                (n,) = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()
+            except sqlite3.Error:
+                n = 0  # unreadable: the sender reports it; the heartbeat shows what memory holds
+            return max(0, int(n) - len(self._unacked)) + len(self._spill)
+
+    @property
+    def spilled(self) -> int:
+        """Rows held in memory because the disk could not take them."""
+        return len(self._spill)
 
     @property
     def dropped(self) -> int:
         """Rows dropped because the outbox was full, over its whole life."""
         with self._lock:
-            (n,) = self._db.execute("SELECT v FROM meta WHERE k='dropped'").fetchone()
-        return int(n)
+            try:
+                (n,) = self._db.execute("SELECT v FROM meta WHERE k='dropped'").fetchone()
+            except sqlite3.Error:
+                n = 0
+            return int(n) + self._spill_dropped
 
     def close(self) -> None:
-        """Close the database (idempotent)."""
+        """Close the database (idempotent). Rows still spilled in memory are lost (logged)."""
         with self._lock:
+            if self._spill and not self._flush_locked():
+                log.error("outbox closed with %d message(s) the disk never took back: they are lost",
+                          len(self._spill))
             if self._db is not None:
                 self._db.close()
                 self._db = None  # type: ignore[assignment]
@@ -154,3 +297,10 @@ class Outbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _rollback(cur: sqlite3.Cursor) -> None:
+    try:
+        cur.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass  # the transaction is gone already (SQLite rolls back on some I/O errors by itself)

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any, Self
 
 from ..config import MqttSection
-from ..errors import PublishError
+from ..disk import Backoff
+from ..errors import OutboxError, PublishError
 from ..events import Event
 from ..identity import DeviceIdentity
 from ..worker import Worker
@@ -69,6 +70,7 @@ class _Sender(Worker):
         self.window = window
         self.published = 0
         self.refused = 0
+        self.storage_errors = 0
         self._wakeup = threading.Event()
         self._listening = False
 
@@ -87,9 +89,24 @@ class _Sender(Worker):
     def _run(self) -> None:
         inflight: dict[int, PublishHandle] = {}
         last = 0
+        backoff = Backoff(first_s=0.5, max_s=30.0)
         while not self.stopping:
-            self._step(inflight)
-            last = self._send(inflight, last)
+            try:
+                self._step(inflight)
+                last = self._send(inflight, last)
+                if self.outbox.spilled:
+                    self.outbox.flush()  # the disk may take the rows held in memory back now
+            except OutboxError as exc:  # never die on storage: retry; messages wait on disk or in memory
+                self.storage_errors += 1
+                delay = backoff.fail(time.monotonic())
+                if backoff.failures == 1:
+                    log.error("outbox sender: %s; retrying (every %.0f s at most)", exc, backoff.max_s)
+                self.mark()
+                self.wait(delay)
+                continue
+            if backoff.failures:
+                log.warning("outbox sender: the outbox is readable again")
+                backoff.reset()
             self.mark()
             self._wakeup.wait(0.5)
             self._wakeup.clear()
@@ -109,8 +126,9 @@ class _Sender(Worker):
     def _send(self, inflight: dict[int, PublishHandle], last: int) -> int:
         """Publish the next rows while the window has room; returns the last row sent."""
         if self.client.connected and len(inflight) < self.window:
+            rows = self.outbox.peek(after=last, limit=self.window - len(inflight))  # OutboxError: see _run
             try:
-                for row in self.outbox.peek(after=last, limit=self.window - len(inflight)):
+                for row in rows:
                     m = row.message
                     h = self.client.publish_raw(m.topic, m.payload, qos=m.qos, retain=m.retain)
                     h.add_done_callback(self.wake)

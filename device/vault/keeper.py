@@ -108,9 +108,12 @@ class VaultKeeper(Worker):
 
     def _housekeep(self, *, disk_full: bool) -> bool:
         """Retention, then recovery of torn clips. False when the disk failed (reported)."""
+        target = self.headroom if disk_full else 0
         try:
-            self.vault.enforce_retention(disk_full=disk_full, free_target=self.headroom if disk_full else 0)
+            freed = self.vault.enforce_retention(disk_full=disk_full, free_target=target)
             self.vault.recover_torn()
+            if disk_full and not freed:  # clips just recovered from a full disk may be the oldest left
+                self.vault.enforce_retention(disk_full=True, free_target=target)
         except OSError as exc:
             if not is_disk_full(exc):
                 self.vault.health.report(exc, op="retention")
