@@ -5,8 +5,10 @@ module adds what a shipping doorbell attaches to it, each built by its own area:
 
 - detection: the pinned person detector, wrapped by night mode (``[night]``), privacy masks (``[[masks]]``);
 - the vault (``[vault]``): encrypted clips from the pre-roll on person events, the audit log;
-- the MQTT publisher (``[mqtt]``): signed events, Home Assistant discovery, the stats heartbeat with the audit head,
-  and footage requests relayed to the owner's hub (request_relay.py);
+- the MQTT publisher (``[mqtt]``): signed events, Home Assistant discovery, the signed stats heartbeat with the
+  audit head;
+- the inbound channel (``[channel]``, device/channel/): footage requests relayed to the owner's hub, and the owner
+  channel (owner-signed commands: list/fetch clips, snapshots, audit records, config, grants, declines);
 - the doorbell button (``[button]``) and the IR outputs (``[night]``).
 
 Example::
@@ -27,6 +29,8 @@ from typing import Any, Self
 
 from .app import Doorbell
 from .button import GpioButton, SoftwareButton
+from .channel.commands import ConfigHandler
+from .channel.wiring import DeviceChannel, build_channel
 from .config import Config
 from .events import Event, EventSink
 from .identity import DeviceIdentity
@@ -34,7 +38,6 @@ from .loop import FrameHook
 from .night import NightMode
 from .night_ir import IrOutputs
 from .publish.publisher import MqttPublisher, publisher_from_config
-from .request_relay import RequestRelay
 from .sources.base import FrameSource
 from .status_file import STATUS_FILE, StatusFile
 from .supervisor import Supervisor, Watchdog
@@ -88,6 +91,7 @@ class Device:
     notifier: Watchdog | None = None
     #: ``<state_dir>/status.json`` for ``doorkeep status`` (device/status_file.py).
     status: StatusFile | None = None
+    channel: DeviceChannel | None = None
     supervisor: Supervisor = field(init=False)
     _stack: ExitStack = field(init=False, default_factory=ExitStack)
 
@@ -95,8 +99,9 @@ class Device:
         self.supervisor = Supervisor(stats=self.bell.stats, notifier=self.notifier,
                                      progress=lambda: self.bell.ring.frames, discover=lambda: self.workers)
         # Closed in reverse: supervisor, button (no more presses), capture (no new events; queued ones are
-        # delivered), MQTT, the vault (closes any open clip, then the audit log), the IR pins.
-        for part in (self.ir, self.vault, self.publisher, self.status, self.bell, self.button):
+        # delivered), the inbound channel (transfers stop), MQTT, the vault (closes any open clip, then the audit
+        # log), the IR pins.
+        for part in (self.ir, self.vault, self.publisher, self.channel, self.status, self.bell, self.button):
             if part is not None:
                 self._stack.callback(_logged(part.close))
         self._stack.callback(_logged(self.supervisor.stop))
@@ -111,7 +116,16 @@ class Device:
             out += self.vault.workers
         if self.status is not None:
             out.append(self.status)
+        if self.channel is not None:
+            out += self.channel.workers
         return out
+
+    @property
+    def audit(self) -> Any:
+        """The device's audit log (the vault's, or the channel's own when the vault is off), or ``None``."""
+        if self.vault is not None:
+            return self.vault.audit
+        return self.channel.audit if self.channel is not None else None
 
     def start(self) -> None:
         """Vault first (recovers torn clips, then records from the pre-roll), MQTT, capture, then the supervisor.
@@ -123,6 +137,8 @@ class Device:
                 self.vault.start(self.bell.preroll)
             if self.publisher is not None:
                 self.publisher.start()
+            if self.channel is not None:
+                self.channel.start()
             self.bell.start()
             if self.status is not None:
                 self.status.start()
@@ -154,7 +170,8 @@ def _logged(fn: Callable[[], object]) -> Callable[[], None]:
 
 def assemble(config: Config, *, identity: DeviceIdentity, source: FrameSource | None = None,
              extra_sinks: Sequence[EventSink] = (), on_frame: FrameHook | None = None, fetch: bool = True,
-             notifier: Watchdog | None = None, status_file: bool = True, **doorbell_kw: Any) -> Device:
+             notifier: Watchdog | None = None, status_file: bool = True, apply_config: ConfigHandler | None = None,
+             on_applied: Callable[[dict[str, Any]], None] | None = None, **doorbell_kw: Any) -> Device:
     """Build the whole device from ``config``.
 
     Args:
@@ -166,6 +183,9 @@ def assemble(config: Config, *, identity: DeviceIdentity, source: FrameSource | 
             (:class:`~doorkeep.device.sd_notify.Notifier`; ``None``: no watchdog).
         fetch: fetch a pinned model that is not cached yet.
         status_file: keep ``<state_dir>/status.json`` current for ``doorkeep status``.
+        apply_config: the owner channel's config handler (``document bytes -> verdict dict``), injected by the
+            service because device/ never imports provisioning/; ``None``: config commands are refused.
+        on_applied: called after an applied config's verdict was sent (the service rebuilds the device).
         **doorbell_kw: passed on to :meth:`Doorbell.from_config` (``stats``, ``packet_sinks``).
 
     Raises:
@@ -198,14 +218,12 @@ def assemble(config: Config, *, identity: DeviceIdentity, source: FrameSource | 
         if vault is not None:
             built.callback(vault.close)
         publisher = publisher_from_config(config, identity,
-                                          audit_head=vault.audit_head if vault is not None else None,
+                                          audit_head=vault.audit_position if vault is not None else None,
                                           flags=vault.flags if vault is not None else None)
         if publisher is not None:
             built.callback(publisher.close)
             if vault is not None:  # a full disk frees the vault's space reserve for the outbox, then retries
                 publisher.outbox.on_full = vault.reserve.release
-            if vault is not None:
-                RequestRelay(publisher.client, publisher.topics, vault).attach()
         status = StatusFile(config.state_dir / STATUS_FILE, snapshot=lambda: _live_status(device)) \
             if status_file else None
         sinks = _ClipAwareSinks(vault, [s for s in (publisher, *extra_sinks, status) if s is not None])
@@ -213,15 +231,20 @@ def assemble(config: Config, *, identity: DeviceIdentity, source: FrameSource | 
                                     event_sinks=[sinks], **stages, **doorbell_kw)
         built.callback(bell.close)
         bell.stats.gauge("night_mode", lambda: 1.0 if night.night else 0.0)  # the stats line shows the mode
-        if publisher is not None:
-            publisher.heartbeat.snapshot = bell.stats.snapshot
         if vault is not None:
             vault.stats = bell.stats
+        channel: DeviceChannel | None = None
+        if publisher is not None:
+            publisher.heartbeat.snapshot = bell.stats.snapshot
+            channel = build_channel(config, identity, publisher.client, publisher.topics, vault=vault,
+                                    ring=bell.ring, apply_config=apply_config, on_applied=on_applied)
+            built.callback(channel.close)
         b = config.button
         button: SoftwareButton = (GpioButton(b.pin, bounce_time=b.bounce_s, holdoff_s=b.holdoff_s, sinks=[sinks])
                                   if b.pin >= 0 else SoftwareButton(holdoff_s=b.holdoff_s, sinks=[sinks]))
         device = Device(config=config, identity=identity, bell=bell, events=sinks, vault=vault,
-                        publisher=publisher, night=night, button=button, ir=ir, notifier=notifier, status=status)
+                        publisher=publisher, night=night, button=button, ir=ir, notifier=notifier, status=status,
+                        channel=channel)
         if status is not None:  # write soon after a change, not only on the next poll
             night.listeners.append(status.poke)
             if publisher is not None:

@@ -303,6 +303,25 @@ class MqttSection(Section):
     heartbeat_s: float = check(in_range(1, 86400), default=60.0)
 
 
+@dataclass(frozen=True)
+class ChannelSection(Section):
+    """[channel] — what the device accepts over MQTT: owner commands and footage requests (docs/formats.md)."""
+
+    #: Owner commands and footage requests must be issued within this many seconds of the device clock (both ways).
+    max_skew_s: float = check(in_range(30, 86400), default=600.0)
+    #: Owner commands: sustained rate per second and burst (a fetch asks for up to 4 MiB per command).
+    command_rate: float = check(in_range(0.1, 1000), default=20.0)
+    command_burst: int = check(in_range(1, 10_000), default=60)
+    #: Footage requests per requester key: sustained per hour and burst (a new key starts with a full burst).
+    request_per_key_per_hour: float = check(in_range(0.01, 10_000), default=6.0)
+    request_per_key_burst: int = check(in_range(1, 1000), default=3)
+    #: Footage requests from all requesters together: sustained per hour and burst.
+    request_per_hour: float = check(in_range(0.01, 100_000), default=120.0)
+    request_burst: int = check(in_range(1, 10_000), default=20)
+    #: Refused messages are audited as one counted record per this many seconds (never one per message).
+    refusal_audit_s: float = check(in_range(1, 86400), default=60.0)
+
+
 def _load_toml(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
@@ -322,6 +341,7 @@ class Config(Section):
     night: NightSection = field(default_factory=NightSection)
     mqtt: MqttSection = field(default_factory=MqttSection)
     vault: VaultSection = field(default_factory=VaultSection)
+    channel: ChannelSection = field(default_factory=ChannelSection)
     detect: DetectSection = field(default_factory=DetectSection)
     events: EventsSection = field(default_factory=EventsSection)
     zones: tuple[ZoneSection, ...] = ()

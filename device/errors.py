@@ -132,3 +132,32 @@ class OutputFailed(DoorkeepError):
 
 class ProvisionError(DoorkeepError):
     """Identity, pairing or signed-configuration failure."""
+
+
+class ChannelError(DoorkeepError):
+    """The owner channel or the request inbox refused a message, or an owner command failed.
+
+    ``reason`` is a stable code (docs/formats.md#owner-channel): ``too_big``, ``malformed``, ``wrong_version``,
+    ``unknown_command``, ``bad_args``, ``wrong_device``, ``stale``, ``future``, ``replayed``, ``not_owner``,
+    ``bad_signature``, ``rate``, or a command's own refusal (``unknown_clip``, a grant or config reason, ...).
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class CommandRefused(ChannelError):
+    """The device answered an owner command with a signed refusal (``reason``, ``detail``)."""
+
+
+class ChannelTimeout(ChannelError, TimeoutError):
+    """No (complete) signed answer from the device within the wait: offline, or the broker dropped messages."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("timeout", detail)
+
+
+class ReplyInvalid(ChannelError):
+    """A message on the owner reply topic did not verify against the device key (forged, tampered, malformed)."""

@@ -10,12 +10,15 @@ Topics (under the pairing family, docs/formats.md "Provisioning")::
 Unlike the pairing exchange, ``pair/doc`` is listened to all the time: a document is self-authenticating (owner
 signature, device id, counter), so the channel does not have to be trusted. Every document is audited by the
 checks in :mod:`.signed_config` / :mod:`.rotation` whatever the outcome. Documents are applied on a worker thread,
-never on the network thread.
+never on the network thread: in the service, the device's inbox worker (device/channel/inbox.py) routes
+``pair/doc`` here (:meth:`RemoteDocuments.handle`) and the owner channel's ``apply_config`` command uses
+:meth:`RemoteDocuments.verdict`; standalone, :meth:`RemoteDocuments.start` runs its own worker.
 
-Example (device side, in the service)::
+Example (device side, in the service: tools/cmd_run.py ``owner_documents``)::
 
-    remote = RemoteDocuments(client, prov, local=local_tables, on_config=restart_pipeline)
-    remote.start()
+    remote = RemoteDocuments(client, prov, local=local_tables, on_applied=lambda verdict: reload.set())
+    device.channel.inbox.route(remote.doc_topic, remote, max_bytes=MAX_BYTES)
+    device.channel.owner.p.apply_config = remote.verdict
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any
 
 import nacl.exceptions
 import nacl.signing
-from doorkeep.device.errors import FormatError
+from doorkeep.device.errors import FormatError, PublishError
 from doorkeep.device.publish.mqtt import MqttClient
 from doorkeep.device.publish.topics import Topics
 from doorkeep.device.safe_text import printable
@@ -77,12 +80,16 @@ class RemoteDocuments:
 
     def __init__(self, client: MqttClient, prov: DeviceProvisioning, *, local: dict[str, Any] | None = None,
                  on_config: Callable[[Applied], None] | None = None,
-                 on_rotation: Callable[[PublicKeys], None] | None = None) -> None:
+                 on_rotation: Callable[[PublicKeys], None] | None = None,
+                 on_applied: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.client = client
         self.prov = prov
         self.store = SignedConfigStore(prov, local=local)
         self.on_config = on_config
         self.on_rotation = on_rotation
+        #: After an accepted document's result was published (the service rebuilds the pipeline).
+        self.on_applied = on_applied
+        self._changed: list[str] = []
         topics = Topics(prov.identity.device_id)
         self.doc_topic, self.result_topic = topics.pairing(LEAF_DOC), topics.pairing(LEAF_RESULT)
         self._inbox: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
@@ -113,26 +120,54 @@ class RemoteDocuments:
             return
         if data is None or worker.stopping:
             return
+        self.handle(data)
+
+    def handle(self, data: bytes) -> None:
+        """Apply one document from ``pair/doc`` and publish the signed result (inbox worker or own thread)."""
+        result = self._safe_apply(data)
+        h = self.client.publish_raw(self.result_topic, sign_result(result, self.prov.identity.sign), qos=1)
+        if result.ok and self.on_applied is not None:
+            try:
+                h.wait(5.0)  # the verdict reaches the broker before the service restarts its pipeline
+            except PublishError:
+                log.warning("the document result was not acknowledged before the restart")
+            self.on_applied(self._verdict_dict(result))
+
+    def _safe_apply(self, data: bytes) -> DocResult:
         try:
-            result = self.apply(data)
+            return self.apply(data)
         except Exception:  # a bug in one document's handling must not silence the owner's channel for good
             log.exception("owner document: unexpected error (refused)")
-            result = DocResult(doc_hash(data), False, None, "internal-error", "the device could not process it")
-        self.client.publish_raw(self.result_topic, sign_result(result, self.prov.identity.sign), qos=1)
+            return DocResult(doc_hash(data), False, None, "internal-error", "the device could not process it")
+
+    def refuse(self, reason: str) -> None:
+        """Inbox handler: a message dropped before it was read (too big, queue full)."""
+        log.warning("dropped an owner document on %s: %s", self.doc_topic, reason)
+
+    def verdict(self, data: bytes) -> dict[str, Any]:
+        """The owner channel's ``apply_config``: apply and return the verdict as a dict (no result published)."""
+        return self._verdict_dict(self._safe_apply(data))
+
+    def _verdict_dict(self, r: DocResult) -> dict[str, Any]:
+        return {"ok": r.ok, "reason": r.reason, "detail": r.detail, "counter": r.counter,
+                "changed": list(self._changed) if r.ok else []}
 
     def apply(self, data: bytes) -> DocResult:
         """Apply one document (config or rotation) and return the verdict; refusals are audited, never raised."""
         h = doc_hash(data)
+        self._changed = []
         try:
             kind = _peek_kind(data)
             if kind == KIND_ROTATE:
                 new = apply_rotation(self.prov, data)
                 counter = self.prov.last_counter()
+                self._changed = ["owner"]
                 if self.on_rotation:
                     self.on_rotation(new)
             else:
                 applied = self.store.apply(data)
                 counter = applied.counter
+                self._changed = list(applied.changed)
                 if self.on_config:
                     self.on_config(applied)
         except ProvisionRefused as exc:

@@ -24,7 +24,7 @@ PACKAGES = ("doorkeep.device", "doorkeep.provisioning", "doorkeep.tools")
 # signal handler so SIGHUP/SIGTERM take Ctrl-C's clean-up path (tools/demo.py ``interrupted_by``).
 ALLOWED = {NotImplementedError, argparse.ArgumentTypeError, KeyboardInterrupt}
 # A timeout is an I/O condition (socket.timeout is a TimeoutError too); nothing else in the tree may be an OSError.
-OSERROR_ALLOWED = {"PublishTimeout", "ConsoleTimeout"}
+OSERROR_ALLOWED = {"PublishTimeout", "ConsoleTimeout", "ChannelTimeout"}
 
 
 def _modules() -> list[object]:

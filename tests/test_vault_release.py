@@ -18,7 +18,15 @@ from doorkeep.device.vault.bundle_open import open_bundle
 from doorkeep.device.vault.bundles import BundleClip, build_bundle
 from doorkeep.device.vault.grants import GRANT_SKEW_S, Grant, issue_grant
 from doorkeep.device.vault.keys import SecretKeys
-from doorkeep.device.vault.requests import ACK, handle_request, make_request
+from doorkeep.device.vault.requests import (
+    Request,
+    audit_fields,
+    make_request,
+    parse_ack,
+    parse_notice,
+    sign_ack,
+    sign_notice,
+)
 from doorkeep.device.vault.vault import build_vault
 from vault_support import (
     Device,
@@ -309,24 +317,43 @@ def test_torn_audit_tail_reported_then_repaired(log) -> None:
 
 # ---------------------------------------------------------------------------------------------- requests
 
-def test_request_never_reveals_footage(tmp_path: Path, packets) -> None:
-    req = make_request(SecretKeys.generate("recipient"), requester="County Sheriff", incident="geofence 4411",
-                       purpose="canvass", window=(NOW - 7200, NOW)).to_bytes()
-    empty = make_device(tmp_path / "a")
-    full = make_device(tmp_path / "b")
+def test_notice_and_ack_never_depend_on_footage(tmp_path: Path, packets) -> None:
+    """The notice carries the request as received; the ack has fixed fields of fixed length: neither is made
+    from the vault, so two devices (one with footage) produce the same shapes."""
+    req_bytes = make_request(SecretKeys.generate("recipient"), requester="County Sheriff", incident="geofence 4411",
+                             purpose="canvass", window=(NOW - 7200, NOW)).to_bytes()
+    req = Request.from_bytes(req_bytes)
+    empty, full = make_device(tmp_path / "a"), make_device(tmp_path / "b")
     write_clip(full, "clipA", packets)
-    a = handle_request(req, device_id="dk-same", audit=empty.vault.audit, now=1.0)
-    b = handle_request(req, device_id="dk-same", audit=full.vault.audit, now=1.0)
-    assert a == b
-    assert b"clipA" not in b.payload and b"ack" in ACK
-    last = json.loads((full.state / "audit.log").read_text().splitlines()[-1])
-    assert last["kind"] == "request_received" and last["f"]["requester"] == "County Sheriff"
+    na = sign_notice(empty.identity, req_bytes, req, received_at=1.0)
+    nb = sign_notice(full.identity, req_bytes, req, received_at=1.0)
+    assert na.split(b"\n", 1)[1] == nb.split(b"\n", 1)[1] == req_bytes and len(na) == len(nb)
+    assert parse_notice(nb, full.identity.public_bytes).request == req
+    aa, ab = sign_ack(empty.identity, req), sign_ack(full.identity, req)
+    assert len(aa) == len(ab) and b"clip" not in ab
+    assert parse_ack(ab, device_id=full.identity.device_id, request_id=req.request_id)["status"]
+    with pytest.raises(FormatError):
+        parse_ack(ab, device_id=empty.identity.device_id, request_id=req.request_id)
+    with pytest.raises(FormatError):
+        parse_notice(nb, empty.identity.public_bytes)
 
 
-def test_forged_request_refused_and_audited(dev: Device) -> None:
+def test_request_audit_record_is_bounded() -> None:
+    """A request at the 8 KiB limit full of non-ASCII text (escaped 6x in canonical JSON) still makes a small
+    audit record: free text is cut, the request is named by its hash."""
+    from channel_support import utf8_request
+
+    data = utf8_request(SecretKeys.generate("recipient"), requester="é" * 256, incident="漢" * 1024,
+                        purpose="😀" * 1000)
+    assert len(data) <= 8192
+    req = Request.from_bytes(data)
+    f = audit_fields(req, data)
+    assert len(json.dumps(f)) < 1200 and f["bytes"] == len(data)
+
+
+def test_forged_request_refused(dev: Device) -> None:
     doc = make_request(dev.recipient, requester="X", incident="i", purpose="p", window=(1.0, 2.0)).to_json()
     doc["window"] = [0.0, 2.0]
     with pytest.raises(FormatError):
-        dev.vault.handle_request(json.dumps(doc).encode())
-    last = json.loads((dev.state / "audit.log").read_text().splitlines()[-1])
-    assert last["kind"] == "request_refused"
+        Request.from_bytes(json.dumps(doc).encode())
+    assert Request.parse(json.dumps(doc).encode()).requester == "X"  # form is fine; the signature is not

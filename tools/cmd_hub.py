@@ -1,7 +1,8 @@
 """``doorkeep events``: the hub side — subscribe to a device's signed events, verify every one, print them.
 
 Forged, tampered, unsigned or malformed messages are flagged loudly: ``!! REJECTED (<reason>)`` on stderr,
-``"verified": false`` with the reason in ``--json`` output, counted in the summary, exit status 3.
+``"verified": false`` with the reason in ``--json`` output, counted in the summary, exit status 3. The signed stats
+heartbeat is checked too: an unsigned or forged one, or an audit head that goes back, is flagged the same way.
 """
 
 from __future__ import annotations
@@ -129,4 +130,4 @@ def _events(args: argparse.Namespace) -> int:
         finally:
             watcher.close()
     print(watcher.summary(), file=sys.stderr, flush=True)
-    return EXIT_REJECTED if sum(watcher.rejected.values()) else 0
+    return EXIT_REJECTED if watcher.flagged else 0

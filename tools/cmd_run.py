@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from doorkeep.device.assembly import Device
+
+
+#: What stops ``doorkeep run`` and the demo cleanly.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -47,24 +52,30 @@ def _format(snap: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
-def serve(device: Device, *, seconds: float, every: float, out: TextIO = sys.stdout) -> int:
-    """Run the started ``device`` until a signal, ``seconds`` (0: none), the source ends or its supervisor asks
-    for a process restart (a worker that cannot be restarted in-process failed); print stats every ``every`` s.
+def serve(device: Device, *, seconds: float, every: float, out: TextIO = sys.stdout,
+          stop: threading.Event | None = None, reload: threading.Event | None = None) -> int:
+    """Run the started ``device`` until a signal (or ``stop``), ``reload`` (the owner applied a configuration),
+    ``seconds`` (0: none), the source ends or its supervisor asks for a process restart (a worker that cannot be
+    restarted in-process failed); print stats every ``every`` s.
 
     Returns 1 when capture failed or the supervisor gave up (systemd then restarts the service), else 0.
     """
+    from contextlib import nullcontext
+
     from doorkeep.device.loop import stop_on_signals
 
     bell, sup = device.bell, device.supervisor
     t_end = time.monotonic() + seconds if seconds > 0 else None
     next_stats = time.monotonic() + every
+    reload = reload or threading.Event()
     # A closed terminal (SIGHUP) stops as cleanly as Ctrl-C: open clips are closed, the audit log is consistent.
-    with stop_on_signals((signal.SIGINT, signal.SIGTERM, signal.SIGHUP)) as stop:
-        while not (stop.is_set() or bell.source.finished.is_set() or sup.exit_requested.is_set()):
+    with nullcontext(stop) if stop is not None else stop_on_signals(STOP_SIGNALS) as stopped:
+        while not (stopped.is_set() or reload.is_set() or bell.source.finished.is_set()
+                   or sup.exit_requested.is_set()):
             timeout = 0.2  # the supervisor's verdict and the source's end are polled, a signal wakes at once
             if t_end is not None:
                 timeout = min(timeout, max(0.0, t_end - time.monotonic()))
-            stop.wait(timeout)
+            stopped.wait(timeout)
             if every > 0 and time.monotonic() >= next_stats:
                 next_stats += every
                 print(_format(bell.stats.snapshot()), file=out, flush=True)
@@ -79,29 +90,59 @@ def serve(device: Device, *, seconds: float, every: float, out: TextIO = sys.std
     return 0
 
 
+def owner_documents(device: Device, *, local: dict[str, Any], reload: threading.Event) -> None:
+    """Let the running device answer owner documents (``doorkeep config push`` on ``pair/doc``, and the owner
+    channel's ``apply_config``): applied by provisioning, the verdict signed, then ``reload`` is set so the service
+    rebuilds the pipeline with the new effective configuration. (device/ never imports provisioning/: the handler
+    is attached here.)"""
+    from doorkeep.provisioning.device_state import DeviceProvisioning
+    from doorkeep.provisioning.documents import MAX_BYTES
+    from doorkeep.provisioning.remote import RemoteDocuments
+
+    if device.channel is None or device.publisher is None:
+        return
+    prov = DeviceProvisioning(device.config.state_dir, identity=device.identity, audit=device.audit)
+    remote = RemoteDocuments(device.publisher.client, prov, local=local, on_applied=lambda _v: reload.set())
+    device.channel.owner.p.apply_config = remote.verdict
+    device.channel.owner.p.on_applied = lambda _v: reload.set()
+    device.channel.inbox.route(remote.doc_topic, remote, max_bytes=MAX_BYTES)
+
+
 def _run(args: argparse.Namespace) -> int:
-    """The device service: identity, boot-file pairing and the owner-signed config, then the whole pipeline."""
+    """The device service: identity, boot-file pairing and the owner-signed config, then the whole pipeline —
+    rebuilt with the new effective configuration whenever the owner applies a signed document over MQTT."""
     from doorkeep.device.assembly import assemble
     from doorkeep.device.config import Config
+    from doorkeep.device.loop import stop_on_signals
     from doorkeep.device.memory import pin_mmap_threshold
     from doorkeep.device.sd_notify import Notifier
+    from doorkeep.provisioning.signed_config import load_local_toml
     from doorkeep.provisioning.startup import prepare_device
     from doorkeep.provisioning.state_lock import StateLock
 
     pin_mmap_threshold()  # a long-running process: keep RSS flat (device/memory.py)
     notifier = Notifier.from_env()
-    with StateLock(Config.from_toml(args.config).state_dir, holder="doorkeep run"):
-        start = prepare_device(args.config)
-        # The supervisor pings the watchdog only while every worker runs and capture advances: a dead or hung
-        # thread stops the pings and systemd restarts us (device/supervisor.py).
-        device = assemble(start.config, identity=start.identity, notifier=notifier)
-        print(f"doorkeep: device {start.identity.device_id} (fingerprint {start.identity.fingerprint}), "
-              f"{'paired' if start.paired else 'NOT paired: run `doorkeep pair --device`'}", flush=True)
-        with device:
-            notifier.ready("capturing")
-            rc = serve(device, seconds=0.0, every=args.stats)
-            notifier.stopping()
-        return rc
+    rc = 0
+    with StateLock(Config.from_toml(args.config).state_dir, holder="doorkeep run"), \
+            stop_on_signals(STOP_SIGNALS) as stop:
+        while not stop.is_set():
+            start = prepare_device(args.config)
+            reload = threading.Event()
+            # The supervisor pings the watchdog only while every worker runs and capture advances: a dead or hung
+            # thread stops the pings and systemd restarts us (device/supervisor.py).
+            device = assemble(start.config, identity=start.identity, notifier=notifier)
+            owner_documents(device, local=load_local_toml(args.config), reload=reload)
+            print(f"doorkeep: device {start.identity.device_id} (fingerprint {start.identity.fingerprint}), "
+                  f"{'paired' if start.paired else 'NOT paired: run `doorkeep pair --device`'}, "
+                  f"configuration #{start.config_counter}", flush=True)
+            with device:
+                notifier.ready("capturing")
+                rc = serve(device, seconds=0.0, every=args.stats, stop=stop, reload=reload)
+            if rc or not reload.is_set():
+                break
+            print("doorkeep: the owner applied a signed configuration; restarting the pipeline with it", flush=True)
+        notifier.stopping()
+    return rc
 
 
 def _demo(args: argparse.Namespace) -> int:

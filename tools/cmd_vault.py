@@ -45,6 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "doorkeep decrypt then reports bundles granted by this owner as VERIFIED without --owner.")
     trust.add_argument("pub", type=Path, help="the owner's public key file (owner.key.pub)")
     trust.set_defaults(func=_trust)
+    from doorkeep.tools.cmd_owner import register_owner, register_recipient
+
+    register_owner(actions["owner"])
+    register_recipient(actions["recipient"])
     pin = actions["owner"].add_parser(
         "pin", help="pin an owner public key on this device (pairing does this for you)")
     pin.add_argument("pub", type=Path)
@@ -90,6 +94,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--out", type=Path, help="write the signed request to this file")
     p.add_argument("--send", metavar="HOST[:PORT]", help="publish it to the device's request inbox on this broker")
     p.add_argument("--device", metavar="DEVICE_ID", help="the device to ask (with --send)")
+    p.add_argument("--ack-timeout", type=float, default=10.0, metavar="S",
+                   help="with --send: how long to wait for the device's acknowledgement (default 10 s)")
     _pass_arg(p)
     p.set_defaults(func=_request)
 
@@ -331,24 +337,54 @@ def _request(args: argparse.Namespace) -> int:
         write_atomic(args.out, r.to_bytes(), mode=0o644)
         print(f"request {r.request_id} written to {args.out}")
     if args.send:
-        _send_request(r.to_bytes(), args.send, args.device)
-        print(f"request {r.request_id} sent to {args.device}; only its owner can answer, with a signed grant")
+        if _send_request(r, args.send, args.device, ack_timeout=args.ack_timeout):
+            print(f"request {r.request_id} acknowledged by {args.device}: forwarded to its owner, who alone can "
+                  "answer, with a signed grant")
+        else:
+            print(f"request {r.request_id} published; the device has not acknowledged it within "
+                  f"{args.ack_timeout:g} s (it may be offline, or refused it: too old, a repeat, or too many "
+                  "requests). Try again later.")
+            return EXIT_UNACKNOWLEDGED
     return 0
 
 
-def _send_request(data: bytes, broker: str, device_id: str) -> None:
+#: ``doorkeep request --send``: published, but no acknowledgement arrived.
+EXIT_UNACKNOWLEDGED = 4
+
+
+def _send_request(req: Any, broker: str, device_id: str, *, ack_timeout: float) -> bool:
+    """Publish ``req`` to the device's inbox and wait for its signed acknowledgement; True when it came."""
+    import queue
+
     from doorkeep.device.config import MqttSection
+    from doorkeep.device.errors import FormatError
     from doorkeep.device.publish.mqtt import MqttClient
     from doorkeep.device.publish.topics import Topics
+    from doorkeep.device.vault.requests import parse_ack
     from doorkeep.tools.cmd_hub import parse_broker
 
     host, port = parse_broker(broker)
+    topics = Topics(device_id)
+    acks: queue.Queue[bool] = queue.Queue()
+
+    def on_ack(_topic: str, payload: bytes) -> None:
+        try:
+            parse_ack(payload, device_id=device_id, request_id=req.request_id)
+        except FormatError:
+            return
+        acks.put(True)
+
     client = MqttClient(MqttSection(host=host, port=port, discovery=False),
                         client_id="doorkeep-requester-" + os.urandom(4).hex())
+    client.subscribe(topics.request_ack(req.key_id), on_ack, qos=1)
     client.start()
     try:
-        client.wait_connected(10)
-        client.publish_raw(Topics(device_id).request_in, data, qos=1).wait(10)
+        client.wait_subscribed(10)
+        client.publish_raw(topics.request_in, req.to_bytes(), qos=1).wait(10)
+        try:
+            return acks.get(timeout=ack_timeout)
+        except queue.Empty:
+            return False
     finally:
         client.stop()
 

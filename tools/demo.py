@@ -15,10 +15,11 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from doorkeep.device.assembly import Device, assemble
 from doorkeep.device.config import CaptureSection, Config, DeviceSection, MqttSection
@@ -81,10 +82,34 @@ def build_device(config: Config, identity: DeviceIdentity) -> Device:
     return assemble(config, identity=identity, source=source)
 
 
-def _ring_on_enter(device: Device) -> None:
+def _ring_on_enter(current: list[Device]) -> None:
     for _line in sys.stdin:
-        if device.button is not None:
-            device.button.press()
+        button = current[0].button
+        if button is not None:
+            button.press()
+
+
+def demo_local(config: Config) -> dict[str, Any]:
+    """The demo's "local file": its ``[device]`` and ``[capture]`` tables (an owner-signed document sets the rest)."""
+    return {"device": {"name": config.device.name, "state_dir": str(config.state_dir)},
+            "capture": dataclasses.asdict(config.capture)}
+
+
+def reloaded_config(base: Config, identity: DeviceIdentity) -> Config:
+    """The demo's configuration after the owner applied a signed document: the document's policy on the demo's
+    source, still pointed at the demo broker."""
+    from doorkeep.provisioning.device_state import DeviceProvisioning
+    from doorkeep.provisioning.signed_config import SignedConfigStore
+
+    class _NoAudit:
+        def append(self, kind: str, /, **fields: Any) -> None:
+            return None
+
+    prov = DeviceProvisioning(base.state_dir, identity=identity, audit=_NoAudit())
+    new = SignedConfigStore(prov, local=demo_local(base)).effective()
+    return new.replace(device=base.device, mqtt=dataclasses.replace(new.mqtt, host=base.mqtt.host,
+                                                                    port=base.mqtt.port, heartbeat_s=5.0,
+                                                                    reconnect_max_s=2))
 
 
 def report(device: Device, owner: keys.SecretKeys, out: TextIO) -> None:
@@ -166,7 +191,8 @@ def run_demo(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> int:
 
 
 def _run_demo(args: argparse.Namespace, *, out: TextIO) -> int:
-    from doorkeep.tools.cmd_run import serve
+    from doorkeep.device.loop import stop_on_signals
+    from doorkeep.tools.cmd_run import STOP_SIGNALS, owner_documents, serve
     from doorkeep.tools.hub import EventWatcher
 
     keep = args.state is not None
@@ -195,14 +221,30 @@ def _run_demo(args: argparse.Namespace, *, out: TextIO) -> int:
                   f"device {identity.device_id} (fingerprint {identity.fingerprint}, public key "
                   f"{identity.public_bytes.hex()}) signs events on {where}; clips are sealed to the demo owner's key; "
                   "Ctrl-C stops", file=out, flush=True)
+            current = [device]
             if sys.stdin is not None and sys.stdin.isatty():
                 print("doorkeep demo: press Enter to ring the doorbell", file=out, flush=True)
-                threading.Thread(target=_ring_on_enter, args=(device,), daemon=True,
+                threading.Thread(target=_ring_on_enter, args=(current,), daemon=True,
                                  name="doorkeep-demo-button").start()
-            with device:
-                rc = serve(device, seconds=args.seconds, every=1.0, out=out)
-                if device.publisher is not None:
-                    device.publisher.drain(3.0)
+            # The owner may push a signed configuration (doorkeep config push, the console): the demo then
+            # rebuilds the pipeline with it, as doorkeep run does.
+            t_end = time.monotonic() + args.seconds if args.seconds > 0 else None
+            reload = threading.Event()
+            with stop_on_signals(STOP_SIGNALS) as stop:
+                while True:
+                    owner_documents(device, local=demo_local(config), reload=reload)
+                    with device:
+                        left = 0.0 if t_end is None else max(t_end - time.monotonic(), 0.001)
+                        rc = serve(device, seconds=left, every=1.0, out=out, stop=stop, reload=reload)
+                        if device.publisher is not None:
+                            device.publisher.drain(3.0)
+                    if rc or stop.is_set() or not reload.is_set():
+                        break
+                    reload.clear()
+                    print("doorkeep demo: the owner applied a signed configuration; restarting the pipeline with it",
+                          file=out, flush=True)
+                    config = reloaded_config(config, identity)
+                    device = current[0] = build_device(config, identity)
             watcher.wait(seconds=0.5)
             print(watcher.summary(), file=out)
             report(device, owner, out)

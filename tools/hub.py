@@ -1,6 +1,6 @@
-"""The hub side of doorkeep's MQTT: subscribe to a device's signed events, verify each one, report loudly.
+"""The hub side of doorkeep's MQTT: subscribe to a device's signed events and heartbeats, verify each, report loudly.
 
-Used by ``doorkeep events`` (tools/cmd_hub.py) and by the demo's subscriber (tools/embedded_broker.py).
+Used by ``doorkeep events`` (tools/cmd_hub.py), the demo's subscriber and the owner link (tools/owner_link.py).
 
 Example::
 
@@ -28,6 +28,7 @@ from typing import TextIO
 from doorkeep.device.config import MqttSection
 from doorkeep.device.errors import InvalidArgument, PayloadError
 from doorkeep.device.identity import device_id_for
+from doorkeep.device.publish.heartbeat import verify_heartbeat
 from doorkeep.device.publish.mqtt import MqttClient
 from doorkeep.device.publish.payload import VerifiedEvent, verify
 from doorkeep.device.publish.topics import Topics
@@ -107,6 +108,48 @@ def table_row(e: VerifiedEvent) -> str:
             f"{(e.zone or '-'):<20} {'yes' if e.clip else 'no'}")
 
 
+@dataclass(frozen=True)
+class AuditPosition:
+    """How far a device's audit log had got, from a verified heartbeat."""
+
+    records: int
+    head: str
+    t_ms: int
+
+
+class HeartbeatCheck:
+    """Verifies one device's signed heartbeats and warns when the audit head goes back.
+
+    :meth:`check` returns the heartbeat's fields and raises :class:`PayloadError` for a heartbeat that is unsigned,
+    forged or malformed. It keeps the highest audit position seen (``seen``; pass one in to continue from an earlier
+    run) and returns a warning in ``last_warning`` when a *signed* heartbeat reports fewer records than seen before
+    (the log was rolled back or truncated, or an old heartbeat is replayed) or the same count with another head (a
+    fork). Check the log itself with ``doorkeep audit verify --expect-head <seen.head>``.
+    """
+
+    def __init__(self, verify_key: bytes, *, seen: AuditPosition | None = None) -> None:
+        self.verify_key = verify_key
+        self.seen = seen
+        self.last_warning = ""
+
+    def check(self, payload: bytes) -> dict[str, object]:
+        hb = verify_heartbeat(payload, self.verify_key)
+        self.last_warning = ""
+        records, head = hb.get("audit_records"), hb.get("audit_head")
+        if not isinstance(records, int) or not isinstance(head, str):
+            return hb
+        pos = AuditPosition(records, head, int(hb["t"]))
+        old = self.seen
+        if old is not None and records < old.records:
+            self.last_warning = (f"audit head went back: {records} records (head {head[:16]}…) after {old.records} "
+                                 f"(head {old.head[:16]}…) were seen — rolled back, truncated or a replayed heartbeat")
+        elif old is not None and records == old.records and head != old.head:
+            self.last_warning = f"audit head changed without new records ({old.head[:16]}… → {head[:16]}…): a fork"
+        else:
+            self.seen = pos
+        return hb
+
+
 class EventWatcher:
     """Verifies every message on one device's event topic and prints it (table or JSON lines).
 
@@ -122,6 +165,8 @@ class EventWatcher:
         self.verified = 0
         self.duplicates = 0
         self.rejected: Counter[str] = Counter()
+        self.heartbeats = HeartbeatCheck(verify_key)
+        self.heartbeat_problems: Counter[str] = Counter()
         self._seen: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -161,6 +206,21 @@ class EventWatcher:
             self.out.write(table_row(v.event) + "\n")
         self.out.flush()
 
+    def check_heartbeat(self, topic: str, payload: bytes) -> None:
+        """Verify a heartbeat; a forged/unsigned one or an audit head that goes back is flagged on ``err``."""
+        try:
+            self.heartbeats.check(payload)
+        except PayloadError as exc:
+            problem, text = f"heartbeat {getattr(exc, 'reason', 'invalid')}", str(exc)
+        else:
+            if not self.heartbeats.last_warning:
+                return
+            problem, text = "audit head went back", self.heartbeats.last_warning
+        with self._changed:
+            self.heartbeat_problems[problem] += 1
+            self.err.write(f"{REJECT_MARK} ({problem}) on {topic}: {text}\n")
+            self.err.flush()
+
     @property
     def total(self) -> int:
         return self.verified + sum(self.rejected.values())
@@ -169,6 +229,7 @@ class EventWatcher:
         """Subscribe through a fresh MQTT connection (client id ``doorkeep-hub-<random>``)."""
         self._client = MqttClient(settings, client_id="doorkeep-hub-" + secrets.token_hex(4))
         self._client.subscribe(self.topic, self.check, qos=1)
+        self._client.subscribe(Topics(self.device_id).stats, self.check_heartbeat, qos=1)
         self._client.start()
 
     def wait_subscribed(self, timeout: float) -> None:
@@ -196,4 +257,11 @@ class EventWatcher:
         text = f"summary: {self.verified} verified ({self.duplicates} duplicate), {rej} REJECTED"
         if rej:
             text += " (" + ", ".join(f"{r} {n}" for r, n in sorted(self.rejected.items())) + ")"
+        if self.heartbeat_problems:
+            text += "; heartbeat: " + ", ".join(f"{r} {n}" for r, n in sorted(self.heartbeat_problems.items()))
         return text
+
+    @property
+    def flagged(self) -> int:
+        """Rejected events plus heartbeat problems (``doorkeep events`` exits 3 when non-zero)."""
+        return sum(self.rejected.values()) + sum(self.heartbeat_problems.values())

@@ -26,6 +26,7 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,12 +142,30 @@ def encode(event: Event, identity: DeviceIdentity) -> bytes:
         EventPayloadError: the event cannot be represented (bad kind/phase, score, zone name) or would exceed
             256 bytes.
     """
-    body = _canonical(body_fields(event, identity.device_id))
-    sig = base64.urlsafe_b64encode(identity.sign(DOMAIN + body)).rstrip(b"=")
-    payload = body[:-1] + b',"sig":"' + sig + b'"}'
+    payload = sign_tail(_canonical(body_fields(event, identity.device_id)), DOMAIN, identity.sign)
     if len(payload) > MAX_BYTES:
         raise EventPayloadError("unencodable", f"{len(payload)} bytes exceeds {MAX_BYTES}")
     return payload
+
+
+def sign_tail(body: bytes, domain: bytes, sign: Callable[[bytes], bytes]) -> bytes:
+    """``body`` (a JSON object's bytes) with ``,"sig":"<Ed25519 over domain+body, base64url>"`` as its last member."""
+    sig = base64.urlsafe_b64encode(sign(domain + body)).rstrip(b"=")
+    return body[:-1] + b',"sig":"' + sig + b'"}'
+
+
+def split_tail(payload: bytes) -> tuple[bytes, bytes]:
+    """The signed body (byte-exact, never re-serialised) and the signature of a :func:`sign_tail` payload.
+
+    Raises:
+        EventPayloadError: ``unsigned`` (no ``sig``) or ``malformed`` (``sig`` not last / not 86 base64url chars).
+    """
+    m = _SIG_TAIL.search(payload)
+    if m is None:
+        if b'"sig"' in payload:
+            raise EventPayloadError("malformed", "the sig member is not the last member or not 86 base64url chars")
+        raise EventPayloadError("unsigned", "no sig member")
+    return payload[: m.start()] + b"}", base64.urlsafe_b64decode(m.group(1) + b"==")
 
 
 def _verify_key(key: bytes | nacl.signing.VerifyKey) -> nacl.signing.VerifyKey:
@@ -170,12 +189,7 @@ def verify(payload: bytes, verify_key: bytes | nacl.signing.VerifyKey) -> Verifi
     payload = bytes(payload)
     if len(payload) > MAX_BYTES:
         raise EventPayloadError("too-big", f"{len(payload)} bytes exceeds {MAX_BYTES}")
-    m = _SIG_TAIL.search(payload)
-    if m is None:
-        if b'"sig"' in payload:
-            raise EventPayloadError("malformed", "the sig member is not the last member or not 86 base64url chars")
-        raise EventPayloadError("unsigned", "no sig member")
-    body = payload[: m.start()] + b"}"
+    body, sig = split_tail(payload)
     try:
         fields = json.loads(body, parse_constant=_refuse_number, parse_float=_finite_float)
     except (UnicodeDecodeError, ValueError) as exc:
@@ -184,7 +198,6 @@ def verify(payload: bytes, verify_key: bytes | nacl.signing.VerifyKey) -> Verifi
         raise EventPayloadError("malformed", "not a JSON object")
     if fields.get("v") != VERSION:
         raise EventPayloadError("wrong-version", f"version {fields.get('v')!r}, this verifier reads {VERSION}")
-    sig = base64.urlsafe_b64decode(m.group(1) + b"==")
     try:
         vk.verify(DOMAIN + body, sig)
     except nacl.exceptions.BadSignatureError:

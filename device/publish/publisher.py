@@ -34,7 +34,7 @@ from ..events import Event
 from ..identity import DeviceIdentity
 from ..worker import Worker
 from .discovery import DiscoveryAnnouncer
-from .heartbeat import Heartbeat
+from .heartbeat import AuditSource, Heartbeat
 from .mqtt import MqttClient, PublishHandle
 from .outbox import Outbox, OutMessage
 from .payload import EventPayloadError, encode, fit_zone, payload_event_id
@@ -148,7 +148,8 @@ class MqttPublisher:
         state_dir: where the outbox lives (``state_dir/outbox.sqlite3``).
         device_name: shown in Home Assistant.
         stats: ``() -> dict`` for the heartbeat (``Stats.snapshot``).
-        audit_head: ``() -> str``, the vault's audit-log head hash, included in the heartbeat.
+        audit_head: ``() -> (records, head hex)`` (``Vault.audit_position``; ``() -> head hex`` also works), the
+            audit log's position, signed into the heartbeat.
         flags: ``() -> dict``, fault flags for the heartbeat (the vault's ``{"vault_fault": "EIO"}``).
 
     ``client`` is the one MQTT connection; the vault's export and provisioning's pairing use
@@ -157,7 +158,7 @@ class MqttPublisher:
 
     def __init__(self, settings: MqttSection, identity: DeviceIdentity, *, state_dir: str | Path,
                  device_name: str = "Front door", stats: Callable[[], dict[str, Any]] | None = None,
-                 audit_head: Callable[[], str] | None = None,
+                 audit_head: AuditSource | None = None,
                  flags: Callable[[], dict[str, str]] | None = None) -> None:
         self.identity = identity
         self.topics = Topics(identity.device_id, prefix=settings.discovery_prefix)
@@ -166,8 +167,8 @@ class MqttPublisher:
         self._sender = _Sender(self.client, self.outbox, window=settings.inflight)
         self.discovery = (DiscoveryAnnouncer(self.client, self.topics, device_name=device_name)
                           if settings.discovery else None)
-        self.heartbeat = Heartbeat(self.client, self.topics.stats, interval_s=settings.heartbeat_s, stats=stats,
-                                   extra=self.figures, audit_head=audit_head, flags=flags)
+        self.heartbeat = Heartbeat(self.client, self.topics.stats, identity=identity, interval_s=settings.heartbeat_s,
+                                   stats=stats, extra=self.figures, audit_head=audit_head, flags=flags)
         self.unencodable = 0
         self._started = False
         self._closed = False
@@ -260,7 +261,7 @@ class MqttPublisher:
 
 def publisher_from_config(config: Any, identity: DeviceIdentity, *,
                           stats: Callable[[], dict[str, Any]] | None = None,
-                          audit_head: Callable[[], str] | None = None,
+                          audit_head: AuditSource | None = None,
                           flags: Callable[[], dict[str, str]] | None = None) -> MqttPublisher | None:
     """The publisher for a :class:`~doorkeep.device.config.Config` (``None`` when ``mqtt.enabled`` is false).
 

@@ -68,7 +68,14 @@ SPECS: tuple[TopicSpec, ...] = (
     TopicSpec("request_in", ROOT + "/{id}/request/in", 1, False, 8192, "requester",
               "a requester's signed footage request (vault request v1, docs/formats.md)"),
     TopicSpec("request", ROOT + "/{id}/request", 1, False, 9216, "device",
-              "request notice for the owner's hub: the verified request, never whether footage exists"),
+              "device-signed request notice for the owner's hub: the request as received, never whether footage "
+              "exists"),
+    TopicSpec("request_ack", ROOT + "/{id}/request/ack/{leaf}", 1, False, 512, "device",
+              "device-signed acknowledgement to the requester (`q-<key id>`), the same whatever footage exists"),
+    TopicSpec("owner_cmd", ROOT + "/{id}/owner/cmd", 1, False, 266240, "hub",
+              "an owner-signed command (owner channel v1, docs/formats.md#owner-channel)"),
+    TopicSpec("owner_reply", ROOT + "/{id}/owner/reply/{leaf}", 1, False, 65536, "device",
+              "device-signed replies to one owner tool; media only as stored ciphertext or sealed to the owner"),
 )
 SPEC = {s.name: s for s in SPECS}
 
@@ -134,6 +141,18 @@ class Topics:
     @property
     def request(self) -> str:
         return self._t("request")
+
+    @property
+    def owner_cmd(self) -> str:
+        return self._t("owner_cmd")
+
+    def owner_reply(self, tool_id: str) -> str:
+        """``doorkeep/<id>/owner/reply/<tool_id>`` — replies to the owner tool that named ``tool_id``."""
+        return self._t("owner_reply", check_segment(tool_id, "owner reply topic"))
+
+    def request_ack(self, requester_id: str) -> str:
+        """``doorkeep/<id>/request/ack/<requester_id>`` — the device's acknowledgement of an accepted request."""
+        return self._t("request_ack", check_segment(requester_id, "request ack topic"))
 
     def recipient(self, recipient_id: str, *parts: str) -> str:
         """``doorkeep/<id>/recipient/<recipient_id>[/<part>…]`` — the vault's chunked export."""

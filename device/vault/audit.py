@@ -286,6 +286,11 @@ class AuditLog:
             end = self._size
         return iter_records(self.path, start, active=(active, end))
 
+    def position(self) -> tuple[int, str]:
+        """(records written, head hex), read together (for the signed heartbeat)."""
+        with self._lock:
+            return self._next, self._head.hex()
+
     def close(self) -> None:
         with self._lock:
             if self._fd >= 0:

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 CLIP_SUFFIX = ".clip"
 MANIFEST_SUFFIX = ".manifest"
 SHRED_SUFFIX = ".shred"
+#: The clip's thumbnail, sealed to the owner at record time (device/channel/snapshots.py).
+SNAPSHOT_SUFFIX = ".snap"
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,9 @@ class ClipStore:
     def manifest_path(self, clip_id: str) -> Path:
         return self.root / (check_clip_id(clip_id) + MANIFEST_SUFFIX)
 
+    def snapshot_path(self, clip_id: str) -> Path:
+        return self.root / (check_clip_id(clip_id) + SNAPSHOT_SUFFIX)
+
     def clip_ids(self) -> list[str]:
         return sorted(p.name[: -len(CLIP_SUFFIX)] for p in self.root.glob("*" + CLIP_SUFFIX))
 
@@ -87,7 +92,7 @@ class ClipStore:
 
     def size_of(self, clip_id: str) -> int:
         total = 0
-        for p in (self.clip_path(clip_id), self.manifest_path(clip_id)):
+        for p in (self.clip_path(clip_id), self.manifest_path(clip_id), self.snapshot_path(clip_id)):
             try:
                 total += p.stat().st_size
             except FileNotFoundError:
@@ -119,6 +124,12 @@ class ClipStore:
         except FileNotFoundError:
             pass
         self._finish_shred(doomed)
+        snap = self.snapshot_path(clip_id)  # the thumbnail, sealed to the owner: every byte overwritten
+        shred_file(snap, whole=True, disk=self.disk)
+        try:
+            self.disk.unlink(snap)
+        except FileNotFoundError:
+            pass
         return freed
 
     def finish_shreds(self) -> int:
@@ -143,6 +154,9 @@ class ClipStore:
             self.shred(c)
         self.finish_shreds()
         for p in self.root.glob("*" + MANIFEST_SUFFIX):  # orphans
+            p.unlink()
+        for p in self.root.glob("*" + SNAPSHOT_SUFFIX):
+            shred_file(p, whole=True, disk=self.disk)
             p.unlink()
         return len(ids)
 
@@ -197,14 +211,15 @@ class ClipStore:
         return Recovery(clip_id, "recovered", len(chunks), size - end)
 
 
-def shred_file(path: Path, *, disk: DiskIO = DEFAULT_IO) -> None:
-    """Overwrite a clip's sealed key and stream header in place with random bytes and fsync (no unlink)."""
+def shred_file(path: Path, *, whole: bool = False, disk: DiskIO = DEFAULT_IO) -> None:
+    """Overwrite a clip's sealed key and stream header (``whole``: every byte, for a small sealed snapshot) in place
+    with random bytes and fsync (no unlink)."""
     try:
         fd = disk.open(path, os.O_WRONLY)
     except FileNotFoundError:
         return
     try:
-        start, end = SHRED_RANGE
+        start, end = (0, 1 << 20) if whole else SHRED_RANGE
         size = os.fstat(fd).st_size
         if size > start:
             data = memoryview(nacl.utils.random(min(end, size) - start))

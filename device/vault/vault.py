@@ -47,7 +47,6 @@ from .keys import OWNER_PUB_FILE, PublicKeys, load_owner_public
 from .locations import remember_vault_dir
 from .recorder import ClipRecorder, PacketSource
 from .releases import PublishRaw, Releases, recipient_topic_id
-from .requests import Notification, handle_request
 from .store import ClipStore
 
 log = logging.getLogger(__name__)
@@ -76,6 +75,9 @@ class Vault:
         self._ring: PacketSource | None = None
         self.releases = Releases(identity=identity, store=store, audit=audit, replay=replay,
                                  owner=lambda: self.owner)
+        #: Called with a clip id on the event thread when a person event opens a clip (e.g. the thumbnail taker);
+        #: must not block.
+        self.on_clip_opened: list[Callable[[str], None]] = []
         #: Held back on the state filesystem for the audit log and the outbox; released on a full disk.
         self.reserve = reserve or SpaceReserve(owner_path.parent / RESERVE_FILE, 0)
         #: Audit appends that never stop recording or events (a full disk releases the reserve first).
@@ -112,8 +114,12 @@ class Vault:
         return ([self.keeper] if self.keeper.started else []) + ([rec.worker] if rec is not None else [])
 
     def audit_head(self) -> str:
-        """Hex head hash of the audit log (for the MQTT heartbeat)."""
+        """Hex head hash of the audit log."""
         return self.audit.head()
+
+    def audit_position(self) -> tuple[int, str]:
+        """(records, head hex) of the audit log, for the signed MQTT heartbeat."""
+        return self.audit.position()
 
     # ---------------------------------------------------------------------------------------- recording
     def start(self, ring: PacketSource) -> None:
@@ -158,7 +164,15 @@ class Vault:
         if self.recorder is None and event.phase == "start" and self._ring is not None:
             self._start_recorder()  # an owner was pinned since start()
         if self.recorder is not None:
+            before = self.recorder.recording
             self.recorder.on_event(event)
+            opened = self.recorder.recording
+            if opened is not None and opened != before:
+                for fn in self.on_clip_opened:
+                    try:
+                        fn(opened)
+                    except Exception:
+                        log.exception("clip-opened listener failed for %s", opened)
 
     def stop(self) -> None:
         self._ring = None
@@ -228,10 +242,6 @@ class Vault:
         """Release over MQTT, windowed: see :meth:`.releases.Releases.export_mqtt`."""
         return self.releases.export_mqtt(grant_bytes, publish_raw, topic_for, chunk_size=chunk_size, window=window,
                                          timeout_s=timeout_s, stop=stop, now=now)
-
-    def handle_request(self, data: bytes) -> Notification:
-        """A requester's signed request → audited notification for the owner's hub (never reveals footage)."""
-        return handle_request(data, device_id=self.identity.device_id, audit=self.audit)
 
 
 def build_vault(config: Config, identity: DeviceIdentity) -> Vault:

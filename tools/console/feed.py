@@ -1,8 +1,10 @@
 """The device's live messages into :class:`~.timeline.LiveState`, each verified before it is believed.
 
 Signed events are verified with the pinned device key (device/publish/payload.py) — a forged or tampered one is
-counted as rejected and never shown; request notices carry the requester's signed request, verified again here;
-the heartbeat, availability and Home Assistant discovery (for the firmware version) are health facts only.
+counted as rejected and never shown; request notices are device-signed and carry the requester's signed request,
+both verified here (device/vault/requests.py ``parse_notice``); the heartbeat is device-signed (its audit head must
+not go back: tools/hub.py ``HeartbeatCheck``); availability and Home Assistant discovery (for the firmware
+version) are health facts only.
 """
 
 from __future__ import annotations
@@ -17,32 +19,24 @@ from doorkeep.device.errors import FormatError, PayloadError
 from doorkeep.device.publish.mqtt import MqttClient
 from doorkeep.device.publish.payload import verify
 from doorkeep.device.publish.topics import Topics
-from doorkeep.device.vault.requests import Request
+from doorkeep.device.vault.requests import parse_notice as verify_notice
+from doorkeep.tools.hub import HeartbeatCheck
 
 from .timeline import FootageRequest, LiveState
 
 log = logging.getLogger(__name__)
 
 
-def parse_notice(payload: bytes, *, device_id: str) -> FootageRequest:
-    """A request notice from the device → :class:`FootageRequest` (the requester's signature re-verified).
+def parse_notice(payload: bytes, *, device_key: bytes) -> FootageRequest:
+    """A device-signed request notice → :class:`FootageRequest` (device and requester signatures verified).
 
     Raises:
-        FormatError: not a notice for this device, or the inner request does not verify.
+        FormatError: not signed by this device, or the inner request does not verify.
     """
-    try:
-        notice = json.loads(payload)
-    except ValueError:
-        raise FormatError("request notice: not JSON") from None
-    if not isinstance(notice, dict) or notice.get("format") != "doorkeep-request-notice" or notice.get("v") != 1:
-        raise FormatError("request notice: unknown format")
-    if notice.get("device_id") != device_id:
-        raise FormatError("request notice: for another device")
-    req = Request.from_bytes(json.dumps(notice.get("request")).encode())
-    received = notice.get("received_at")
+    n = verify_notice(payload, device_key)
+    req = n.request
     return FootageRequest(req.request_id, req.requester, req.incident, req.purpose, req.window,
-                          float(req.issued_at), float(received) if isinstance(received, int | float) else 0.0,
-                          req.key.to_json())
+                          float(req.issued_at), n.received_at, req.key.to_json())
 
 
 class MqttFeed:
@@ -57,6 +51,7 @@ class MqttFeed:
     def __init__(self, settings: MqttSection, *, device_key: bytes, state: LiveState) -> None:
         self.device_key = device_key
         self.state = state
+        self.heartbeats = HeartbeatCheck(device_key)
         self.topics = Topics(state.device_id)
         self.client = MqttClient(settings, client_id="doorkeep-console-" + secrets.token_hex(4))
         handlers = {self.topics.event: self._on_event, self.topics.stats: self._on_stats,
@@ -81,12 +76,13 @@ class MqttFeed:
 
     def _on_stats(self, _topic: str, payload: bytes) -> None:
         try:
-            hb: Any = json.loads(payload)
-        except ValueError:
-            self.state.rejected("heartbeat: not JSON")
+            hb: Any = self.heartbeats.check(payload)
+        except PayloadError as exc:
+            self.state.rejected(f"heartbeat: {getattr(exc, 'reason', 'invalid')}")
             return
-        if isinstance(hb, dict):
-            self.state.set_heartbeat(hb, signed=False)
+        if self.heartbeats.last_warning:
+            self.state.rejected(f"heartbeat: {self.heartbeats.last_warning}")
+        self.state.set_heartbeat(hb, signed=True)
 
     def _on_availability(self, _topic: str, payload: bytes) -> None:
         value = payload.decode("ascii", "replace")
@@ -104,6 +100,6 @@ class MqttFeed:
 
     def _on_request(self, _topic: str, payload: bytes) -> None:
         try:
-            self.state.add_request(parse_notice(payload, device_id=self.state.device_id))
+            self.state.add_request(parse_notice(payload, device_key=self.device_key))
         except FormatError as exc:
             self.state.rejected(f"request notice: {exc}")
