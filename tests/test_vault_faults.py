@@ -95,12 +95,13 @@ def test_a_storage_fault_shreds_nothing_and_clears_by_itself(tmp_path: Path, mon
     assert stats.snapshot()["counters"]["vault_faults"] == 1
     (fault,) = of_kind(dev, "vault_fault")  # audited once, not once per event or retry
     assert fault["f"]["errno"] == name
-    hb = json.loads(heartbeat_payload(stats.snapshot(), flags=dev.vault.flags()))
+    hb = json.loads(heartbeat_payload(stats.snapshot(), identity=dev.identity, flags=dev.vault.flags()))
     assert hb["vault_fault"] == name
 
     monkeypatch.undo()  # the fault clears: the keeper's next probe (<= max_retry_s) resumes recording
     wait_until(lambda: dev.vault.health.ok, timeout=10, what="the fault to clear")
-    assert dev.vault.flags() == {} and "vault_fault" not in json.loads(heartbeat_payload({}, flags=dev.vault.flags()))
+    assert dev.vault.flags() == {}
+    assert "vault_fault" not in json.loads(heartbeat_payload({}, identity=dev.identity, flags=dev.vault.flags()))
     assert [r["f"]["errno"] for r in of_kind(dev, "vault_fault_cleared")] == [name]
     person(dev, ring, 9, make_packets(20, seed=9))
     wait_until(lambda: of_kind(dev, "clip_written"), what="a clip after the fault cleared")
