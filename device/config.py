@@ -128,6 +128,9 @@ class EventsSection(Section):
     n: int = check(in_range(1, 100), default=3)
     #: ... and ends after this many seconds without a person.
     end_after_s: float = check(in_range(0.1, 3600), default=4.0)
+    #: An event lasts at most this long; a person still there continues in a new event (a poster of a person must
+    #: not hold one event, and its clip, open for ever).
+    max_event_s: float = check(in_range(1, 86400), default=300.0)
     #: Smallest person box (share of the frame area) that counts.
     min_box_area: float = check(in_range(0.0, 1.0), default=0.01)
     #: Only people inside one of the [[zones]] count.
@@ -250,6 +253,10 @@ class VaultSection(Section):
     audit_segment_bytes: int = check(in_range(64 << 10, 1 << 30), default=1 << 20)
     #: Drop the oldest audit segments (audited) while the log is larger than this; 0 keeps every segment.
     audit_max_bytes: int = check(in_range(0, 1 << 40), default=64 << 20)
+    #: A clip is at most this long and this large; a longer recording continues in a new clip linked to it in
+    #: the manifest (``prev_clip``), cut at a keyframe so every part decodes on its own.
+    max_clip_s: float = check(in_range(5, 86400), default=600.0)
+    max_clip_mb: float = check(in_range(1, 65536), default=512.0)
     #: Seconds between retention passes (age and size limits hold even when nothing is being recorded).
     retention_interval_s: float = check(in_range(1, 86400), default=60.0)
     #: Longest wait between retries after a storage fault (EIO, EACCES, EROFS, ...): recording resumes by itself

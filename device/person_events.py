@@ -10,6 +10,9 @@ Rules (defaults in docs/detection.md, measured on the demo scene):
 * An event ENDS when no counting detection has been seen for ``end_after_s`` seconds — judged on every call,
   including frames where no inference ran (``detections is None``, the motion gate skipped them), so a person who
   walks off and leaves a still scene still ends the event. ``t_end`` is the last time a person was seen.
+* An event also ends once it has lasted ``max_event_s`` (``t_end`` = now): a visitor who stays, or a static false
+  positive (a poster of a person), gives a series of bounded events — each next one starts at the next counting
+  detection — never one event that never ends.
 * Each event has a unique random id (``secrets.token_hex(8)``), the best score seen and the zone of its first hit.
 
 Example::
@@ -38,16 +41,18 @@ log = logging.getLogger(__name__)
 class PersonTracker:
     """Implements :class:`~doorkeep.device.events.Tracker` for person events."""
 
-    def __init__(self, *, k: int = 2, n: int = 3, end_after_s: float = 4.0, min_box_area: float = 0.01,
-                 zones: Sequence[Zone] = (), require_zone: bool = False, zone_point: str = "foot",
-                 new_id: Callable[[], str] = lambda: secrets.token_hex(8)) -> None:
+    def __init__(self, *, k: int = 2, n: int = 3, end_after_s: float = 4.0, max_event_s: float = 300.0,
+                 min_box_area: float = 0.01, zones: Sequence[Zone] = (), require_zone: bool = False,
+                 zone_point: str = "foot", new_id: Callable[[], str] = lambda: secrets.token_hex(8)) -> None:
         if not 1 <= k <= n:
             raise EventError(f"person events need 1 <= k <= n, got k={k}, n={n}")
         if end_after_s <= 0:
             raise EventError(f"end_after_s must be positive, got {end_after_s}")
+        if max_event_s <= 0:
+            raise EventError(f"max_event_s must be positive, got {max_event_s}")
         if require_zone and not zones:
             raise EventError("require_zone is set but no zones are defined")
-        self.k, self.n, self.end_after_s = k, n, end_after_s
+        self.k, self.n, self.end_after_s, self.max_event_s = k, n, end_after_s, max_event_s
         self.min_box_area = min_box_area
         self.zones = tuple(zones)
         self.require_zone = require_zone
@@ -56,6 +61,8 @@ class PersonTracker:
         self._window: deque[tuple[float, bool]] = deque(maxlen=n)
         self._last_t: float | None = None
         self._active: Event | None = None
+        self._active_since = 0.0
+        self._cut_at = float("-inf")  # when the last event was cut at max_event_s: the next starts no earlier
         self._last_seen = 0.0
         self._best = 0.0
         self._clock_warned = False
@@ -66,9 +73,14 @@ class PersonTracker:
         from .zones import zones_from_config
 
         e = config.events  # type: ignore[attr-defined]
-        return cls(k=e.k, n=e.n, end_after_s=e.end_after_s, min_box_area=e.min_box_area,
+        return cls(k=e.k, n=e.n, end_after_s=e.end_after_s, max_event_s=e.max_event_s, min_box_area=e.min_box_area,
                    zones=zones_from_config(config.zones), require_zone=e.require_zone,  # type: ignore[attr-defined]
                    zone_point=e.zone_point)
+
+    def _end(self, a: Event, t: float, t_end: float) -> Event:
+        self._active = None
+        return Event(event_id=a.event_id, kind="person", phase="end", t=t, t_start=a.t_start, t_end=t_end,
+                     score=self._best, zone=a.zone)
 
     @property
     def active(self) -> Event | None:
@@ -100,6 +112,8 @@ class PersonTracker:
             t = self._last_t
         self._last_t = t
         out: list[Event] = []
+        hit: Detection | None = None
+        zone: str | None = None
         if detections is not None:
             hit, zone = self._counting(detections)
             self._window.append((t, hit is not None))
@@ -107,16 +121,18 @@ class PersonTracker:
                 self._last_seen = t
                 if self._active is not None:
                     self._best = max(self._best, hit.score)
-                elif sum(h for _, h in self._window) >= self.k:
-                    t_start = next(tt for tt, h in self._window if h)
-                    self._best = hit.score
-                    self._active = Event(event_id=self._new_id(), kind="person", phase="start", t=t,
-                                         t_start=t_start, score=hit.score, zone=zone)
-                    out.append(self._active)
-        if self._active is not None and t - self._last_seen >= self.end_after_s:
-            a = self._active
-            out.append(Event(event_id=a.event_id, kind="person", phase="end", t=t, t_start=a.t_start,
-                             t_end=self._last_seen, score=self._best, zone=a.zone))
-            self._active = None
+        a = self._active
+        if a is not None and t - self._last_seen >= self.end_after_s:
+            out.append(self._end(a, t, self._last_seen))
             self._window.clear()
+        elif a is not None and t - self._active_since >= self.max_event_s:
+            out.append(self._end(a, t, t))  # still there: the next counting detection starts the next event
+            self._cut_at = t
+        elif a is None and hit is not None and sum(h for _, h in self._window) >= self.k:
+            t_start = max(next(tt for tt, h in self._window if h), self._cut_at)
+            self._best = hit.score
+            self._active_since = t
+            self._active = Event(event_id=self._new_id(), kind="person", phase="start", t=t,
+                                 t_start=t_start, score=hit.score, zone=zone)
+            out.append(self._active)
         return out

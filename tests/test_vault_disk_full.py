@@ -28,11 +28,13 @@ pytestmark = pytest.mark.slow
 
 
 def fake_packets(n: int, *, size: int, t0: float, gop: int = 10, seed: int = 0) -> Iterator[Packet]:
-    """Incompressible packets (the vault never decodes them): a config keyframe every ``gop``."""
+    """Incompressible packets at 10 fps of footage time (the vault never decodes them): a config keyframe every
+    ``gop``; capture times (monotonic) and wall times advance by 0.1 s per packet."""
     rnd = os.urandom(size + n)
+    m0 = time.monotonic()
     for i in range(n):
         key = i % gop == 0
-        yield Packet(rnd[i:i + size], i * 100_000, time.monotonic(), t0 + i / 10, key, key)
+        yield Packet(rnd[i:i + size], i * 100_000, m0 + i / 10, t0 + i / 10, key, key)
 
 
 def fill(directory: Path) -> Path:

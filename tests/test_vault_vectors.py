@@ -8,13 +8,14 @@ Regenerate (only when a format version changes): ``python tests/test_vault_vecto
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 import nacl.signing
 import pytest
-from doorkeep.device.errors import ReleaseError
+from doorkeep.device.errors import FormatError, ReleaseError
 from doorkeep.device.frames import Packet
 from doorkeep.device.identity import DeviceIdentity
 from doorkeep.device.vault.audit import GENESIS, SIG_DOMAIN, AuditRecord, record_hash
@@ -60,8 +61,10 @@ def compute(sample_clip: bytes) -> dict[str, str]:
     m = Manifest(header.clip_id, device.device_id, header.t_start, 1700000001.5, ("ev-1",), header.hash.hex(),
                  tuple((e - s, blake2b(sample_clip[s:e], person=b"dk-clip-chunk").hex()) for s, e in
                        _frames(sample_clip, header.length)), 2, 12, len(sample_clip), 0, header.codec,
-                 True).signed(device)
-    v["manifest"] = m.to_bytes().decode()
+                 True, v=1).signed(device)
+    v["manifest"] = m.to_bytes().decode()  # version 1: what clips written before v2 carry (still read)
+    m2 = dataclasses.replace(m, prev_clip="20231114T221310Z-00000000", part=1, v=2).signed(device)
+    v["manifest_v2"] = m2.to_bytes().decode()  # a recording's second clip, linked to the first
     g = Grant("00112233445566778899aabbccddeeff", device.device_id, (GrantClip(header.clip_id, bytes(range(80))),),
               recipient.public, "Det. Example", "incident 42 burglary", "Example PD", "", 1700000000,
               1700604800).signed(owner)
@@ -149,6 +152,24 @@ def test_sample_clip_decrypts_with_the_owner_key() -> None:
     assert packets[1].pts == 100000 and header.codec.width == 64
     m = Manifest.from_bytes(stored["manifest"].encode()).verify(device.verify_key)
     m.check_clip(clip)
+    m2 = Manifest.from_bytes(stored["manifest_v2"].encode()).verify(device.verify_key)
+    m2.check_clip(clip)
+    assert (m.v, m.prev_clip, m.part) == (1, None, 0)
+    assert (m2.v, m2.prev_clip, m2.part) == (2, "20231114T221310Z-00000000", 1)
+
+
+def test_manifest_versions_refuse_each_others_keys() -> None:
+    """A v1 manifest cannot smuggle a link, a v2 one must carry its part, and an unknown version is refused."""
+    stored = json.loads(VECTORS.read_text())
+    v1, v2 = json.loads(stored["manifest"]), json.loads(stored["manifest_v2"])
+    for bad in ({**v1, "prev_clip": "x"}, {k: x for k, x in v2.items() if k != "part"}, {**v2, "v": 3},
+                {**v2, "part": -1}, {**v2, "prev_clip": "../etc"}, {**v2, "v": True}):
+        with pytest.raises(FormatError):
+            Manifest.from_json(bad)
+    _, _, device = seeded()
+    relabelled = Manifest.from_json({**v2, "part": 2})  # parses, but the signature covers the link
+    with pytest.raises(FormatError):
+        relabelled.verify(device.verify_key)
 
 
 def test_vector_bundle_verifies_up_to_the_sealed_key() -> None:
@@ -227,7 +248,8 @@ def test_docs_carry_the_vectors() -> None:
     for k in ("owner_secret_file_hash", "device_id", "bundle_hash", "bundle_v1_hash", "bundle_chunks_hex",
               "bundle_chunks_v1_hex"):
         assert stored[k] in doc, k
-    for k in ("owner_public_file", "manifest", "grant", "request", "audit_record", "audit_checkpoint"):
+    for k in ("owner_public_file", "manifest", "manifest_v2", "grant", "request", "audit_record",
+              "audit_checkpoint"):
         assert stored[k].strip() in doc, k
 
 

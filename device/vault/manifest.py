@@ -3,6 +3,10 @@
 A manifest lives next to its clip (``<clip_id>.manifest``) and travels with it in an export bundle, so a recipient
 can prove the clip came unaltered from this device. ``complete`` is false for a clip the device recovered after a
 crash (no FINAL chunk); the recipient then accepts the stream without FINAL, up to exactly the listed chunks.
+
+Version 2 links the parts of one long recording: a clip cut at ``[vault] max_clip_s``/``max_clip_mb`` or interrupted
+by a storage error continues in a new clip whose manifest names the previous one (``prev_clip``) and its place in
+the recording (``part``, from 0). Version 1 manifests (written before) are still read and verified.
 Format: docs/formats.md#manifest.
 """
 
@@ -22,11 +26,15 @@ from .clips import Codec, check_clip_id, chunk_hash, read_frames, read_header
 from .codec import Fields, b64e, canonical, parse_json, signed_message
 
 FORMAT = "doorkeep-manifest"
-VERSION = 1
-SIG_DOMAIN = "doorkeep-manifest-v1"
+VERSION = 2
+#: Versions this reads: 1 (no links) and 2 (``prev_clip``, ``part``).
+READS = (1, 2)
+SIG_DOMAIN = "doorkeep-manifest-v1"  # the signature scheme, unchanged by v2 (the body carries its "v")
 MAX_CHUNKS = 100_000
-_KEYS = ("format", "v", "clip_id", "device_id", "t_start", "t_end", "event_ids", "header_hash", "chunks", "packets",
-         "plain_bytes", "size", "dropped", "codec", "complete", "sig")
+MAX_PARTS = 1_000_000
+_KEYS_V1 = ("format", "v", "clip_id", "device_id", "t_start", "t_end", "event_ids", "header_hash", "chunks",
+            "packets", "plain_bytes", "size", "dropped", "codec", "complete", "sig")
+_KEYS = {1: _KEYS_V1, 2: (*_KEYS_V1, "prev_clip", "part")}
 
 
 @dataclass(frozen=True)
@@ -47,13 +55,22 @@ class Manifest:
     codec: Codec
     complete: bool
     sig: bytes = field(default=b"", repr=False)
+    #: The clip this one continues (same recording), or ``None`` for the first part.
+    prev_clip: str | None = None
+    #: Place in the recording: 0 for the first clip, 1 for the one after it, ...
+    part: int = 0
+    #: Format version of this manifest (2 when written now; 1 when read from an older clip).
+    v: int = VERSION
 
     def body(self) -> dict[str, Any]:
-        return {"format": FORMAT, "v": VERSION, "clip_id": self.clip_id, "device_id": self.device_id,
+        body = {"format": FORMAT, "v": self.v, "clip_id": self.clip_id, "device_id": self.device_id,
                 "t_start": self.t_start, "t_end": self.t_end, "event_ids": list(self.event_ids),
                 "header_hash": self.header_hash, "chunks": [[n, h] for n, h in self.chunks],
                 "packets": self.packets, "plain_bytes": self.plain_bytes, "size": self.size,
                 "dropped": self.dropped, "codec": self.codec.to_json(), "complete": self.complete}
+        if self.v >= 2:
+            body["prev_clip"], body["part"] = self.prev_clip, self.part
+        return body
 
     def signed(self, identity: DeviceIdentity) -> Manifest:
         """A copy signed by the device."""
@@ -70,8 +87,10 @@ class Manifest:
     def from_json(cls, obj: object) -> Manifest:
         """Parse (not verify). Raises :class:`FormatError`."""
         f = Fields(obj, what="manifest")
-        f.header(FORMAT, VERSION)
-        f.only(*_KEYS)
+        v = f.obj.get("v")
+        f.header(FORMAT, v if v in READS and not isinstance(v, bool) else VERSION)
+        assert isinstance(v, int)
+        f.only(*_KEYS[v])
         chunks = []
         for c in f.items("chunks", max_len=MAX_CHUNKS):
             if (not isinstance(c, list) or len(c) != 2 or isinstance(c[0], bool) or not isinstance(c[0], int)
@@ -82,7 +101,9 @@ class Manifest:
                    f.opt_num("t_end"), f.texts("event_ids"), f.hexstr("header_hash", length=32), tuple(chunks),
                    f.integer("packets"), f.integer("plain_bytes"), f.integer("size"), f.integer("dropped"),
                    Codec.from_json(f.obj.get("codec"), what="manifest.codec"), f.flag("complete"),
-                   f.b64("sig", length=64))
+                   f.b64("sig", length=64),
+                   None if v < 2 or f.obj.get("prev_clip") is None else check_clip_id(f.obj.get("prev_clip")),
+                   f.integer("part", hi=MAX_PARTS) if v >= 2 else 0, v)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Manifest:

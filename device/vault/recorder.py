@@ -5,6 +5,12 @@ arrives first, then every live packet, with no gap and no duplicate. It records 
 last overlapping event's ``end``, then detaches from the ring and closes the clip (FINAL chunk, key wiped, manifest
 signed, audited). Overlapping events extend the same recording.
 
+A recording longer than ``max_clip_s`` (footage time) or larger than ``max_clip_bytes`` continues in a new clip,
+cut at the next keyframe that carries the codec configuration (every part decodes on its own; no packet is lost or
+repeated), whose manifest links the previous one (``prev_clip``, ``part``). A person who never leaves — or a poster
+of one — therefore makes a series of bounded clips that retention can drop one by one, never one clip that grows
+until the disk is full.
+
 ``on_packet`` runs on the capture thread and never blocks: packets go to a bounded queue that one writer thread
 drains; overflow is counted (and the writer skips to the next keyframe so the clip stays decodable).
 
@@ -21,7 +27,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import nacl.utils
@@ -64,9 +70,13 @@ class _Session:
 class _Open:
     writer: ClipWriter
     t_start: float
+    part: int
+    prev_clip: str | None
+    event_ids: list[str]
     dropped_seen: int = 0
     need_key: bool = True
-    event_ids: list[str] = field(default_factory=list)
+    first_capture: float | None = None  # capture time of its first packet (monotonic)
+    roll: bool = False  # over a bound: the next config keyframe starts the next clip
 
 
 def new_clip_id(t: float) -> str:
@@ -89,7 +99,8 @@ class ClipRecorder(PacketSink):
     def __init__(self, store: ClipStore, *, owner: PublicKeys, identity: DeviceIdentity, audit: AuditFn,
                  health: VaultHealth, ring: PacketSource, codec: Codec | None = None, postroll_s: float = 5.0,
                  chunk_bytes: int = 256 * 1024, queue_size: int = 1024, fsync_chunks: bool = True,
-                 grace_s: float = 2.0, may_record: Callable[[], bool] = lambda: True,
+                 max_clip_s: float = 600.0, max_clip_bytes: int = 512 << 20, grace_s: float = 2.0,
+                 may_record: Callable[[], bool] = lambda: True,
                  need_space: Callable[[], object] = lambda: None,
                  on_closed: Callable[[str | None, bool], None] | None = None) -> None:
         self.store = store
@@ -102,6 +113,8 @@ class ClipRecorder(PacketSink):
         self._postroll = postroll_s
         self._chunk_bytes = chunk_bytes
         self._fsync = fsync_chunks
+        self._max_clip_s = max_clip_s
+        self._max_clip_bytes = max_clip_bytes
         self._grace = grace_s
         self._may_record = may_record
         self._need_space = need_space
@@ -116,8 +129,9 @@ class ClipRecorder(PacketSink):
         self.dropped = 0
         self.clips = 0
         self.torn = 0
-        #: Clips closed torn by a write error and not yet recovered (the keeper recovers them).
-        self.torn_ids: set[str] = set()
+        #: Clips closed torn by a write error and not yet recovered (the keeper recovers them), with their link
+        #: (``prev_clip``, ``part``) for the recovered manifest.
+        self.torn_ids: dict[str, tuple[str | None, int]] = {}
 
     # --------------------------------------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -132,11 +146,16 @@ class ClipRecorder(PacketSink):
                 self._close_locked()
             self._session = None
 
-    def take_torn(self) -> list[str]:
-        """The torn clips to recover (each handed out once; put back what could not be recovered)."""
+    def take_torn(self) -> dict[str, tuple[str | None, int]]:
+        """The torn clips to recover, with their links (each handed out once; put back what could not be
+        recovered)."""
         with self._lock:
-            ids, self.torn_ids = sorted(self.torn_ids), set()
-        return ids
+            torn, self.torn_ids = self.torn_ids, {}
+        return torn
+
+    def put_back_torn(self, torn: dict[str, tuple[str | None, int]]) -> None:
+        with self._lock:
+            self.torn_ids.update(torn)
 
     @property
     def recording(self) -> str | None:
@@ -172,7 +191,16 @@ class ClipRecorder(PacketSink):
         s = self._session
         if s is None or self._clip is not None or not self.health.ok or not self._may_record():
             return False
-        t_open = s.t_start if s.part == 0 else time.time()
+        c = self._open_locked(s, s.t_start if s.part == 0 else time.time())
+        if c is None:
+            return False
+        self._gen += 1
+        self._clip = c
+        self._ring.flush_into(self)
+        return True
+
+    def _open_locked(self, s: _Session, t_open: float) -> _Open | None:
+        """A new clip for the session's next part (``None`` when storage refused it: handled)."""
         clip_id = new_clip_id(t_open)
         # a later part holds the events still open (or, in its post-roll, the last one)
         event_ids = [e for e in s.events if e in s.active] or s.events[-1:]
@@ -183,11 +211,8 @@ class ClipRecorder(PacketSink):
                                 disk=self.store.disk)
         except OSError as exc:
             self._failed_locked(exc, "open", clip_id)
-            return False
-        self._gen += 1
-        self._clip = _Open(writer, t_open, dropped_seen=self.dropped, event_ids=event_ids)
-        self._ring.flush_into(self)
-        return True
+            return None
+        return _Open(writer, t_open, s.part, s.prev_clip, event_ids, dropped_seen=self.dropped)
 
     # ----------------------------------------------------------------------------------------- packet side
     def on_packet(self, packet: Packet) -> None:
@@ -243,10 +268,36 @@ class ClipRecorder(PacketSink):
             if not packet.keyframe:
                 return
             c.need_key = False
+        if c.first_capture is None:
+            c.first_capture = packet.t_capture
+        elif not c.roll and (packet.t_capture - c.first_capture >= self._max_clip_s
+                             or c.writer.size >= self._max_clip_bytes):
+            c.roll = True
+        if c.roll and packet.keyframe and packet.has_config:
+            c = self._roll_locked(packet)
+            if c is None:
+                return
         try:
             c.writer.add(packet)
         except OSError as exc:
             self._failed_locked(exc, "write", c.writer.clip_id)
+
+    def _roll_locked(self, packet: Packet) -> _Open | None:
+        """Close the open clip at a bound and continue the recording in the next one, from ``packet`` (a config
+        keyframe) on: still attached to the ring, so no packet is lost or repeated."""
+        s = self._session
+        assert s is not None
+        if not self._close_locked(detach=False) or self._clip is None:
+            return None  # the close failed: handled as a storage error (detached, resumes later)
+        self._clip = None
+        c = self._open_locked(s, packet.t_wall)
+        if c is None:  # storage refused the next part: stop taking packets until it allows (then flush_into again)
+            self._gen += 1
+            self._ring.detach(self)
+            return None
+        c.first_capture, c.need_key = packet.t_capture, False
+        self._clip = c
+        return c
 
     def _end_locked(self) -> None:
         self._close_locked()
@@ -259,11 +310,12 @@ class ClipRecorder(PacketSink):
             self._ring.detach(self)
         return c
 
-    def _close_locked(self) -> None:
-        """Close the open clip normally: FINAL chunk, signed manifest, audited."""
-        c = self._detach_locked()
+    def _close_locked(self, *, detach: bool = True) -> bool:
+        """Close the open clip normally: FINAL chunk, signed manifest, audited. With ``detach=False`` the recorder
+        stays on the ring (a roll to the next part). False when storage refused it (handled as a torn clip)."""
+        c = self._detach_locked() if detach else self._clip
         if c is None:
-            return
+            return False
         s = self._session
         clip_id = c.writer.clip_id
         try:
@@ -271,18 +323,20 @@ class ClipRecorder(PacketSink):
             m = Manifest(clip_id, self._identity.device_id, c.t_start, summary.t_last, tuple(c.event_ids),
                          summary.header_hash.hex(), summary.chunks, summary.packets, summary.plain_bytes,
                          summary.size, self.dropped - c.dropped_seen if self.dropped >= c.dropped_seen else 0,
-                         self._codec, True).signed(self._identity)
+                         self._codec, True, prev_clip=c.prev_clip, part=c.part).signed(self._identity)
             self.store.write_manifest(m)
         except OSError as exc:
             self._clip = c  # so that the failure is handled like any other
             self._failed_locked(exc, "close", clip_id)
-            return
+            return False
         self.clips += 1
         if s is not None:
-            s.part, s.prev_clip = s.part + 1, clip_id
+            s.part, s.prev_clip = c.part + 1, clip_id
+        fields: dict[str, object] = {"part": c.part, "prev_clip": c.prev_clip} if c.part else {}
         self._audit("clip_written", clip_id=clip_id, event_ids=c.event_ids, bytes=summary.size,
-                    chunks=len(summary.chunks), packets=summary.packets, dropped=self.dropped)
+                    chunks=len(summary.chunks), packets=summary.packets, dropped=self.dropped, **fields)
         self._closed(clip_id, torn=False)
+        return True
 
     def _failed_locked(self, exc: OSError, op: str, clip_id: str) -> None:
         """A storage error on the open clip (or while opening one): close it torn and classify the error once.
@@ -292,12 +346,12 @@ class ClipRecorder(PacketSink):
             self._gen += 1
             c.writer.abort()
             self.torn += 1
-            self.torn_ids.add(clip_id)
+            self.torn_ids[clip_id] = (c.prev_clip, c.part)
             log.error("clip %s: %s failed (%s); closed torn", clip_id, op, exc.strerror or exc)
             self._audit("clip_torn", clip_id=clip_id, event_ids=c.event_ids, error=exc.strerror or str(exc))
             s = self._session
             if s is not None:
-                s.part, s.prev_clip = s.part + 1, clip_id
+                s.part, s.prev_clip = c.part + 1, clip_id
         if self.health.classify(exc, op=op, clip_id=clip_id) == "full":
             self._need_space()
         if c is not None:

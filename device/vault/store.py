@@ -179,7 +179,8 @@ class ClipStore:
                              reason="torn")
         return out
 
-    def recover_one(self, clip_id: str, identity: DeviceIdentity) -> Recovery:
+    def recover_one(self, clip_id: str, identity: DeviceIdentity, *, prev_clip: str | None = None,
+                    part: int = 0) -> Recovery:
         """Cut a torn clip back to its last complete chunk and sign a ``complete: false`` manifest for it (or shred
         it when nothing is recoverable). Reads one chunk at a time: constant memory whatever the clip's size."""
         path = self.clip_path(clip_id)
@@ -206,7 +207,8 @@ class ClipStore:
             finally:
                 self.disk.close(fd)
         m = Manifest(clip_id, identity.device_id, header.t_start, None, (header.event_id,), header.hash.hex(),
-                     tuple(chunks), 0, 0, end, 0, header.codec, False).signed(identity)
+                     tuple(chunks), 0, 0, end, 0, header.codec, False, prev_clip=prev_clip,
+                     part=part).signed(identity)
         self.write_manifest(m)
         return Recovery(clip_id, "recovered", len(chunks), size - end)
 

@@ -151,6 +151,7 @@ class Vault:
                                      health=self.health, ring=self._ring, codec=self.codec, postroll_s=s.postroll_s,
                                      chunk_bytes=s.chunk_bytes, queue_size=s.queue_packets,
                                      fsync_chunks=s.fsync_chunks, on_closed=self._after_clip,
+                                     max_clip_s=s.max_clip_s, max_clip_bytes=int(s.max_clip_mb * (1 << 20)),
                                      may_record=lambda: not self.keeper.waiting_for_space,
                                      need_space=self.keeper.need_space)
         self.recorder.start()
@@ -204,14 +205,17 @@ class Vault:
         rec = self.recorder
         if rec is None:
             return
-        for clip_id in rec.take_torn():
+        torn = rec.take_torn()
+        for clip_id, (prev_clip, part) in list(torn.items()):
             try:
-                r = self.store.recover_one(clip_id, self.identity)
+                r = self.store.recover_one(clip_id, self.identity, prev_clip=prev_clip, part=part)
             except FileNotFoundError:
                 continue
             except OSError:
-                rec.torn_ids.add(clip_id)
+                rec.put_back_torn(torn)  # retried at the next pass
                 raise
+            finally:
+                torn.pop(clip_id, None)
             self.guarded.append("clip_" + r.action, clip_id=clip_id, chunks=r.chunks, bytes_cut=r.bytes_cut,
                                 reason="write_error")
 
