@@ -65,28 +65,38 @@ class FrameRing:
         self._buf = np.zeros((frames, *self.shape), dtype=np.uint8)
         self._slots: list[np.ndarray] = [self._buf[i] for i in range(frames)]
         self._planes = [(s[:height], *chroma_planes(s, width, height)) for s in self._slots]
-        # Per-slot sequence (-1: empty or being written), capture times, and readers currently copying it.
-        self._seq = np.full(frames, -1, dtype=np.int64)
-        self._t_capture = np.zeros(frames, dtype=np.float64)
-        self._t_wall = np.zeros(frames, dtype=np.float64)
-        self._reading = np.zeros(frames, dtype=np.int32)
+        # Per-slot sequence (-1: empty or being written), capture times, and readers currently copying it. Plain
+        # lists, not numpy arrays: the producer touches them on every frame, and a list item costs a fraction of a
+        # numpy scalar access (BENCHMARKS.md, ring_push_ratio_lores).
+        self._seq = [-1] * frames
+        self._t_capture = [0.0] * frames
+        self._t_wall = [0.0] * frames
+        self._reading = [0] * frames
         self._next_seq = 0
         self._writing = -1
         self._latest = -1
-        self._cond = threading.Condition(threading.Lock())
-        self.frames = 0
+        # The producer takes the bare lock (a C call); readers wait on a Condition over it, and commit notifies only
+        # when a reader is waiting (``_waiting``), so an unwatched ring pays no Python-level notify per frame.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._waiting = 0
         self.overruns = 0
         self.skipped = 0
+
+    @property
+    def frames(self) -> int:
+        """Frames committed so far."""
+        return self._next_seq
 
     # ------------------------------------------------------------------------------------------------ producer
 
     def begin_write(self) -> np.ndarray:
         """Claim the next slot and return it (a view of shape ``(h*3/2, w)``) for the producer to fill in place."""
-        with self._cond:
+        with self._lock:
             i = self._next_seq % self.size
             if self._reading[i]:
                 self.overruns += 1
-            self._seq[i] = -1
+            self._seq[i] = -1  # readers that copy this slot from now on see it change and retry
             self._writing = i
         return self._slots[i]
 
@@ -100,19 +110,22 @@ class FrameRing:
         i = self._writing
         if i < 0:
             raise UsageError("FrameRing.commit() without begin_write()")
-        slot = self._slots[i]
-        for f in self.lores_filters:
-            f(slot)
-        with self._cond:
+        if self.lores_filters:
+            slot = self._slots[i]
+            for f in self.lores_filters:
+                f(slot)
+        if t_wall is None:
+            t_wall = time.time()
+        with self._lock:
             seq = self._next_seq
             self._seq[i] = seq
             self._t_capture[i] = t_capture
-            self._t_wall[i] = time.time() if t_wall is None else t_wall
+            self._t_wall[i] = t_wall
             self._latest = i
             self._writing = -1
             self._next_seq = seq + 1
-            self.frames += 1
-            self._cond.notify_all()
+            if self._waiting:
+                self._cond.notify_all()
         return seq
 
     def push(self, frame: np.ndarray, t_capture: float, t_wall: float | None = None) -> int:
@@ -143,30 +156,31 @@ class FrameRing:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         return None
-                    self._cond.wait(remaining)
+                    self._waiting += 1
+                    try:
+                        self._cond.wait(remaining)
+                    finally:
+                        self._waiting -= 1
                 i = self._latest
-                seq = int(self._seq[i])
+                seq = self._seq[i]
                 self._reading[i] += 1
             np.copyto(out, self._slots[i])
             with self._cond:
                 self._reading[i] -= 1
-                ok = int(self._seq[i]) == seq
-                if ok:
+                if self._seq[i] == seq:  # the seqlock check: nobody began rewriting the slot during the copy
                     skipped = max(0, seq - after_seq - 1) if after_seq >= 0 else 0
                     self.skipped += skipped
-                    return FrameInfo(seq, float(self._t_capture[i]), float(self._t_wall[i]), skipped)
+                    return FrameInfo(seq, self._t_capture[i], self._t_wall[i], skipped)
             # Overwritten during the copy: take the newer frame instead.
 
     def fps(self) -> float:
         """Capture rate over the frames now in the ring (no bookkeeping on the producer's path)."""
-        with self._cond:
-            valid = self._seq >= 0
-            n = int(np.count_nonzero(valid))
-            if n < 2:
-                return 0.0
-            t = self._t_capture[valid]
-            span = float(t.max() - t.min())
-        return (n - 1) / span if span > 0 else 0.0
+        with self._lock:
+            t = [tc for sq, tc in zip(self._seq, self._t_capture, strict=True) if sq >= 0]
+        if len(t) < 2:
+            return 0.0
+        span = max(t) - min(t)
+        return (len(t) - 1) / span if span > 0 else 0.0
 
     def wake_readers(self) -> None:
         """Wake blocked readers (used on stop so a worker notices promptly)."""

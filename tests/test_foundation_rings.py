@@ -74,8 +74,7 @@ def test_concurrent_producer_never_torn_latest_wins_and_counters() -> None:
         if info is None:
             continue
         assert info.seq > last, "latest-wins reader went backwards"
-        value = info.seq % 251
-        assert (out == value).all(), f"torn frame at seq {info.seq}"
+        assert (out == info.seq % 251).all(), f"torn frame at seq {info.seq}"
         assert info.t_capture == float(info.seq)
         got.append(info.seq)
         last = info.seq
@@ -85,6 +84,39 @@ def test_concurrent_producer_never_torn_latest_wins_and_counters() -> None:
     assert ring.frames == total
     assert ring.skipped == total - len(got) - got[0]  # every frame was read or counted as skipped
     assert len(got) < total  # the reader really fell behind (latest-wins dropped frames)
+
+
+def test_seqlock_never_returns_a_torn_frame_while_the_producer_laps_the_reader() -> None:
+    """The seqlock check under real parallelism: 1080p frames, so numpy copies and fills them with the GIL
+    released and the producer really does rewrite the slot a reader is copying (counted in ``overruns``). Without
+    the check in read_latest such an overrun comes back as a torn frame (two stamps in one frame); with it the
+    reader retries. The run lasts until enough overruns were seen, so a loaded machine only makes it longer."""
+    ring = FrameRing(width=1920, height=1080, frames=2)
+    stop = threading.Event()
+
+    def produce() -> None:
+        seq = 0
+        while not stop.is_set():
+            _stamp(ring.begin_write(), seq)  # ~3 MB fill, GIL released
+            ring.commit(float(seq))
+            seq += 1
+
+    producer = threading.Thread(target=produce, daemon=True)
+    out = ring.empty_frame()
+    reads, last = 0, -1
+    producer.start()
+    deadline = time.monotonic() + 120
+    try:
+        while ring.overruns < 30 and time.monotonic() < deadline:
+            info = ring.read_latest(out, after_seq=-1, timeout=5)  # the newest, whether seen or not
+            assert info is not None
+            assert info.seq >= last, "latest-wins reader went backwards"
+            assert (out == info.seq % 251).all(), f"torn frame at seq {info.seq} (overruns so far {ring.overruns})"
+            reads, last = reads + 1, info.seq
+    finally:
+        stop.set()
+        producer.join(10)
+    assert ring.overruns >= 30, f"the producer never lapped the reader ({ring.overruns} overruns in {reads} reads)"
 
 
 def test_overrun_counted_when_producer_laps_a_reader() -> None:
