@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import gc
+import hashlib
+import mmap
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import nacl.exceptions
 import nacl.public
@@ -12,11 +15,14 @@ import nacl.signing
 import pytest
 from doorkeep.device.events import Event
 from doorkeep.device.preroll import PacketRing
+from doorkeep.device.vault import clips
 from doorkeep.device.vault.audit import verify
 from doorkeep.device.vault.bundle_open import open_bundle
 from doorkeep.device.vault.clips import decrypt_clip, open_clip_key, parse_header
 from doorkeep.device.vault.grants import issue_grant
+from doorkeep.device.vault.keypage import KEY_BYTES, STATE_BYTES, KeyPage
 from doorkeep.tools.vault_mp4 import decode_mp4, write_mp4
+from nacl._sodium import ffi
 from vault_support import decode_packets, make_device, make_packets, release
 
 
@@ -70,13 +76,39 @@ def test_roundtrip_preroll_grant_bundle_mp4(tmp_path: Path) -> None:
     assert verify(dev.state / "audit.log", dev.identity.verify_key).ok
 
 
-def test_after_close_device_holds_no_key(tmp_path: Path) -> None:
+class _WatchedPage(KeyPage):
+    """The clip writer's locked key page, remembered so the test can read the page itself after the clip closed."""
+
+    pages: ClassVar[list[_WatchedPage]] = []
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.key_hash = b""
+        self.state_was_set = False
+        _WatchedPage.pages.append(self)
+
+    def wipe(self) -> None:
+        if not self.key_hash:  # first wipe: note (a hash of) what the page held, not a copy of the key
+            self.key_hash = hashlib.sha256(ffi.buffer(self.key, KEY_BYTES)).digest()
+            self.state_was_set = ffi.buffer(self.state, STATE_BYTES)[:] != bytes(STATE_BYTES)
+        super().wipe()
+
+
+def test_after_close_device_holds_no_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _WatchedPage.pages = []
+    monkeypatch.setattr(clips, "KeyPage", _WatchedPage)
     dev, _ = record_one(tmp_path)
     (m,) = dev.vault.store.manifests()
     data = dev.vault.store.clip_path(m.clip_id).read_bytes()
     header = parse_header(data)
     key = open_clip_key(header, dev.owner)  # the owner key opens it
     assert decrypt_clip(data, key)[1]
+    # The writer's key page held this clip's key and a live secretstream state; after close the whole page (key
+    # and state) is zero and no longer locked.
+    (page,) = _WatchedPage.pages
+    assert page.key_hash == hashlib.sha256(key).digest() and page.state_was_set
+    assert ffi.buffer(page.page, mmap.PAGESIZE)[:] == bytes(mmap.PAGESIZE), "the closed clip's key page was not wiped"
+    assert not page.locked
     owner_secret = bytes(dev.owner._box_key)
     del dev.owner
     planted = [bytearray(b"x" + key)]
@@ -95,8 +127,6 @@ def test_after_close_device_holds_no_key(tmp_path: Path) -> None:
                            nacl.signing.SigningKey(content).to_curve25519_private_key()):
                     with pytest.raises(nacl.exceptions.CryptoError):
                         nacl.public.SealedBox(sk).decrypt(header.sealed_key)
-
-
 
 
 def _holders(needle: bytes) -> int:
