@@ -21,8 +21,8 @@ from doorkeep.device.identity import DeviceIdentity
 from doorkeep.device.vault.audit import AuditLog, parse_record, verify_bytes
 from doorkeep.device.vault.bundle_chunks import parse_chunk
 from doorkeep.device.vault.bundle_open import open_bundle
-from doorkeep.device.vault.codec import canonical
 from doorkeep.device.vault.clips import decrypt_clip, parse_header
+from doorkeep.device.vault.codec import canonical
 from doorkeep.device.vault.grants import Grant, ReplaySet, check_grant, issue_grant
 from doorkeep.device.vault.keys import MIN, PassphraseError, PublicKeys, SecretKeys
 from doorkeep.device.vault.manifest import Manifest
