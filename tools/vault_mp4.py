@@ -6,7 +6,7 @@ import fractions
 import itertools
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from doorkeep.device.errors import FormatError, OutputFailed
 from doorkeep.device.fileio import AtomicOutput
@@ -14,9 +14,10 @@ from doorkeep.device.frames import Packet
 from doorkeep.device.vault.clips import Codec
 
 
-def write_mp4(packets: Iterable[Packet], path: str | Path, *, codec: Codec) -> int:
+def write_mp4(packets: Iterable[Packet], path: str | Path | BinaryIO, *, codec: Codec) -> int:
     """Write ``packets`` (Annex B H.264, starting at a keyframe; a stream is consumed as it comes, so a clip never
-    has to fit in memory) to an MP4 file; returns packets written.
+    has to fit in memory) to an MP4 file — or to a seekable binary file object such as ``io.BytesIO`` (the owner
+    console remuxes in memory) — and return the packets written.
 
     Timestamps come from the packets' ``pts`` in ``codec.time_base``, shifted to start at 0; decode order equals
     presentation order (doorkeep encodes without B-frames), so ``dts`` is ``pts`` kept strictly increasing.
@@ -31,7 +32,7 @@ def write_mp4(packets: Iterable[Packet], path: str | Path, *, codec: Codec) -> i
         raise FormatError("no packets to write")
     tb = fractions.Fraction(*codec.time_base)
     n = 0
-    out: Any = av.open(str(path), "w", format="mp4")
+    out: Any = av.open(str(path) if isinstance(path, str | Path) else path, "w", format="mp4")
     try:
         st = out.add_stream("h264")
         if codec.width and codec.height:

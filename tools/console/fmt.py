@@ -68,3 +68,19 @@ def day_fraction(t: float) -> str:
     """Where in its local day ``t`` falls, in thousandths (x of the day strip's tick, viewBox width 1000)."""
     d = dt.datetime.fromtimestamp(t)
     return f"{(d.hour * 3600 + d.minute * 60 + d.second) / 86.4:.1f}"
+
+
+def day(t: float) -> str:
+    """The local day ``YYYY-MM-DD`` of ``t``."""
+    return dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d")
+
+
+def key_id(key: dict[str, object]) -> str:
+    """A short printable id of a public key object (its signing key, first 8 bytes in hex)."""
+    import base64
+    import binascii
+
+    try:
+        return base64.b64decode(str(key.get("sign", "")), validate=True)[:8].hex() or "?"
+    except (binascii.Error, ValueError):
+        return "?"

@@ -17,6 +17,7 @@ import ipaddress
 import logging
 import socket
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Self
 
@@ -24,6 +25,8 @@ from doorkeep.device.config import MqttSection
 from doorkeep.device.errors import DoorkeepError
 
 from .feed import MqttFeed
+from .link import DeviceLink
+from .media import ClipMedia
 from .session import OwnerSession
 from .timeline import LiveState
 from .web import Console, allowed_hosts, build_app
@@ -81,8 +84,16 @@ class ConsoleService:
         self.session = OwnerSession(key_path, idle_s=idle_s)
         self.state = LiveState(device_id)
         self.feed = MqttFeed(settings, device_key=device_key, state=self.state)
+        self.link = DeviceLink(settings, device_key=device_key, state=self.state)
+        self.media = ClipMedia(fetch=self.link.fetch_clip, keys=self.session.owner_keys,
+                               snapshot=lambda clip_id: self.link.require().fetch_snapshot(clip_id).jpeg)
+        self.actions = ThreadPoolExecutor(max_workers=1, thread_name_prefix="doorkeep-console-action")
+        self.session.on_unlock(self.link.open)
+        self.session.on_lock(self.link.close)
+        self.session.on_lock(self.media.wipe)
         self.console = Console(self.session, self.state, device_key, device_name=device_name,
-                               broker=f"{settings.host}:{settings.port}", extras={"book": book})
+                               broker=f"{settings.host}:{settings.port}", link=self.link, media=self.media,
+                               actions=self.actions, extras={"book": book})
         self.host = host
         self.sock = bind(host, port)
         self.port = int(self.sock.getsockname()[1])
@@ -103,10 +114,14 @@ class ConsoleService:
         self._server = uvicorn.Server(config)
         return self._server
 
-    def start(self) -> None:
-        """Connect to the broker and serve on a background thread."""
+    def _start_parts(self) -> None:
         self.session.start()
         self.feed.start()
+        self.link.start()
+
+    def start(self) -> None:
+        """Connect to the broker and serve on a background thread."""
+        self._start_parts()
         server = self._uvicorn()
         self._thread = threading.Thread(target=server.run, kwargs={"sockets": [self.sock]},
                                         name="doorkeep-console-http", daemon=True)
@@ -124,8 +139,7 @@ class ConsoleService:
 
     def serve_forever(self) -> None:
         """Connect and serve in the foreground until SIGINT/SIGTERM (uvicorn handles the signals)."""
-        self.session.start()
-        self.feed.start()
+        self._start_parts()
         try:
             self._uvicorn().run(sockets=[self.sock])
         finally:
@@ -137,8 +151,11 @@ class ConsoleService:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        self.session.close()  # locks: the owner channel closes, decrypted media is wiped
+        self.link.stop()
+        self.actions.shutdown(wait=False, cancel_futures=True)
+        self.media.close()
         self.feed.close()
-        self.session.close()
         self.sock.close()
 
     def __enter__(self) -> Self:

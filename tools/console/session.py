@@ -80,6 +80,7 @@ class OwnerSession:
         self._failures = 0
         self._not_before = 0.0
         self._listeners: list[Callable[[str], None]] = []
+        self._unlock_listeners: list[Callable[[SecretKeys], None]] = []
         self._idle = _IdleLock(self)
         self.lock_reason = "not unlocked yet"
 
@@ -104,6 +105,10 @@ class OwnerSession:
             self.lock(f"idle for {self.idle_s:.0f} s")
             return None
         return left
+
+    def on_unlock(self, fn: Callable[[SecretKeys], None]) -> None:
+        """Call ``fn(keys)`` after every unlock (open the owner channel there)."""
+        self._unlock_listeners.append(fn)
 
     def on_lock(self, fn: Callable[[str], None]) -> None:
         """Call ``fn(reason)`` whenever the keys are dropped (wipe caches of plaintext there)."""
@@ -140,7 +145,12 @@ class OwnerSession:
                 self._active = active
             self.lock_reason = ""
             log.info("console unlocked")
-            return active.token
+        for fn in list(self._unlock_listeners):
+            try:
+                fn(keys)
+            except Exception:
+                log.exception("console unlock listener failed")
+        return active.token
 
     def lock(self, reason: str = "locked by the owner") -> None:
         """Drop the keys and the session (idempotent); listeners wipe what they decrypted."""

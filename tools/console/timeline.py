@@ -133,6 +133,16 @@ class LiveState:
         self._notify("visit", ev.event_id)
         return v
 
+    def add_visit(self, v: Visit) -> None:
+        """A visit known from elsewhere than a live event (a clip the device listed): kept unless already known."""
+        with self._lock:
+            if v.event_id in self._visits:
+                return
+            self._visits[v.event_id] = v
+            while len(self._visits) > MAX_VISITS:
+                self._visits.popitem(last=False)
+        self._notify("visit", v.event_id)
+
     def attach_clip(self, event_id: str, clip_id: str) -> None:
         """Link a visit to the clip whose signed manifest names its event."""
         with self._lock:

@@ -28,7 +28,7 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import fmt
-from .session import OwnerSession, UnlockThrottled
+from .session import Locked, OwnerSession, UnlockThrottled
 from .timeline import LiveState
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,9 @@ SECURITY_HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-frame-optio
 
 @dataclass
 class Console:
-    """Everything the pages use. ``link`` is the owner channel (tools/owner_link.py) when connected."""
+    """Everything the pages use: the owner session, the verified live state, the owner channel (``link``: a
+    :class:`~.link.DeviceLink`), the clip media (``media``: a :class:`~.media.ClipMedia`) and one action thread
+    (``actions``) for the owner's slow decisions (grants, declines)."""
 
     session: OwnerSession
     state: LiveState
@@ -55,6 +57,7 @@ class Console:
     broker: str = ""
     link: Any = None
     media: Any = None
+    actions: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -250,9 +253,10 @@ def _fragment(templates: Jinja2Templates, c: Console, kind: str, key: str) -> di
 
 
 # ------------------------------------------------------------------------------------------------ app
-def build_app(c: Console, *, hosts: set[str], routes: list[Route] | None = None) -> Starlette:
+def build_app(c: Console, *, hosts: set[str], routes: list[Route] | None = None) -> ASGIApp:
     """The console app for ``c``, answering only to ``hosts`` (``host:port`` strings)."""
-    from . import pages_timeline
+    from . import pages_audit, pages_clip, pages_requests, pages_settings, pages_timeline
+    from .link import NotConnected
 
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     all_routes = [
@@ -262,6 +266,10 @@ def build_app(c: Console, *, hosts: set[str], routes: list[Route] | None = None)
         Route("/lock", lock, methods=["POST"]),
         Route("/api/stream", stream),
         *pages_timeline.routes(),
+        *pages_clip.routes(),
+        *pages_requests.routes(),
+        *pages_settings.routes(),
+        *pages_audit.routes(),
         *(routes or []),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
@@ -274,9 +282,15 @@ def build_app(c: Console, *, hosts: set[str], routes: list[Route] | None = None)
     async def forbidden(_request: Request, exc: Exception) -> Response:
         return JSONResponse({"error": str(exc)}, status_code=403)
 
+    async def not_connected(request: Request, exc: Exception) -> Response:
+        if request.method == "GET" and not request.url.path.startswith("/api/"):
+            return render(request, "offline.html", error=str(exc))
+        return JSONResponse({"error": str(exc)}, status_code=503)
+
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
-        NeedUnlock: need_unlock, Forbidden: forbidden}
+        NeedUnlock: need_unlock, Forbidden: forbidden, NotConnected: not_connected, Locked: need_unlock,
+        **pages_clip.EXCEPTION_HANDLERS}
     app = Starlette(routes=all_routes, exception_handlers=handlers)
     app.state.console = c
     app.state.templates = templates
-    return Guard(app, hosts=hosts)  # type: ignore[return-value]
+    return Guard(app, hosts=hosts)
