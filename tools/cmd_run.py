@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
@@ -104,8 +105,19 @@ def owner_documents(device: Device, *, local: dict[str, Any], reload: threading.
     prov = DeviceProvisioning(device.config.state_dir, identity=device.identity, audit=device.audit)
     remote = RemoteDocuments(device.publisher.client, prov, local=local, on_applied=lambda _v: reload.set())
     device.channel.owner.p.apply_config = remote.verdict
+    device.channel.owner.p.config_document = lambda: _applied_document(device.config.state_dir)
     device.channel.owner.p.on_applied = lambda _v: reload.set()
     device.channel.inbox.route(remote.doc_topic, remote, max_bytes=MAX_BYTES)
+
+
+def _applied_document(state_dir: Path) -> bytes:
+    """The owner-signed configuration document this device applied last (``b""`` when none)."""
+    from doorkeep.provisioning.signed_config import APPLIED_FILE
+
+    try:
+        return (state_dir / APPLIED_FILE).read_bytes()
+    except FileNotFoundError:
+        return b""
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -400,6 +400,11 @@ class OwnerLink:
         """Send an owner-signed config (or rotation) document; the device's verdict (``result``: counter, changed)."""
         return self._one("apply_config", {}, document)
 
+    def get_config(self) -> bytes:
+        """The owner-signed configuration document the device applied last, byte-exact (``b""``: none). Check it
+        yourself (``OwnerDocument.from_bytes(...).verify(...)``): the device relays it, the owner signed it."""
+        return self._collect("get_config", {})
+
     def send_grant(self, grant: bytes, *, timeout: float = 600.0) -> Verdict:
         """Send a signed grant; the device checks it and exports the bundle to the recipient's topic. The verdict
         comes once the last chunk is published (``result``: grant_id, bytes, chunks, topic)."""

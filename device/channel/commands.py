@@ -51,6 +51,8 @@ class ChannelParts:
     owner: Callable[[], PublicKeys | None]
     live_snapshot: Callable[[], bytes] | None = None
     apply_config: ConfigHandler | None = None
+    #: The owner-signed configuration document the device applied last, as stored (b"" when none).
+    config_document: Callable[[], bytes] | None = None
     #: Called after a config/rotation verdict with ok=True was delivered (the service rebuilds the pipeline).
     on_applied: Callable[[dict[str, Any]], None] | None = None
 
@@ -66,7 +68,7 @@ class OwnerChannel:
         self.transfers, self.streamer = transfers, streamer
         self._handlers: dict[str, Callable[[Command], None]] = {
             "list_clips": self._list, "fetch": self._fetch, "live_snapshot": self._live, "fetch_audit": self._audit,
-            "apply_config": self._config, "send_grant": self._grant, "decline_request": self._decline}
+            "apply_config": self._config, "get_config": self._get_config, "send_grant": self._grant, "decline_request": self._decline}
 
     # ---------------------------------------------------------------------------------------------- admission
     def refuse(self, reason: str) -> None:
@@ -243,6 +245,14 @@ class OwnerChannel:
                 except PublishError:
                     pass
             self.p.on_applied(verdict)
+
+    def _get_config(self, cmd: Command) -> None:
+        """The applied owner document, byte-exact: owner-signed, so the owner tool checks it itself (the console
+        edits it and signs the next one without losing the tables it does not show)."""
+        if self.p.config_document is None:
+            raise ChannelError("unsupported", "this device does not keep a signed configuration")
+        data = self.p.config_document()
+        self._submit(lambda stop: self._stream(cmd, bytes_pieces(data), {"part": "config"}, len(data), stop))
 
     def _grant(self, cmd: Command) -> None:
         vault = self.p.vault

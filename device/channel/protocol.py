@@ -97,6 +97,7 @@ COMMANDS: dict[str, tuple[dict[str, Any], bool]] = {
     "live_snapshot": ({}, False),
     "fetch_audit": ({"from": _int_arg(0, 1 << 53), "limit": _int_arg(1, 100_000)}, False),
     "apply_config": ({}, True),
+    "get_config": ({}, False),
     "send_grant": ({}, True),
     "decline_request": ({"request_id": lambda v: isinstance(v, str) and bool(_HEX16.fullmatch(v)),
                          "reason": _text_arg(200)}, False),
