@@ -1,10 +1,10 @@
 """The device's live messages into :class:`~.timeline.LiveState`, each verified before it is believed.
 
-Signed events are verified with the pinned device key (device/publish/payload.py) — a forged or tampered one is
-counted as rejected and never shown; request notices are device-signed and carry the requester's signed request,
-both verified here (device/vault/requests.py ``parse_notice``); the heartbeat is device-signed (its audit head must
-not go back: tools/hub.py ``HeartbeatCheck``); availability and Home Assistant discovery (for the firmware
-version) are health facts only.
+Signed events (device/publish/payload.py), signed heartbeats (tools/hub.py ``HeartbeatCheck``: it also warns when
+the audit head goes back) and device-signed request notices with the requester's signed request inside
+(device/vault/requests.py) are verified with the pinned device key — a forged or tampered one is counted as
+rejected and never shown. Availability (the broker's last will) and Home Assistant discovery (the firmware version)
+cannot be signed: they are shown as hints.
 """
 
 from __future__ import annotations
@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from typing import Any
 
 from doorkeep.device.config import MqttSection
 from doorkeep.device.errors import FormatError, PayloadError
 from doorkeep.device.publish.mqtt import MqttClient
 from doorkeep.device.publish.payload import verify
 from doorkeep.device.publish.topics import Topics
-from doorkeep.device.vault.requests import parse_notice as verify_notice
+from doorkeep.device.vault.requests import Notice, parse_notice
 from doorkeep.tools.hub import HeartbeatCheck
 
 from .timeline import FootageRequest, LiveState
@@ -27,16 +26,11 @@ from .timeline import FootageRequest, LiveState
 log = logging.getLogger(__name__)
 
 
-def parse_notice(payload: bytes, *, device_key: bytes) -> FootageRequest:
-    """A device-signed request notice → :class:`FootageRequest` (device and requester signatures verified).
-
-    Raises:
-        FormatError: not signed by this device, or the inner request does not verify.
-    """
-    n = verify_notice(payload, device_key)
-    req = n.request
+def footage_request(notice: Notice) -> FootageRequest:
+    """A verified request notice as the inbox shows it."""
+    req = notice.request
     return FootageRequest(req.request_id, req.requester, req.incident, req.purpose, req.window,
-                          float(req.issued_at), n.received_at, req.key.to_json())
+                          float(req.issued_at), notice.received_at, req.key.to_json())
 
 
 class MqttFeed:
@@ -51,8 +45,8 @@ class MqttFeed:
     def __init__(self, settings: MqttSection, *, device_key: bytes, state: LiveState) -> None:
         self.device_key = device_key
         self.state = state
-        self.heartbeats = HeartbeatCheck(device_key)
         self.topics = Topics(state.device_id)
+        self.heartbeats = HeartbeatCheck(device_key)
         self.client = MqttClient(settings, client_id="doorkeep-console-" + secrets.token_hex(4))
         handlers = {self.topics.event: self._on_event, self.topics.stats: self._on_stats,
                     self.topics.availability: self._on_availability, self.topics.request: self._on_request,
@@ -74,15 +68,13 @@ class MqttFeed:
             return
         self.state.add_event(ev)
 
-    def _on_stats(self, _topic: str, payload: bytes) -> None:
+    def _on_stats(self, topic: str, payload: bytes) -> None:
         try:
-            hb: Any = self.heartbeats.check(payload)
+            hb = self.heartbeats.check(payload)
         except PayloadError as exc:
-            self.state.rejected(f"heartbeat: {getattr(exc, 'reason', 'invalid')}")
+            self.state.rejected(f"heartbeat on {topic}: {getattr(exc, 'reason', 'invalid')}")
             return
-        if self.heartbeats.last_warning:
-            self.state.rejected(f"heartbeat: {self.heartbeats.last_warning}")
-        self.state.set_heartbeat(hb, signed=True)
+        self.state.set_heartbeat(dict(hb), signed=True, warning=self.heartbeats.last_warning)
 
     def _on_availability(self, _topic: str, payload: bytes) -> None:
         value = payload.decode("ascii", "replace")
@@ -100,6 +92,9 @@ class MqttFeed:
 
     def _on_request(self, _topic: str, payload: bytes) -> None:
         try:
-            self.state.add_request(parse_notice(payload, device_key=self.device_key))
+            notice = parse_notice(payload, self.device_key)
+            if notice.device_id != self.state.device_id:
+                raise FormatError("request notice for another device")
+            self.state.add_request(footage_request(notice))
         except FormatError as exc:
             self.state.rejected(f"request notice: {exc}")

@@ -58,8 +58,8 @@ _WORDS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "clip_shredded": ("info", lambda f: f"Clip {_s(f, 'clip_id')} destroyed: "
                       f"{SHRED_REASONS.get(str(f.get('reason')), _s(f, 'reason'))}."),
     "vault_shred_all": ("warn", lambda f: "Every clip was destroyed."),
-    "request_received": ("warn", lambda f: f"{_s(f, 'requester')} asked for footage ({_s(f, 'incident')}): "
-                         f"{_s(f, 'purpose')}."),
+    "request_received": ("warn", lambda f: f"{_s(f, 'requester')} asked for footage ({_s(f, 'incident')})"
+                         + (f": {f['purpose']}" if f.get("purpose") else "") + _window(f) + "."),
     "request_refused": ("bad", lambda f: f"A footage request was refused: {_s(f, 'reason')}."),
     "request_declined": ("good", lambda f: f"You declined request {_s(f, 'request_id')[:12]}…"
                          + (f" ({f['reason']})" if f.get("reason") else "") + "."),
@@ -82,6 +82,13 @@ _WORDS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "owner_cmd_refused": ("bad", lambda f: f"Commands NOT from you were refused: {_tally(f)}."),
     "audit_repair": ("warn", lambda f: "A half-written record (power cut) was cut off the log."),
 }
+
+
+def _window(f: dict[str, Any]) -> str:
+    w = f.get("window")
+    if isinstance(w, list) and len(w) == 2 and all(isinstance(x, int | float) for x in w):
+        return f", for {fmt.when(w[0])} to {fmt.when(w[1])}"
+    return ""
 
 
 def _tally(f: dict[str, Any]) -> str:

@@ -32,12 +32,9 @@ class NotConnected(DoorkeepError, ConnectionError):
 
 
 def _owner_link_class() -> Any:
-    import importlib
+    from doorkeep.tools.owner_link import OwnerLink
 
-    try:  # the owner channel's client (tools/owner_link.py)
-        return importlib.import_module("doorkeep.tools.owner_link").OwnerLink
-    except ImportError as exc:
-        raise NotConnected(f"this doorkeep has no owner channel client ({exc})") from None
+    return OwnerLink
 
 
 class DeviceLink:

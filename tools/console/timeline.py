@@ -81,6 +81,8 @@ class Health:
     heartbeat: dict[str, Any] = field(default_factory=dict)
     heartbeat_at: float | None = None
     heartbeat_signed: bool = False
+    #: Set when a signed heartbeat reports an audit head that went back (rollback, truncation, replay) or forked.
+    audit_warning: str = ""
     firmware: str = ""
     rejected: int = 0
     last_rejection: str = ""
@@ -175,11 +177,13 @@ class LiveState:
             self.health.availability_at = self._clock()
         self._notify("device", "availability")
 
-    def set_heartbeat(self, hb: dict[str, Any], *, signed: bool) -> None:
+    def set_heartbeat(self, hb: dict[str, Any], *, signed: bool, warning: str = "") -> None:
         with self._lock:
             self.health.heartbeat = dict(hb)
             self.health.heartbeat_at = self._clock()
             self.health.heartbeat_signed = signed
+            if warning:
+                self.health.audit_warning = warning
         self._notify("device", "heartbeat")
 
     def set_firmware(self, version: str) -> None:

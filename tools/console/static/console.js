@@ -18,9 +18,13 @@ function insertVisit(d) {
   if (!day) {
     day = document.createElement("section");
     day.className = "day"; day.dataset.day = d.day;
-    const h = document.createElement("h2"); h.textContent = d.day_label;
+    const h = document.createElement("h2"); h.textContent = d.day_label + " ";
+    const count = document.createElement("span"); count.className = "muted count"; h.appendChild(count);
+    const strip = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    strip.setAttribute("class", "strip"); strip.setAttribute("viewBox", "0 0 1000 14");
+    strip.setAttribute("preserveAspectRatio", "none");
     const list = document.createElement("div"); list.className = "visits";
-    day.append(h, list);
+    day.append(h, strip, list);
     const days = Array.from(timeline.querySelectorAll("section.day"));
     const after = days.find(s => s.dataset.day < d.day);
     timeline.insertBefore(day, after || null);
@@ -28,6 +32,8 @@ function insertVisit(d) {
   const list = day.querySelector(".visits");
   const later = Array.from(list.children).find(el => parseFloat(el.dataset.t) < d.t);
   list.insertBefore(card, later || null);
+  const count = day.querySelector(".count");
+  if (count) count.textContent = "· " + list.children.length;
   const strip = day.querySelector("svg.strip");
   if (strip && d.x !== undefined) {
     const r = document.createElementNS("http://www.w3.org/2000/svg", "rect");
@@ -58,3 +64,11 @@ if (document.querySelector('meta[name="csrf"]') && csrfToken() && window.EventSo
   es.addEventListener("request", e => updatePending(JSON.parse(e.data)));
   es.addEventListener("locked", () => { es.close(); window.location = "/unlock"; });
 }
+
+// A thumbnail the device has no snapshot for falls back to the silhouette (no inline handlers: the CSP forbids them).
+document.addEventListener("error", e => {
+  const img = e.target;
+  if (img.tagName === "IMG" && img.closest(".thumb, .pickclip") && !img.src.endsWith("/static/person.svg")) {
+    img.src = "/static/person.svg";
+  }
+}, true);

@@ -22,7 +22,9 @@
   }
   const pts = poly => poly.map(p => (p[0] * 1000).toFixed(1) + "," + (p[1] * 1000).toFixed(1)).join(" ");
 
-  function draw() {
+  function draw() { drawOverlay(); list("masks"); list("zones"); }
+
+  function drawOverlay() {
     overlay.replaceChildren();
     for (const kind of ["zones", "masks"]) {
       state[kind].forEach(s => {
@@ -36,7 +38,6 @@
       el("polyline", {points: pts(state.drawing.polygon), class: "drawing"}, overlay);
       state.drawing.polygon.forEach(p => el("circle", {cx: p[0] * 1000, cy: p[1] * 1000, r: 7}, overlay));
     }
-    list("masks"); list("zones");
     $("finish").disabled = !(state.drawing && state.drawing.polygon.length >= 3);
     $("cancel").disabled = !state.drawing;
   }
@@ -48,7 +49,7 @@
       const li = document.createElement("li");
       const sw = document.createElement("span"); sw.className = "swatch " + kind.slice(0, -1);
       const name = document.createElement("input"); name.type = "text"; name.value = s.name; name.maxLength = 20;
-      name.addEventListener("change", () => { s.name = name.value; draw(); });
+      name.addEventListener("input", () => { s.name = name.value; drawOverlay(); });
       const del = document.createElement("button"); del.type = "button"; del.className = "secondary"; del.textContent = "Remove";
       del.addEventListener("click", () => { state[kind].splice(i, 1); draw(); });
       li.append(sw, name, del); ul.appendChild(li);
@@ -72,7 +73,7 @@
     if (!state.drawing) return;
     const r = overlay.getBoundingClientRect();
     state.drawing.polygon.push([round((e.clientX - r.left) / r.width), round((e.clientY - r.top) / r.height)]);
-    draw();
+    drawOverlay();
   });
   overlay.addEventListener("dblclick", e => { e.preventDefault(); finish(); });
 
