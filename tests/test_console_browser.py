@@ -202,6 +202,7 @@ def test_a_mask_drawn_in_settings_reaches_the_device_and_later_frames_are_black_
     assert _region_luma(before.jpeg) > 40, "the region to mask is not black before the mask"
     b.find("#draw-mask").click()
     svg = b.find("#overlay")
+    b.js("arguments[0].scrollIntoView({block: 'center'})", svg)
     w, h = svg.size["width"], svg.size["height"]
     x0, y0, x1, y1 = MASK_BOX
     for fx, fy in ((x0, y0), (x1, y0), (x1, y1), (x0, y1)):

@@ -171,3 +171,19 @@ def test_forged_and_tampered_events_are_counted_and_never_shown(device: DeviceId
         feed._on_event(feed.topics.event, payload)
     assert [v.event_id for v in state.visits()] == ["ev1"]
     assert state.health.rejected == 2
+
+
+def test_settings_edit_the_applied_configuration_and_keep_what_the_page_does_not_show() -> None:
+    from doorkeep.device.config import Config
+    from doorkeep.tools.console.pages_settings import edited_table, page_values
+
+    applied = {"mqtt": {"host": "hub.local", "port": 8883}, "night": {"mode": "day"},
+               "masks": [{"name": "old", "polygon": [[0, 0], [0.1, 0], [0.1, 0.1]]}]}
+    body = {**page_values(applied), "masks": [{"name": "neighbour", "polygon": [[0.8, 0], [1, 0], [1, 1], [0.8, 1]]}]}
+    new = edited_table(applied, body)
+    assert new["mqtt"] == applied["mqtt"] and new["night"] == applied["night"]
+    assert [m["name"] for m in new["masks"]] == ["neighbour"]
+    assert "detect" not in new and "vault" not in new  # unchanged values are not written
+    assert Config.from_dict(new).masks[0].polygon[1] == (1.0, 0.0)
+    tighter = edited_table(applied, {**body, "threshold": 0.7, "max_gb": 2})
+    assert tighter["detect"] == {"threshold": 0.7} and tighter["vault"] == {"max_bytes": 2_000_000_000}

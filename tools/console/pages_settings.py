@@ -56,8 +56,14 @@ def page_values(table: dict[str, Any]) -> dict[str, Any]:
 
 
 def edited_table(table: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
-    """``table`` with the page's edits laid on it (other tables and keys kept as they are)."""
+    """``table`` with the page's edits laid on it (other tables and keys kept as they are; a value the owner left
+    as it was is not written, so the document says only what the owner chose)."""
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in table.items()}
+    was = page_values(table)
+
+    def put(section: str, key: str, value: Any, page_key: str) -> None:
+        if value != was[page_key] or key in (out.get(section) or {}):
+            out.setdefault(section, {})[key] = value
 
     def shapes(key: str) -> list[dict[str, Any]]:
         items = body.get(key) or []
@@ -66,13 +72,16 @@ def edited_table(table: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
         return [{"name": str(s.get("name", ""))[:20].strip() or key[:-1], "polygon": s.get("polygon")}
                 for s in items if isinstance(s, dict)]
 
-    out["masks"], out["zones"] = shapes("masks"), shapes("zones")
-    out.setdefault("detect", {})["threshold"] = float(body["threshold"])
-    out.setdefault("events", {})["end_after_s"] = float(body["end_after_s"])
-    vault = out.setdefault("vault", {})
-    vault["max_age_days"] = float(body["max_age_days"])
-    vault["max_bytes"] = int(float(body["max_gb"]) * 1e9)
-    if not out["zones"] and out.get("events", {}).get("require_zone"):
+    for key in ("masks", "zones"):
+        new = shapes(key)
+        if new or key in out:
+            out[key] = new
+    put("detect", "threshold", float(body["threshold"]), "threshold")
+    put("events", "end_after_s", float(body["end_after_s"]), "end_after_s")
+    put("vault", "max_age_days", float(body["max_age_days"]), "max_age_days")
+    if float(body["max_gb"]) != was["max_gb"] or "max_bytes" in (out.get("vault") or {}):
+        out.setdefault("vault", {})["max_bytes"] = int(float(body["max_gb"]) * 1e9)
+    if not out.get("zones") and (out.get("events") or {}).get("require_zone"):
         out["events"]["require_zone"] = False  # the loader refuses require_zone without zones
     return out
 
