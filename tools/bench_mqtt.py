@@ -120,15 +120,34 @@ def _first_present_frames(cycles: int) -> list[int]:
     return [k * n + first for k in range(cycles)]
 
 
-def frame_to_event_latency(*, cycles: int,
-                           during: Callable[[MqttPublisher], AbstractContextManager[Any]] | None = None
-                           ) -> dict[str, float]:
-    """Person appears in a frame → verified start event at a subscriber, through the real device pipeline.
-    ``during(publisher)``: a context kept open while measuring (bench_channel floods the request inbox)."""
-    from doorkeep.device.app import Doorbell
+@dataclasses.dataclass
+class Appearances:
+    """The device pipeline on a scene where the person appears abruptly once per :data:`PERIOD_S` (for latency
+    benchmarks): build the Doorbell with ``config``, ``source``, ``detector`` and ``on_frame``; ``appeared[k]`` is
+    the wall time of the first frame showing the person in appearance ``k``."""
+
+    config: Any
+    source: Any
+    detector: Any
+    appeared: dict[int, float]
+    on_frame: Any
+
+    def latencies_ms(self, received: list[float]) -> list[float]:
+        """Per appearance (after the first, which warms the detector up): the first ``received`` time at or after
+        it and before the next, minus the appearance time."""
+        lat = []
+        for k, t_appear in sorted(self.appeared.items()):
+            nxt = self.appeared.get(k + 1, math.inf)
+            hits = [t for t in received if t_appear <= t < nxt]
+            if hits and k > 0:
+                lat.append((min(hits) - t_appear) * 1e3)
+        return lat
+
+
+def appearances(*, cycles: int) -> Appearances:
+    """The whole device path at 720p / 30 fps with the pinned detector (raises if the model is not fetched)."""
     from doorkeep.device.config import CaptureSection, Config
     from doorkeep.device.detect.detector import build_detector
-    from doorkeep.device.person_events import PersonTracker
     from doorkeep.device.sources.photo_scene import photo_scene
     from doorkeep.device.sources.synthetic import SyntheticSource
 
@@ -149,10 +168,23 @@ def frame_to_event_latency(*, cycles: int,
             if k not in appeared and info.seq >= i:
                 appeared[k] = info.t_wall - (info.seq - i) / FPS
 
+    return Appearances(config, source, detector, appeared, on_frame)
+
+
+def frame_to_event_latency(*, cycles: int,
+                           during: Callable[[MqttPublisher], AbstractContextManager[Any]] | None = None
+                           ) -> dict[str, float]:
+    """Person appears in a frame → verified start event at a subscriber, through the real device pipeline.
+    ``during(publisher)``: a context kept open while measuring (bench_channel floods the request inbox)."""
+    from doorkeep.device.app import Doorbell
+    from doorkeep.device.person_events import PersonTracker
+
+    a = appearances(cycles=cycles)
     with ExitStack() as stack:
         pub, rx, kind = _rig(stack, seed=5)
-        bell = Doorbell.from_config(config, source=source, detector=detector, tracker=PersonTracker.from_config(config),
-                                    event_sinks=[pub], on_frame=on_frame)
+        bell = Doorbell.from_config(a.config, source=a.source, detector=a.detector,
+                                    tracker=PersonTracker.from_config(a.config), event_sinks=[pub],
+                                    on_frame=a.on_frame)
         received: list[float] = []
         with bell, (during(pub) if during is not None else nullcontext()):
             deadline = time.monotonic() + cycles * PERIOD_S + 5
@@ -162,12 +194,7 @@ def frame_to_event_latency(*, cycles: int,
                 except queue.Empty:
                     continue
         print(f"bench_mqtt: {len(received)} start events over {cycles} appearances via {kind}", file=sys.stderr)
-    lat = []
-    for k, t_appear in sorted(appeared.items()):
-        nxt = appeared.get(k + 1, math.inf)
-        hits = [t for t in received if t_appear <= t < nxt]
-        if hits and k > 0:  # the first appearance warms the detector up
-            lat.append((hits[0] - t_appear) * 1e3)
+    lat = a.latencies_ms(received)
     if not lat:
         raise PublishError("no person start event was received")
     return _percentiles(lat, "event_latency") | {"event_latency_samples": float(len(lat))}

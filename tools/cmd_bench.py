@@ -12,7 +12,7 @@ import json
 import sys
 
 BENCH_MODULES = ("bench_foundation", "bench_detection", "bench_night", "bench_mqtt", "bench_vault",
-                 "bench_provisioning", "bench_channel")
+                 "bench_provisioning", "bench_channel", "bench_console")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
