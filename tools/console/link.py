@@ -27,7 +27,7 @@ from .timeline import LiveState, Visit
 log = logging.getLogger(__name__)
 
 
-class NotConnected(DoorkeepError, ConnectionError):
+class NotConnected(DoorkeepError):
     """The owner channel is not up (the console is locked, or the broker/device cannot be reached)."""
 
 

@@ -24,8 +24,8 @@ def _clip_id(request: Request) -> str:
         raise _NotFound() from None
 
 
-class _NotFound(Exception):
-    pass
+class _NotFound(DoorkeepError):
+    """No clip by that id (or not a clip id at all)."""
 
 
 async def clip_page(request: Request) -> Response:
