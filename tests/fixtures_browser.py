@@ -7,7 +7,7 @@ off the network (no component updates, sync, QUIC or background fetches).
 
 Fixtures:
 
-- ``browser`` — a :class:`Browser` (``.driver`` is the Selenium WebDriver); ``browser.shot(name)`` writes a
+- ``browser`` — a :class:`Browser` (started by tools/browser.py) (``.driver`` is the Selenium WebDriver); ``browser.shot(name)`` writes a
   screenshot artifact to ``out/console/<name>.png`` (or ``$DOORKEEP_ARTIFACTS/console``) and prints its path.
 
 Missing Chromium skips the test with the install line, except under ``CI=true``, where it fails.
@@ -24,11 +24,6 @@ from typing import Any
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required", "--window-size=1280,900")
 ARTIFACTS = Path(os.environ.get("DOORKEEP_ARTIFACTS") or Path(__file__).resolve().parent.parent / "out") / "console"
 
 __all__ = ["ARTIFACTS", "Browser", "browser", "browser_module"]
@@ -38,15 +33,9 @@ class Browser:
     """One headless Chromium session."""
 
     def __init__(self, profile: Path) -> None:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
+        from doorkeep.tools.browser import start_chromium
 
-        opts = webdriver.ChromeOptions()
-        opts.binary_location = CHROMIUM
-        for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
-            opts.add_argument(flag)
-        opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-        self.driver: Any = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+        self.driver: Any = start_chromium(profile)
         self.driver.set_page_load_timeout(60)
         self.shots: list[Path] = []
 
@@ -108,9 +97,11 @@ class Browser:
 
 
 def _chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
-    if missing:
-        msg = f"{', '.join(missing)} not found; install with: apt-get install -y chromium chromium-driver"
+    from doorkeep.tools import browser as chromium
+
+    absent = chromium.missing()
+    if absent:
+        msg = f"{', '.join(absent)} not found; install with: {chromium.INSTALL}"
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(f"CI=true: {msg}", pytrace=False)
         pytest.skip(msg)

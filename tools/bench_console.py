@@ -30,30 +30,22 @@ from typing import Any
 
 import numpy as np
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 PASSPHRASE = b"bench"
 
 
 def _have_chromium() -> bool:
-    import os
+    from doorkeep.tools.browser import missing
 
-    return os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)
+    return not missing()
 
 
 @contextmanager
 def chromium() -> Iterator[Any]:
-    """Headless Debian Chromium through its chromedriver (never a downloaded browser), own profile."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    """Headless Debian Chromium through its chromedriver (tools/browser.py), own profile, quit on exit."""
+    from doorkeep.tools.browser import start_chromium
 
     profile = tempfile.mkdtemp(prefix="doorkeep-bench-chromium-")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required", f"--user-data-dir={profile}"):
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver = start_chromium(Path(profile))
     try:
         yield driver
     finally:
@@ -328,7 +320,7 @@ def _first_frame(mp4: bytes | None) -> np.ndarray:
 def run(*, quick: bool = False) -> dict[str, float]:
     out: dict[str, float] = {}
     try:
-        out |= clip_fetch(runs=1 if quick else 3, seconds=10.0 if quick else 30.0)
+        out |= clip_fetch(runs=1 if quick else 3)
     except Exception as exc:  # noqa: BLE001 — reported; the other figure still stands
         print(f"bench_console: clip fetch not measured: {exc}", file=sys.stderr)
     try:

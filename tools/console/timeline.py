@@ -129,20 +129,22 @@ class LiveState:
             else:
                 v = replace(old, t_start=min(old.t_start, ev.t_start), t_end=ev.t_end or old.t_end,
                             score=max(old.score, ev.score), zone=old.zone or ev.zone, clip=old.clip or ev.clip)
-            self._visits[ev.event_id] = v
-            while len(self._visits) > MAX_VISITS:
-                self._visits.popitem(last=False)
+            self._put(v)
         self._notify("visit", ev.event_id)
         return v
+
+    def _put(self, v: Visit) -> None:
+        """Store ``v`` (lock held), dropping the oldest visits beyond :data:`MAX_VISITS`."""
+        self._visits[v.event_id] = v
+        while len(self._visits) > MAX_VISITS:
+            self._visits.popitem(last=False)
 
     def add_visit(self, v: Visit) -> None:
         """A visit known from elsewhere than a live event (a clip the device listed): kept unless already known."""
         with self._lock:
             if v.event_id in self._visits:
                 return
-            self._visits[v.event_id] = v
-            while len(self._visits) > MAX_VISITS:
-                self._visits.popitem(last=False)
+            self._put(v)
         self._notify("visit", v.event_id)
 
     def attach_clip(self, event_id: str, clip_id: str) -> None:
