@@ -7,8 +7,9 @@ off the network (no component updates, sync, QUIC or background fetches).
 
 Fixtures:
 
-- ``browser`` — a :class:`Browser` (started by tools/browser.py) (``.driver`` is the Selenium WebDriver); ``browser.shot(name)`` writes a
-  screenshot artifact to ``out/console/<name>.png`` (or ``$DOORKEEP_ARTIFACTS/console``) and prints its path.
+- ``browser`` — a :class:`Browser` (started by tools/browser.py; ``.driver`` is the Selenium WebDriver);
+  ``browser.shot(name)`` writes a screenshot artifact to ``out/console/<name>.png`` (or
+  ``$DOORKEEP_ARTIFACTS/console``) and prints its path; ``browser_module`` is one Chromium for a whole module.
 
 Missing Chromium skips the test with the install line, except under ``CI=true``, where it fails.
 """

@@ -68,7 +68,8 @@ class OwnerChannel:
         self.transfers, self.streamer = transfers, streamer
         self._handlers: dict[str, Callable[[Command], None]] = {
             "list_clips": self._list, "fetch": self._fetch, "live_snapshot": self._live, "fetch_audit": self._audit,
-            "apply_config": self._config, "get_config": self._get_config, "send_grant": self._grant, "decline_request": self._decline}
+            "apply_config": self._config, "get_config": self._get_config, "send_grant": self._grant,
+            "decline_request": self._decline}
 
     # ---------------------------------------------------------------------------------------------- admission
     def refuse(self, reason: str) -> None:
