@@ -6,6 +6,9 @@ wrong passphrases are throttled, idle locks the key and wipes what listeners hol
 from __future__ import annotations
 
 import re
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -187,3 +190,26 @@ def test_settings_edit_the_applied_configuration_and_keep_what_the_page_does_not
     assert Config.from_dict(new).masks[0].polygon[1] == (1.0, 0.0)
     tighter = edited_table(applied, {**body, "threshold": 0.7, "max_gb": 2})
     assert tighter["detect"] == {"threshold": 0.7} and tighter["vault"] == {"max_bytes": 2_000_000_000}
+
+
+def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "doorkeep.tools.cli", "console", *args], capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+def test_console_command_refuses_bad_input_in_one_line(tmp_path: Path, owner_key: Path, device) -> None:
+    from doorkeep.provisioning.owner_state import DeviceBook
+
+    r = _cli("--key", str(tmp_path / "nope.key"), "--broker", "127.0.0.1")
+    assert r.returncode == 2 and r.stderr.startswith("doorkeep: --key") and "Traceback" not in r.stderr
+    r = _cli("--key", str(owner_key), "--broker", "127.0.0.1", "--book", str(tmp_path / "empty.json"))
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "paired" in r.stderr
+    book = DeviceBook(tmp_path / "devices.json")
+    book.pin(device.device_id, device.public_bytes)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        r = _cli("--key", str(owner_key), "--broker", "127.0.0.1", "--book", str(book.path),
+                 "--port", str(taken.getsockname()[1]))
+    assert r.returncode == 1 and r.stderr.startswith("doorkeep: cannot listen on 127.0.0.1:")
+    assert "Traceback" not in r.stderr

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from doorkeep.tools.cmd_hub import parse_broker
+from doorkeep.tools.cmd_owner import _connection_args, _settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -25,23 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--idle-lock", type=float, default=10.0, metavar="MIN",
                    help="lock the owner key after this many minutes without use (default 10)")
     p.add_argument("--open", action="store_true", help="open the console in the default web browser")
-    # Broker TLS/credentials as `doorkeep events` has them, except --key (here: the owner key) is --tls-key.
-    p.add_argument("--ca", metavar="PEM", default="", help="CA certificate that signed the broker's (enables TLS)")
-    p.add_argument("--tls", action="store_true", help="use TLS with the system CA store")
-    p.add_argument("--cert", metavar="PEM", default="", help="client certificate (mutual TLS)")
-    p.add_argument("--tls-key", metavar="PEM", default="", help="client private key for --cert")
-    p.add_argument("--username", default="", help="MQTT username")
-    p.add_argument("--password-file", metavar="FILE", default="", help="file holding the MQTT password")
-    p.add_argument("--mqtt5", action="store_true", help="use MQTT 5 (default 3.1.1)")
+    _connection_args(p)  # broker TLS/credentials as `doorkeep owner …` takes them (--cert-key: the client key)
     p.set_defaults(func=_console)
-
-
-def _settings(args: argparse.Namespace, host: str, port: int):  # type: ignore[no-untyped-def]
-    from doorkeep.device.config import MqttSection
-
-    return MqttSection(host=host, port=port, tls=args.tls, ca=args.ca, cert=args.cert, key=args.tls_key,
-                       username=args.username, password_file=args.password_file,
-                       protocol="5" if args.mqtt5 else "3.1.1", discovery=False)
 
 
 def _console(args: argparse.Namespace) -> int:
@@ -61,9 +47,8 @@ def _console(args: argparse.Namespace) -> int:
         print(f"doorkeep console: WARNING: listening on {args.bind}, not loopback — anyone on that network can "
               "reach the unlock page, and plain HTTP carries the passphrase unencrypted. Prefer an SSH tunnel.",
               file=sys.stderr)
-    host, port = args.broker
     try:
-        svc = ConsoleService(_settings(args, host, port), key_path=args.key, device_id=dev.device_id,
+        svc = ConsoleService(_settings(args), key_path=args.key, device_id=dev.device_id,
                              device_key=dev.key, device_name=args.name, host=args.bind, port=args.port,
                              idle_s=args.idle_lock * 60, book=book_path)
     except OSError as exc:
