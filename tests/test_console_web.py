@@ -213,3 +213,19 @@ def test_console_command_refuses_bad_input_in_one_line(tmp_path: Path, owner_key
                  "--port", str(taken.getsockname()[1]))
     assert r.returncode == 1 and r.stderr.startswith("doorkeep: cannot listen on 127.0.0.1:")
     assert "Traceback" not in r.stderr
+
+
+def test_the_furthest_audit_head_is_kept_between_runs_and_a_rollback_is_flagged(tmp_path: Path, device) -> None:
+    from doorkeep.device.config import MqttSection
+    from doorkeep.device.publish.heartbeat import heartbeat_payload
+
+    heads = tmp_path / "console-heads.json"
+    settings = MqttSection(host="127.0.0.1", port=1)
+    first = MqttFeed(settings, device_key=device.public_bytes, state=LiveState(device.device_id), heads=heads)
+    first._on_stats("t", heartbeat_payload({}, identity=device, audit_head=(12, "ab" * 32)))
+    assert heads.exists() and (heads.stat().st_mode & 0o777) == 0o600
+    later = MqttFeed(settings, device_key=device.public_bytes, state=LiveState(device.device_id), heads=heads)
+    assert later.heartbeats.seen is not None and later.heartbeats.seen.records == 12
+    later._on_stats("t", heartbeat_payload({}, identity=device, audit_head=(5, "cd" * 32)))  # rolled back
+    assert "went back" in later.state.health.audit_warning
+    assert later.heartbeats.seen.records == 12  # the rollback does not lower what was seen

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from pathlib import Path
 
 from doorkeep.device.config import MqttSection
 from doorkeep.device.errors import FormatError, PayloadError
@@ -19,7 +20,7 @@ from doorkeep.device.publish.mqtt import MqttClient
 from doorkeep.device.publish.payload import verify
 from doorkeep.device.publish.topics import Topics
 from doorkeep.device.vault.requests import Notice, parse_notice
-from doorkeep.tools.hub import HeartbeatCheck
+from doorkeep.tools.hub import AuditPosition, HeartbeatCheck
 
 from .timeline import FootageRequest, LiveState
 
@@ -33,6 +34,30 @@ def footage_request(notice: Notice) -> FootageRequest:
                           float(req.issued_at), notice.received_at, req.key.to_json())
 
 
+HEADS_FORMAT = "doorkeep/console-heads"
+
+
+def load_heads(path: Path | None) -> AuditPosition | None:
+    """The furthest audit position an earlier console run saw in a signed heartbeat (None: none or unreadable)."""
+    if path is None or not path.exists():
+        return None
+    try:
+        d = json.loads(path.read_bytes())
+        if d.get("format") != HEADS_FORMAT or d.get("v") != 1:
+            return None
+        return AuditPosition(int(d["records"]), str(d["head"]), int(d["t_ms"]))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        log.warning("console: ignoring unreadable %s", path)
+        return None
+
+
+def save_heads(path: Path, pos: AuditPosition) -> None:
+    from doorkeep.device.fileio import write_atomic
+
+    data = {"format": HEADS_FORMAT, "v": 1, "records": pos.records, "head": pos.head, "t_ms": pos.t_ms}
+    write_atomic(path, json.dumps(data, sort_keys=True).encode() + b"\n", mode=0o600)
+
+
 class MqttFeed:
     """Subscribes to one device's topics on the owner's broker and feeds the verified facts to ``state``.
 
@@ -42,11 +67,16 @@ class MqttFeed:
         state: where verified facts go.
     """
 
-    def __init__(self, settings: MqttSection, *, device_key: bytes, state: LiveState) -> None:
+    def __init__(self, settings: MqttSection, *, device_key: bytes, state: LiveState,
+                 heads: Path | None = None) -> None:
         self.device_key = device_key
         self.state = state
         self.topics = Topics(state.device_id)
-        self.heartbeats = HeartbeatCheck(device_key)
+        #: Where the furthest audit head seen is kept between runs, so a log rolled back while the console was
+        #: not running is still caught (the Audit page checks the chain passes through it).
+        self.heads = heads
+        self.heartbeats = HeartbeatCheck(device_key, seen=load_heads(heads))
+        self._saved: AuditPosition | None = self.heartbeats.seen
         self.client = MqttClient(settings, client_id="doorkeep-console-" + secrets.token_hex(4))
         handlers = {self.topics.event: self._on_event, self.topics.stats: self._on_stats,
                     self.topics.availability: self._on_availability, self.topics.request: self._on_request,
@@ -74,6 +104,13 @@ class MqttFeed:
         except PayloadError as exc:
             self.state.rejected(f"heartbeat on {topic}: {getattr(exc, 'reason', 'invalid')}")
             return
+        seen = self.heartbeats.seen
+        if self.heads is not None and seen is not None and seen != self._saved:
+            try:
+                save_heads(self.heads, seen)
+                self._saved = seen
+            except OSError as exc:
+                log.warning("console: could not keep the audit head in %s: %s", self.heads, exc.strerror)
         self.state.set_heartbeat(dict(hb), signed=True, warning=self.heartbeats.last_warning)
 
     def _on_availability(self, _topic: str, payload: bytes) -> None:

@@ -45,14 +45,16 @@ class DeviceLink:
         device_key: the paired device's public key.
         state: the timeline the clip list is folded into.
         factory: builds the link (``OwnerLink``); tests may pass a subclass.
+        seen: the furthest audit position seen in a signed heartbeat (the feed's, kept between runs).
     """
 
     def __init__(self, settings: MqttSection, *, device_key: bytes, state: LiveState,
-                 factory: Callable[..., Any] | None = None) -> None:
+                 factory: Callable[..., Any] | None = None, seen: Callable[[], Any] | None = None) -> None:
         self.settings = settings
         self.device_key = device_key
         self.state = state
         self._factory = factory
+        self._seen = seen
         self._lock = threading.Lock()
         self._link: Any = None
         self._ready = threading.Event()
@@ -80,6 +82,8 @@ class DeviceLink:
         self.close()
         factory = self._factory or _owner_link_class()
         link = factory(self.settings, owner=keys, device_key=self.device_key)
+        if self._seen is not None and self._seen() is not None:
+            link.heartbeats.seen = self._seen()  # the furthest audit head ever seen, even before this run
         with self._lock:
             self._link = link
             self._ready.clear()

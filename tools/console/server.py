@@ -83,8 +83,10 @@ class ConsoleService:
         self.settings = settings
         self.session = OwnerSession(key_path, idle_s=idle_s)
         self.state = LiveState(device_id)
-        self.feed = MqttFeed(settings, device_key=device_key, state=self.state)
-        self.link = DeviceLink(settings, device_key=device_key, state=self.state)
+        heads = Path(book).parent / f"console-heads-{device_id}.json" if book is not None else None
+        self.feed = MqttFeed(settings, device_key=device_key, state=self.state, heads=heads)
+        self.link = DeviceLink(settings, device_key=device_key, state=self.state,
+                               seen=lambda: self.feed.heartbeats.seen)
         self.media = ClipMedia(fetch=self.link.fetch_clip, keys=self.session.owner_keys,
                                snapshot=lambda clip_id: self.link.require().fetch_snapshot(clip_id).jpeg)
         self.actions = ThreadPoolExecutor(max_workers=1, thread_name_prefix="doorkeep-console-action")
