@@ -29,6 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from doorkeep.device.errors import CaptureError, DoorkeepError, FormatError
+
+
+class BenchTimeout(DoorkeepError):
+    """Something the benchmark waits for did not happen in time."""
 
 PASSPHRASE = b"bench"
 
@@ -94,7 +99,7 @@ def _until(check: Any, timeout: float, what: str, every: float = 0.02) -> Any:
         if got:
             return got
         time.sleep(every)
-    raise RuntimeError(f"bench_console: {what} not within {timeout} s")
+    raise BenchTimeout(f"bench_console: {what} not within {timeout} s")
 
 
 # ------------------------------------------------------------------------------------------------ event latency
@@ -149,7 +154,7 @@ def event_latency(*, cycles: int) -> dict[str, float]:
     where = "Chromium DOM" if browser else "server-sent events"
     print(f"bench_console: {len(lat)} visits timed to the console's {where} via {kind}", file=sys.stderr)
     if not lat:
-        raise RuntimeError("no visit reached the console")
+        raise BenchTimeout("no visit reached the console")
     name = "console_event_latency" if browser else "console_event_sse_latency"
     return _percentiles(lat, name) | {f"{name}_samples": float(len(lat))}
 
@@ -223,7 +228,7 @@ def record_clip(state: Path, owner: Any, identity: Any, *, seconds: float) -> st
     src.start()
     try:
         if not src.wait(timeout=seconds * 20):
-            raise RuntimeError("recording the benchmark clip took too long")
+            raise CaptureError("recording the benchmark clip took too long")
     finally:
         src.close()
     s = sink.w.close()
@@ -309,12 +314,12 @@ def _first_frame(mp4: bytes | None) -> np.ndarray:
     import av
 
     if mp4 is None:
-        raise RuntimeError("clip not ready")
+        raise FormatError("the clip was not opened")
     c: Any = av.open(io.BytesIO(mp4))
     with c:
         for f in c.decode(video=0):
             return np.asarray(f.to_ndarray(format="yuv420p"))
-    raise RuntimeError("no frame")
+    raise FormatError("the clip's MP4 has no frame")
 
 
 def run(*, quick: bool = False) -> dict[str, float]:

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from doorkeep.device.errors import DoorkeepError
+from doorkeep.device.errors import DoorkeepError, InvalidArgument
 from doorkeep.device.vault.clips import parse_header
 from doorkeep.device.vault.grants import issue_grant
 from doorkeep.device.vault.keys import PublicKeys, SecretKeys
@@ -89,7 +89,7 @@ def _recipient(r: FootageRequest, form: dict[str, Any]) -> PublicKeys:
     if form.get("recipient") == "other":
         text = str(form.get("recipient_key") or "").strip()
         if not text:
-            raise ValueError("Paste the recipient's public key (the .pub file from `doorkeep recipient keygen`).")
+            raise InvalidArgument("Paste the recipient's public key (the .pub file from `doorkeep recipient keygen`).")
         return PublicKeys.from_json(json.loads(text), what="recipient key")
     return PublicKeys.from_json(r.recipient_key, what="requester key")
 

@@ -15,7 +15,7 @@ import logging
 from typing import Any
 
 from doorkeep.device.config import Config
-from doorkeep.device.errors import DoorkeepError
+from doorkeep.device.errors import DoorkeepError, InvalidArgument
 from doorkeep.provisioning.documents import KIND_CONFIG, OwnerDocument
 from doorkeep.provisioning.errors import ProvisionRefused
 from doorkeep.provisioning.owner_state import DeviceBook
@@ -68,7 +68,7 @@ def edited_table(table: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
     def shapes(key: str) -> list[dict[str, Any]]:
         items = body.get(key) or []
         if not isinstance(items, list):
-            raise ValueError(f"{key} must be a list")
+            raise InvalidArgument(f"{key} must be a list")
         return [{"name": str(s.get("name", ""))[:20].strip() or key[:-1], "polygon": s.get("polygon")}
                 for s in items if isinstance(s, dict)]
 
