@@ -85,6 +85,7 @@
     const body = {masks: state.masks, zones: state.zones, threshold: parseFloat($("threshold").value),
       end_after_s: parseFloat($("end_after_s").value), max_age_days: parseFloat($("max_age_days").value),
       max_gb: parseFloat($("max_gb").value)};
+    if ($("save").disabled) return;
     const v = $("verdict"); v.className = "verdict"; v.textContent = "Signing and sending…"; $("save").disabled = true;
     fetch("/settings", {method: "POST", credentials: "same-origin", body: JSON.stringify(body),
       headers: {"Content-Type": "application/json", "X-CSRF-Token": document.querySelector('meta[name="csrf"]').content}})
