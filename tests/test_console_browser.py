@@ -156,9 +156,12 @@ def test_a_relayed_request_is_approved_and_the_recipient_decrypts_the_clip(scene
     finally:
         if receiver.poll() is None:
             receiver.kill()
+    # The recipient has the owner's public key from the owner (here: the copy pinned on the device).
     report = json.loads(doorkeep("decrypt", tmp_path / "got.bundle", "--key", tmp_path / "rec.key",
-                                 "--passphrase-file", tmp_path / "rec.pass", "--out", tmp_path / "mp4", "--json"))
-    assert report["ok"] is True and report["requester"] == "Example PD"
+                                 "--passphrase-file", tmp_path / "rec.pass", "--owner", scene.owner.state / "owner.pub",
+                                 "--expect-device", scene.owner.identity.device_id, "--out", tmp_path / "mp4",
+                                 "--json"))
+    assert report["ok"] is True and report["owner_verified"] is True and report["requester"] == "Example PD"
     mp4s = sorted((tmp_path / "mp4").glob("*.mp4"))
     assert len(mp4s) == len(ticked) and len(_frames(mp4s[0])) > 30
 
