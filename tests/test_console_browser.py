@@ -275,6 +275,8 @@ def test_device_page_shows_availability_firmware_and_the_last_heartbeat(scene: S
     assert b.wait_for("online", lambda: b.find("#availability").text == "online")
     assert b.find("#firmware").text not in ("", "—")
     b.wait_for("a heartbeat", lambda: "ago" in b.find("#last-heartbeat").text and b.find("#fps").text != "—")
+    # The device has recorded clips by now: the heartbeat says how much they take.
+    b.wait_for("the clips' storage", lambda: b.find("#storage").text not in ("0 B", "—", ""), timeout=60)
     b.shot("06-device")
 
 
