@@ -115,3 +115,20 @@ def test_audit_records_read_as_sentences() -> None:
     odd = describe(9, 1.7e9, "grant_accepted", {"clips": 5})  # a record with unexpected fields still reads
     assert odd.text
     assert describe(10, 1.7e9, "something_new", {}).text == "something new."
+
+
+# Every audit kind the device and its provisioning write (grep `audit.append(` / `_audit(` in device/ and
+# provisioning/): each reads as its own sentence, not the generic fallback.
+DEVICE_AUDIT_KINDS = [
+    "boot", "vault_start", "vault_idle", "event", "clip_written", "clip_recovered", "clip_torn", "clip_discarded",
+    "clip_shredded", "vault_shred_all", "request_received", "request_refused", "request_declined",
+    "grant_accepted", "grant_refused", "export", "export_failed", "config_applied", "config_refused",
+    "owner_rotated", "owner_rotation_refused", "paired", "pair_refused", "pair_window_open", "factory_reset",
+    "owner_fetch", "owner_commands", "owner_cmd_refused", "audit_repair", "checkpoint", "audit_dropped",
+    "vault_fault", "vault_fault_cleared", "state_permissions_fixed"]
+
+
+@pytest.mark.parametrize("kind", DEVICE_AUDIT_KINDS)
+def test_every_audit_kind_the_device_writes_has_its_own_words(kind: str) -> None:
+    assert describe(1, 1.7e9, kind, {}).text != kind.replace("_", " ") + "."
+

@@ -17,7 +17,8 @@ IMPORTANT = frozenset({
     "request_received", "request_refused", "request_declined", "grant_accepted", "grant_refused", "export",
     "clip_shredded", "vault_shred_all", "config_applied", "config_refused", "owner_rotated", "paired",
     "pair_refused", "factory_reset", "owner_cmd_refused", "audit_repair", "clip_torn", "clip_discarded",
-    "clip_failed", "owner_fetch"})
+    "clip_failed", "owner_fetch", "export_failed", "vault_fault", "vault_fault_cleared", "audit_dropped",
+    "owner_rotation_refused", "state_permissions_fixed"})
 
 SHRED_REASONS = {"max_age": "older than the retention period", "max_bytes": "the vault was over its size limit",
                  "disk_full": "the disk was full"}
@@ -81,6 +82,17 @@ _WORDS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "owner_commands": ("info", lambda f: f"{_s(f, 'count', '')} commands from your console handled.".strip()),
     "owner_cmd_refused": ("bad", lambda f: f"Commands NOT from you were refused: {_tally(f)}."),
     "audit_repair": ("warn", lambda f: "A half-written record (power cut) was cut off the log."),
+    "export_failed": ("bad", lambda f: f"Sending footage under grant {_s(f, 'grant_id')[:12]}… failed "
+                      f"({_s(f, 'reason')}); " + ("the grant is spent." if f.get("spent") else "the grant can be used again.")),
+    "vault_fault": ("bad", lambda f: f"Recording stopped: a storage fault ({_s(f, 'errno')} during {_s(f, 'op')}); "
+                    "capture and events went on."),
+    "vault_fault_cleared": ("good", lambda f: f"Recording resumed: the storage fault ({_s(f, 'errno')}) cleared."),
+    "checkpoint": ("info", lambda f: f"Audit log checkpoint after {_s(f, 'count')} records."),
+    "audit_dropped": ("warn", lambda f: f"The oldest audit history ({_s(f, 'segments')} segment(s)) was removed to "
+                      "keep the log within its size limit; a signed checkpoint vouches for it."),
+    "owner_rotation_refused": ("bad", lambda f: f"An owner key change was refused: {_s(f, 'reason')}."),
+    "state_permissions_fixed": ("warn", lambda f: f"Permissions of {_s(f, 'path')} were too open "
+                                f"({_s(f, 'old')}) and were fixed."),
 }
 
 
