@@ -83,7 +83,8 @@ _WORDS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "owner_cmd_refused": ("bad", lambda f: f"Commands NOT from you were refused: {_tally(f)}."),
     "audit_repair": ("warn", lambda f: "A half-written record (power cut) was cut off the log."),
     "export_failed": ("bad", lambda f: f"Sending footage under grant {_s(f, 'grant_id')[:12]}… failed "
-                      f"({_s(f, 'reason')}); " + ("the grant is spent." if f.get("spent") else "the grant can be used again.")),
+                      f"({_s(f, 'reason')}); "
+                      + ("the grant is spent." if f.get("spent") else "the grant can be used again.")),
     "vault_fault": ("bad", lambda f: f"Recording stopped: a storage fault ({_s(f, 'errno')} during {_s(f, 'op')}); "
                     "capture and events went on."),
     "vault_fault_cleared": ("good", lambda f: f"Recording resumed: the storage fault ({_s(f, 'errno')}) cleared."),
