@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Self
 
 from .config import Config
+from .detect.pipeline import DetectionPipeline
 from .detections import Detector
 from .events import EventSink, Tracker
 from .frames import PacketSink
@@ -39,18 +40,24 @@ class Doorbell:
     """A running doorbell pipeline. Build with :meth:`from_config`; ``start``/``stop`` or use ``with``.
 
     Attributes: ``config``, ``source``, ``ring`` (lores :class:`FrameRing`), ``preroll`` (:class:`PacketRing`; the
-    vault calls ``preroll.flush_into(clip)``), ``gate``, ``loop``, ``stats``.
+    vault calls ``preroll.flush_into(clip)``), ``pipeline`` (the
+    :class:`~doorkeep.device.detect.pipeline.DetectionPipeline` the detect thread runs), ``gate`` (its motion
+    gate), ``loop``, ``stats``.
     """
 
     def __init__(self, *, config: Config, source: FrameSource, ring: FrameRing, preroll: PacketRing,
-                 gate: MotionGate, loop: CaptureLoop, stats: Stats) -> None:
+                 loop: CaptureLoop, stats: Stats) -> None:
         self.config = config
         self.source = source
         self.ring = ring
         self.preroll = preroll
-        self.gate = gate
         self.loop = loop
+        self.pipeline = loop.pipeline
         self.stats = stats
+
+    @property
+    def gate(self) -> MotionGate | None:
+        return self.pipeline.gate
 
     @classmethod
     def from_config(cls, config: Config, *, source: FrameSource | None = None, detector: Detector | None = None,
@@ -60,15 +67,31 @@ class Doorbell:
                     on_frame: FrameHook | None = None, stats: Stats | None = None) -> Doorbell:
         """Compose the pipeline from ``config`` (source from ``[capture]`` unless ``source`` is given).
 
-        ``main_filters`` are added to the given ``source``'s own. Raises ``ConfigError``/``CaptureError``.
+        The detect thread runs ``DetectionPipeline(gate=<from [motion]>, detector=detector, tracker=tracker)``.
+        ``main_filters`` are added to the given ``source``'s own; filters built for a frame size must match the
+        source's (``source.main_size``/``source.lores_size``). A source opened here is closed again if anything
+        after it fails. Raises ``ConfigError``/``CaptureError``.
         """
-        cap = config.capture
         if source is None:
-            source = open_source(cap, main_filters=main_filters, on_metadata=on_metadata)
-        else:
-            source.main_filters.extend(main_filters)
-            if on_metadata is not None:
-                source.on_metadata = on_metadata
+            opened = open_source(config.capture, main_filters=main_filters, on_metadata=on_metadata)
+            try:
+                return cls._compose(config, opened, detector=detector, tracker=tracker, event_sinks=event_sinks,
+                                    packet_sinks=packet_sinks, lores_filters=lores_filters, on_frame=on_frame,
+                                    stats=stats)
+            except BaseException:
+                opened.close()
+                raise
+        source.main_filters.extend(main_filters)
+        if on_metadata is not None:
+            source.on_metadata = on_metadata
+        return cls._compose(config, source, detector=detector, tracker=tracker, event_sinks=event_sinks,
+                            packet_sinks=packet_sinks, lores_filters=lores_filters, on_frame=on_frame, stats=stats)
+
+    @classmethod
+    def _compose(cls, config: Config, source: FrameSource, *, detector: Detector | None, tracker: Tracker | None,
+                 event_sinks: Sequence[EventSink], packet_sinks: Sequence[PacketSink],
+                 lores_filters: Sequence[FrameFilter], on_frame: FrameHook | None, stats: Stats | None) -> Doorbell:
+        cap = config.capture
         lw, lh = source.lores_size
         ring = FrameRing(width=lw, height=lh, frames=cap.ring_frames, lores_filters=lores_filters)
         preroll = PacketRing(seconds=cap.preroll_s, max_bytes=int(cap.preroll_max_mb * (1 << 20)))
@@ -76,9 +99,9 @@ class Doorbell:
         gate = MotionGate.from_config(config.motion, width=lw, height=lh)
         stats = stats or Stats()
         stats.gauge("preroll_bytes", lambda: preroll.bytes)
-        loop = CaptureLoop(source, ring, gate=gate, detector=detector, tracker=tracker, event_sinks=event_sinks,
-                           stats=stats, on_frame=on_frame)
-        return cls(config=config, source=source, ring=ring, preroll=preroll, gate=gate, loop=loop, stats=stats)
+        pipeline = DetectionPipeline(gate=gate, detector=detector, tracker=tracker)
+        loop = CaptureLoop(source, ring, pipeline, event_sinks=event_sinks, stats=stats, on_frame=on_frame)
+        return cls(config=config, source=source, ring=ring, preroll=preroll, loop=loop, stats=stats)
 
     @property
     def workers(self) -> list[Worker]:

@@ -38,6 +38,7 @@ from .loop import FrameHook
 from .night import NightMode
 from .night_ir import IrOutputs
 from .publish.publisher import MqttPublisher, publisher_from_config
+from .sources import open_source
 from .sources.base import FrameSource
 from .status_file import STATUS_FILE, StatusFile
 from .supervisor import Supervisor, Watchdog
@@ -207,30 +208,34 @@ def assemble(config: Config, *, identity: DeviceIdentity, source: FrameSource | 
     Raises:
         ConfigError, ModelError, RuntimeMissingError, CaptureError, VaultError: whatever part cannot be built.
     """
+    from .detect.detector import build_detector
     from .detect.night_detector import build_night_detector
-    from .detect.pipeline import doorbell_stages
+    from .detect.pipeline import detection_parts
 
-    cap = config.capture
-    main_size = source.main_size if source is not None else (cap.main_width, cap.main_height)
-    lores_size = source.lores_size if source is not None else (cap.lores_width, cap.lores_height)
-    stages = doorbell_stages(config, main_size=main_size, lores_size=lores_size, fetch=fetch)
     night = NightMode(config.night)
-    stages["detector"] = build_night_detector(config, day=stages["detector"], mode=night, fetch=fetch, feed_mode=False)
-    # Judge day/night on every lores frame (0.006 ms), after the privacy mask, not only on frames the gate passes:
-    # in the dark the IR illuminator must come on before there is motion to see.
-    def judge_light(frame: Any) -> None:
-        night.update(frame)
-
-    stages["lores_filters"] = [*stages["lores_filters"], judge_light]
-
+    detector = build_night_detector(config, day=build_detector(config, fetch=fetch), mode=night, fetch=fetch,
+                                    feed_mode=False)
     with ExitStack() as built:  # a part that fails to build closes the ones already built (audit log, camera...)
+        if source is None:
+            source = open_source(config.capture)
+            built.callback(source.close)
+        # Masks for the frames the source really delivers (a 640x480 file under the default 1920x1080 [capture]).
+        parts = detection_parts(config, main_size=source.main_size, lores_size=source.lores_size,
+                                detector=detector)
+
+        # Judge day/night on every lores frame (0.006 ms), after the privacy mask, not only on frames the gate
+        # passes: in the dark the IR illuminator must come on before there is motion to see.
+        def judge_light(frame: Any) -> None:
+            night.update(frame)
+
+        parts.lores_extra.append(judge_light)
         ir: IrOutputs | None = None
         if config.night.ir_led_pin >= 0 or config.night.ir_cut_pin >= 0:
             ir = IrOutputs.from_config(config.night)
             built.callback(ir.close)
             night.listeners.append(ir.set_mode)
             ir.set_mode(night.mode)
-        vault = build_vault(config, identity) if config.vault.enabled else None
+        vault = build_vault(config, identity, main_size=source.main_size) if config.vault.enabled else None
         if vault is not None:
             built.callback(vault.close)
         publisher = publisher_from_config(config, identity,
@@ -244,7 +249,9 @@ def assemble(config: Config, *, identity: DeviceIdentity, source: FrameSource | 
             if status_file else None
         sinks = _ClipAwareSinks(vault, [s for s in (publisher, *extra_sinks, status) if s is not None])
         bell = Doorbell.from_config(config, source=source, on_metadata=night.on_metadata, on_frame=on_frame,
-                                    event_sinks=[sinks], **stages, **doorbell_kw)
+                                    event_sinks=[sinks], detector=parts.detector, tracker=parts.tracker,
+                                    lores_filters=parts.lores_filters, main_filters=parts.main_filters,
+                                    **doorbell_kw)
         built.callback(bell.close)
         bell.stats.gauge("night_mode", lambda: 1.0 if night.night else 0.0)  # the stats line shows the mode
         if vault is not None:

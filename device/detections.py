@@ -30,6 +30,7 @@ class Detection:
 class Detector(Protocol):
     """Anything that finds people in a lores I420 frame."""
 
-    def detect(self, frame: np.ndarray, *, width: int, height: int) -> list[Detection]:
-        """Return the people found in ``frame`` (an I420 array, see :mod:`doorkeep.device.frames`)."""
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        """Return the people found in ``frame``: a lores I420 array of shape ``(height * 3 // 2, width)`` (its
+        size is its shape; see :mod:`doorkeep.device.frames` and ``frames.i420_size``)."""
         ...

@@ -21,6 +21,12 @@ def i420_shape(width: int, height: int) -> tuple[int, int]:
     return (height * 3 // 2, width)
 
 
+def i420_size(frame: np.ndarray) -> tuple[int, int]:
+    """``(width, height)`` of an I420 frame array (the inverse of :func:`i420_shape`)."""
+    rows, width = frame.shape
+    return width, rows * 2 // 3
+
+
 def chroma_planes(frame: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """Views of the U and V planes (each ``height/2`` x ``width/2``) of an I420 frame array."""
     quarter = (height // 2) * (width // 2)

@@ -12,7 +12,7 @@ Example::
 
     gate = MotionGate.from_config(config.motion, width=320, height=240)
     if gate.update(frame, t):       # frame: lores I420 array
-        detections = detector.detect(frame, width=320, height=240)
+        detections = detector.detect(frame)
 """
 
 from __future__ import annotations

@@ -5,13 +5,16 @@ Threads:
 * **capture** (owned by the source): fills the :class:`FrameRing` and pushes packets to the packet sinks (the
   pre-roll ring). It never blocks on anything downstream.
 * **detect** (``doorkeep-detect``): takes the latest frame from the ring (latest-wins: frames it was too slow for
-  are counted as ``skipped``), runs the motion gate, the detector when the gate is open, and the tracker; events go
-  on a queue.
+  are counted as ``skipped``) and runs it through the :class:`~doorkeep.device.detect.pipeline.DetectionPipeline`
+  (gate → detector → tracker — the same object ``doorkeep scan`` runs); events go on a queue.
 * **events** (``doorkeep-events``): hands each event to the event sinks (MQTT publisher, vault), which may be slow.
+
+Both are :class:`~doorkeep.device.worker.Worker` threads (``loop.workers``) for the supervisor.
 
 Example::
 
-    loop = CaptureLoop(source, ring, gate=gate, detector=det, tracker=tracker, event_sinks=[publisher])
+    pipeline = DetectionPipeline(gate=gate, detector=det, tracker=tracker)
+    loop = CaptureLoop(source, ring, pipeline, event_sinks=[publisher])
     with loop:
         wait_for_signal()
 """
@@ -30,9 +33,10 @@ from typing import Self
 
 import numpy as np
 
-from .detections import Detection, Detector
-from .events import Event, EventSink, Tracker
-from .gate import MotionGate
+from .detect.pipeline import DetectionPipeline
+from .detections import Detection
+from .events import Event, EventSink
+from .lograte import FailureLog
 from .rings import FrameInfo, FrameRing
 from .sources.base import FrameSource
 from .stats import Stats
@@ -48,31 +52,27 @@ _STOP = object()
 
 
 class CaptureLoop:
-    """Runs a started source's frames through gate → detector → tracker → event sinks.
+    """Runs a started source's frames through the detection pipeline, and its events to the event sinks.
 
     Args:
         source: the frame source (already attached to ``ring`` and its packet sinks).
         ring: the lores frame ring the source fills.
-        gate: motion gate (None: every frame goes to the detector).
-        detector: person detector (None: the gate alone runs; the tracker still gets ``None`` each frame).
-        tracker: turns detections into events (None: no events).
+        pipeline: gate → detector → tracker (``None``: frames are only counted). Its ``stats`` become the loop's.
         event_sinks: receive every event on the events thread.
         stats: where fps, drops and stage latencies go (a new :class:`Stats` if None).
         on_frame: optional hook on the detect thread (demo overlays, tests).
         max_events: bound of the event queue; overflowing events are counted as ``events_dropped``.
     """
 
-    def __init__(self, source: FrameSource, ring: FrameRing, *, gate: MotionGate | None = None,
-                 detector: Detector | None = None, tracker: Tracker | None = None,
+    def __init__(self, source: FrameSource, ring: FrameRing, pipeline: DetectionPipeline | None = None, *,
                  event_sinks: Sequence[EventSink] = (), stats: Stats | None = None,
                  on_frame: FrameHook | None = None, max_events: int = 1024) -> None:
         self.source = source
         self.ring = ring
-        self.gate = gate
-        self.detector = detector
-        self.tracker = tracker
+        self.pipeline = pipeline or DetectionPipeline()
         self.event_sinks = list(event_sinks)
         self.stats = stats or Stats()
+        self.pipeline.stats = self.stats
         self.on_frame = on_frame
         self._events: queue.Queue[object] = queue.Queue(max_events)
         self._lock = threading.Lock()
@@ -146,48 +146,34 @@ class _DetectWorker(Worker):
     def __init__(self, loop: CaptureLoop) -> None:
         super().__init__("detect", stats=loop.stats)
         self.loop = loop
+        self.failures = FailureLog(log, "detect stage")
 
     def _wake(self) -> None:
         self.loop.ring.wake_readers()
 
     def _run(self) -> None:
         loop = self.loop
-        frame = loop.ring.empty_frame()
-        w, h = loop.ring.width, loop.ring.height
+        ring, pipe, stats = loop.ring, loop.pipeline, loop.stats
+        frame = ring.empty_frame()
         seq = -1
-        stats = loop.stats
         while not self.stopping:
             self.mark()
-            info = loop.ring.read_latest(frame, after_seq=seq, timeout=0.2)
+            info = ring.read_latest(frame, after_seq=seq, timeout=0.2)
             if info is None:
                 continue
             seq = info.seq
             stats.frame(info.t_capture)
             try:
-                t0 = time.perf_counter()
-                gate_open = loop.gate.update(frame, info.t_capture) if loop.gate is not None else True
-                t1 = time.perf_counter()
-                stats.observe("gate", t1 - t0)
-                if gate_open:
-                    stats.count("gate_open")
-                detections: list[Detection] | None = None
-                # While a person event is open, keep looking without motion: a visitor standing still at the door
-                # fades into the gate's background, and "not looked" must not split their event in two.
-                looking = gate_open or (loop.tracker is not None and loop.tracker.active is not None)
-                if looking and loop.detector is not None:
-                    detections = loop.detector.detect(frame, width=w, height=h)
-                    stats.observe("detect", time.perf_counter() - t1)
-                    stats.count("inferences")
+                events = pipe.step(frame, info.t_capture, t_wall=info.t_wall)
                 if loop.on_frame is not None:
-                    loop.on_frame(frame, info, gate_open, detections)
-                if loop.tracker is not None:
-                    t2 = time.perf_counter()
-                    for ev in loop.tracker.update(info.t_wall, detections):
-                        loop._queue_event(ev)
-                    stats.observe("events", time.perf_counter() - t2)
-            except Exception:  # one bad frame must not end detection; counted and logged
+                    loop.on_frame(frame, info, pipe.motion, pipe.last)
+                for ev in events:
+                    loop._queue_event(ev)
+            except Exception:  # noqa: BLE001 — one bad frame must not end detection; counted, logged by FailureLog
                 stats.count("detect_errors")
-                log.exception("detect stage failed on frame %d", seq)
+                self.failures.failed(f"on frame {seq}")
+            else:
+                self.failures.ok()
 
 
 class _EventsWorker(Worker):

@@ -8,7 +8,7 @@ Example::
     stats = Stats()
     stats.frame(info.t_capture)              # detect thread, once per analysed frame
     with stats.timed("detect"):
-        dets = detector.detect(frame, width=w, height=h)
+        dets = detector.detect(frame)
     stats.count("events")
     stats.snapshot()   # {"fps": 29.9, "frames": 120, "counters": {...}, "latency_ms": {"detect": {...}}}
 """

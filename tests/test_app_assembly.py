@@ -58,6 +58,6 @@ def test_assembled_device_wires_the_stages(tmp_path, model_path) -> None:
     device = assemble(cfg, identity=DeviceIdentity.generate(),
                       source=SyntheticSource(width=320, height=240, realtime=False, duration_s=0.5))
     assert device.vault is None and device.publisher is None  # both disabled in this config
-    assert type(device.bell.loop.detector).__name__ == "NightDetector"
+    assert type(device.bell.pipeline.detector).__name__ == "NightDetector"
     assert device.button is not None and device.events in device.bell.loop.event_sinks
     device.close()

@@ -37,14 +37,14 @@ def test_image_is_fitted_into_the_lores_size_keeping_its_aspect(tmp_path):
 
 
 @pytest.mark.detection
-def test_doorbell_stages_wire_masks_for_both_sizes():
+def test_detection_parts_wire_masks_for_both_sizes():
     from doorkeep.device.config import Config
-    from doorkeep.device.detect.pipeline import doorbell_stages
+    from doorkeep.device.detect.pipeline import detection_parts
     from doorkeep.device.masks import PrivacyMask
 
     cfg = Config.from_dict({"masks": [{"name": "street", "polygon": [[0, 0], [1, 0], [1, 0.2], [0, 0.2]]}]})
-    st = doorbell_stages(cfg, main_size=(1280, 720), lores_size=(320, 240))
-    (main,), (lores,) = st["main_filters"], st["lores_filters"]
+    parts = detection_parts(cfg, main_size=(1280, 720), lores_size=(320, 240))
+    (main,), (lores,) = parts.main_filters, parts.lores_filters
     assert isinstance(main, PrivacyMask) and main.shape == (1080, 1280) and lores.shape == (360, 320)
-    assert st["tracker"].k == cfg.events.k and hasattr(st["detector"], "detect")
-    assert doorbell_stages(Config(), main_size=(1280, 720), lores_size=(320, 240))["main_filters"] == []
+    assert parts.tracker.k == cfg.events.k and hasattr(parts.detector, "detect")  # type: ignore[attr-defined]
+    assert detection_parts(Config(), main_size=(1280, 720), lores_size=(320, 240)).main_filters == []

@@ -40,7 +40,7 @@ def test_person_box_covers_the_astronaut(person_detector):
 
     rgb = load_photo("skimage", "astronaut.png")
     frame = rgb_to_i420(__import__("numpy").asarray(Image.fromarray(rgb).resize((240, 240))))
-    dets = person_detector.detect(frame, width=240, height=240)
+    dets = person_detector.detect(frame)
     assert dets, "no person in the astronaut photo"
     d = dets[0]
     # The astronaut's face is around (0.45, 0.2) of the photo; the body fills the lower left.

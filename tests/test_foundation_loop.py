@@ -34,9 +34,9 @@ class SlowDetector:
         self.threads: set[str] = set()
         self.calls = 0
 
-    def detect(self, frame: np.ndarray, *, width: int, height: int) -> list[Detection]:
+    def detect(self, frame: np.ndarray) -> list[Detection]:
         self.threads.add(threading.current_thread().name)
-        assert frame.shape == (height * 3 // 2, width)
+        assert frame.shape == (240 * 3 // 2, 320)
         self.calls += 1
         time.sleep(0.05)
         return [Detection(0.9, 0.4, 0.3, 0.6, 0.9)]
@@ -180,7 +180,7 @@ def _still_scene():  # type: ignore[no-untyped-def]
 
 def test_failing_detector_is_counted_not_fatal() -> None:
     class Broken:
-        def detect(self, frame: np.ndarray, *, width: int, height: int) -> list[Detection]:
+        def detect(self, frame: np.ndarray) -> list[Detection]:
             raise RuntimeError("model exploded")
 
     source = _source(seconds=0.5, realtime=False)

@@ -69,6 +69,9 @@ def evaluate(folder: Path, config: Any, *, detector: Any,
     w, h = config.capture.lores_width, config.capture.lores_height
     thr = detector.threshold
     scores: list[dict[str, Any]] = []
+    from doorkeep.device.detect.pipeline import DetectionPipeline
+
+    pipe = DetectionPipeline(detector=detector)  # the device's inference step; no gate or events on stills
     reset = getattr(detector, "reset", None)  # unrelated stills: each image decides its own day/night mode
     labels = read_labels(folder)
     splits = read_splits(folder)
@@ -78,7 +81,7 @@ def evaluate(folder: Path, config: Any, *, detector: Any,
         frame, _, _ = image_to_lores(folder / name, width=w, height=h)
         if reset is not None:
             reset()
-        found = detector.detect(frame)
+        found = pipe.infer(frame)
         # "detected" is what the device would act on: the detector returned a person (the night model's region
         # scores are on their own scale, so the score alone is not compared with the day threshold).
         photo, variant = split_name(name)

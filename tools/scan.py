@@ -60,7 +60,10 @@ def scan_video(path: Path, config: Any, *, detector: Any, gate: bool = True,
     """
     from doorkeep.device.detect.pipeline import DetectionPipeline
 
-    pipe = DetectionPipeline.from_config(config, detector=detector, gate=gate)
+    # Every source delivers lores frames at the configured lores size, whatever the video's size: the same size,
+    # mask and gate as the device.
+    size = (config.capture.lores_width, config.capture.lores_height)
+    pipe = DetectionPipeline.from_config(config, detector=detector, size=size, gate=gate)
     events: list[dict] = []  # type: ignore[type-arg]
     open_: dict[str, dict] = {}  # type: ignore[type-arg]
     modes: list[dict] = []  # type: ignore[type-arg]  # each switch of the judged mode: {"mode", "t_s"}
@@ -71,7 +74,7 @@ def scan_video(path: Path, config: Any, *, detector: Any, gate: bool = True,
         night.clock = lambda: t
     mode = "day"
     total = video_duration(path) if progress is not None else None
-    for t, frame in lores_frames(path, width=pipe.width, height=pipe.height):
+    for t, frame in lores_frames(path, width=size[0], height=size[1]):
         if progress is not None:
             progress(t, total)
         transitions = pipe.step(frame, t)

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..errors import CaptureError
 from ..frames import Packet, PacketSink
+from ..lograte import FailureLog
 from ..rings import FrameRing
 from ..worker import Worker
 
@@ -73,6 +74,8 @@ class FrameSource:
         self._lock = threading.Lock()
         self._running = False
         self._closed = False
+        self._sink_failures: dict[int, FailureLog] = {}
+        self._metadata_failures = FailureLog(log, "metadata hook")
 
     # -------------------------------------------------------------------------------------------- public API
 
@@ -151,15 +154,25 @@ class FrameSource:
         for sink in self.packet_sinks:
             try:
                 sink.on_packet(packet)
-            except Exception:  # one broken sink must not stop capture
-                log.exception("packet sink %r failed", sink)
+            except Exception:  # noqa: BLE001 — one broken sink must not stop capture; logged by FailureLog
+                self._failures(sink).failed()
+            else:
+                if self._sink_failures:
+                    self._failures(sink).ok()
+
+    def _failures(self, sink: PacketSink) -> FailureLog:
+        """One rate-limited failure log per sink: a broken sink logs once, then counts (not once a packet)."""
+        f = self._sink_failures.get(id(sink))
+        if f is None:
+            f = self._sink_failures[id(sink)] = FailureLog(log, f"packet sink {type(sink).__name__}")
+        return f
 
     def _metadata(self, md: dict[str, Any]) -> None:
         if self.on_metadata is not None:
             try:
                 self.on_metadata(md)
-            except Exception:
-                log.exception("metadata hook failed")
+            except Exception:  # noqa: BLE001 — night judging failing must not stop capture; logged by FailureLog
+                self._metadata_failures.failed()
 
     def _fail(self, exc: BaseException) -> None:
         self.error = exc

@@ -248,9 +248,10 @@ class Vault:
                                          timeout_s=timeout_s, stop=stop, now=now)
 
 
-def build_vault(config: Config, identity: DeviceIdentity) -> Vault:
+def build_vault(config: Config, identity: DeviceIdentity, *, main_size: tuple[int, int] | None = None) -> Vault:
     """The vault for a loaded configuration (state dir layout: ``vault/``, ``audit.log``, ``grants.used``,
-    ``owner.pub``). Opening the audit log repairs a torn last record (audited)."""
+    ``owner.pub``). Opening the audit log repairs a torn last record (audited). ``main_size``: the size the source
+    really encodes (recorded in every manifest's codec; default ``[capture]`` main size)."""
     state = config.state_dir
     s = config.vault
     store = ClipStore(Path(s.dir).expanduser() if s.dir else state / VAULT_DIR)
@@ -258,7 +259,8 @@ def build_vault(config: Config, identity: DeviceIdentity) -> Vault:
     audit = AuditLog.open(state / AUDIT_FILE, identity, segment_bytes=s.audit_segment_bytes,
                           max_bytes=s.audit_max_bytes or None)
     owner_path = Path(s.owner_key).expanduser() if s.owner_key else state / OWNER_PUB_FILE
-    codec = Codec("h264", (1, 1_000_000), config.capture.main_width, config.capture.main_height)
+    w, h = main_size or (config.capture.main_width, config.capture.main_height)
+    codec = Codec("h264", (1, 1_000_000), w, h)
     vault = Vault(section=s, identity=identity, store=store, audit=audit, replay=ReplaySet(state / REPLAY_FILE),
                   owner_path=owner_path, codec=codec, reserve=SpaceReserve(state / RESERVE_FILE, s.reserve_bytes))
     vault.guarded.append("boot", device_id=identity.device_id, t=round(time.time(), 3))
