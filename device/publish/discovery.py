@@ -40,13 +40,14 @@ def _version() -> str:
         return "0"
 
 
-#: Diagnostic sensors: (key in the stats heartbeat, name, unit, device_class).
-HEALTH_SENSORS: tuple[tuple[str, str, str | None, str | None], ...] = (
-    ("fps", "Frame rate", "fps", None),
-    ("drops", "Dropped frames", None, None),
-    ("inference_ms", "Inference time", "ms", "duration"),
-    ("storage_mb", "Storage used", "MB", "data_size"),
-    ("outbox", "Unsent events", None, None),
+#: Diagnostic sensors: (key in the stats heartbeat, name, unit, device_class, state_class). ``drops`` is a running
+#: total since the service started (Home Assistant treats the drop to 0 after a restart as a reset).
+HEALTH_SENSORS: tuple[tuple[str, str, str | None, str | None, str], ...] = (
+    ("fps", "Frame rate", "fps", None, "measurement"),
+    ("drops", "Dropped frames", None, None, "total_increasing"),
+    ("inference_ms", "Inference time", "ms", "duration", "measurement"),
+    ("storage_mb", "Storage used", "MB", "data_size", "measurement"),
+    ("outbox", "Unsent events", None, None, "measurement"),
 )
 
 
@@ -55,17 +56,19 @@ def discovery_config(topics: Topics, *, device_name: str) -> dict[str, Any]:
     did = topics.device_id
     avail = [{"topic": topics.availability, "payload_available": ONLINE.decode(),
               "payload_not_available": OFFLINE.decode()}]
+    # Each component carries its own qos: Home Assistant 2024.11-2026.5 ignores the device-level one.
     cmps: dict[str, dict[str, Any]] = {
         f"{did}_person": {"p": "binary_sensor", "name": "Person", "device_class": "occupancy",
                           "state_topic": topics.person, "payload_on": ON.decode(), "payload_off": OFF.decode(),
-                          "unique_id": f"{did}_person"},
+                          "qos": SPEC["person"].qos, "unique_id": f"{did}_person"},
         f"{did}_doorbell": {"p": "event", "name": "Doorbell", "device_class": "doorbell", "event_types": ["press"],
-                            "state_topic": topics.doorbell, "unique_id": f"{did}_doorbell"},
+                            "state_topic": topics.doorbell, "qos": SPEC["doorbell"].qos,
+                            "unique_id": f"{did}_doorbell"},
     }
-    for key, name, unit, dclass in HEALTH_SENSORS:
+    for key, name, unit, dclass, sclass in HEALTH_SENSORS:
         c: dict[str, Any] = {"p": "sensor", "name": name, "state_topic": topics.stats,
                              "value_template": f"{{{{ value_json.{key} }}}}", "entity_category": "diagnostic",
-                             "state_class": "measurement", "unique_id": f"{did}_{key}"}
+                             "state_class": sclass, "qos": SPEC["stats"].qos, "unique_id": f"{did}_{key}"}
         if unit:
             c["unit_of_measurement"] = unit
         if dclass:

@@ -43,6 +43,8 @@ from .topics import OFF, ON, SPEC, Topics
 log = logging.getLogger(__name__)
 
 OUTBOX_FILE = "outbox.sqlite3"
+#: On a clean stop, how long the publisher waits for the broker to take what is queued (the person OFF state).
+CLOSE_DRAIN_S = 2.0
 
 
 def messages_for(event: Event, payload: bytes, topics: Topics) -> list[OutMessage]:
@@ -176,10 +178,15 @@ class MqttPublisher:
         self._person_state: bytes | None = None
 
     def start(self) -> None:
-        """Connect (in the background) and start sending the outbox and the heartbeat."""
+        """Connect (in the background) and start sending the outbox and the heartbeat.
+
+        The retained person state is set to the truth, ``OFF`` (no person is tracked yet), queued after whatever
+        the outbox still holds: a stale ``ON`` left by a crash never survives a restart.
+        """
         if self._started:
             return
         self._started = True
+        self._queue_person_state(OFF)
         if self.discovery is not None:
             self.discovery.attach()
         self.client.add_connect_listener(self._republish_state)
@@ -215,6 +222,12 @@ class MqttPublisher:
             self._person_state = messages[1].payload
         self._sender.wake()
 
+    def _queue_person_state(self, state: bytes) -> None:
+        spec = SPEC["person"]
+        self.outbox.put([OutMessage(self.topics.person, state, spec.qos, spec.retain)])
+        self._person_state = state
+        self._sender.wake()
+
     def _republish_state(self) -> None:
         state = self._person_state
         # Queued rows are sent right after this, in order, and end with the latest state if it changed while we
@@ -246,6 +259,11 @@ class MqttPublisher:
             self.outbox.close()
             return
         self._started = False
+        # The device stops knowing who is at the door: leave OFF retained, not a stale ON. Queued durably, so it is
+        # sent on the next start if the broker cannot take it now.
+        self._queue_person_state(OFF)
+        if self.client.connected:
+            self.drain(CLOSE_DRAIN_S)
         self.heartbeat.stop()
         self._sender.stop()
         self.client.stop()

@@ -1,6 +1,8 @@
-"""The clip recorder: a packet sink and event sink that writes encrypted clips for person events.
+"""The clip recorder: a packet sink and event sink that writes encrypted clips for person events and doorbell presses.
 
-On a person ``start`` it opens a clip and calls ``ring.flush_into(self)``: the pre-roll (from a config keyframe)
+A doorbell ``press`` records like a person event that starts and ends at the press (pre-roll + post-roll): a
+visitor who rings but is not detected (hood up, IR glare, backlit) still leaves footage. On a person ``start`` or a
+press it opens a clip and calls ``ring.flush_into(self)``: the pre-roll (from a config keyframe)
 arrives first, then every live packet, with no gap and no duplicate. It records until ``postroll_s`` after the
 last overlapping event's ``end``, then detaches from the ring and closes the clip (FINAL chunk, key wiped, manifest
 signed, audited). Overlapping events extend the same recording.
@@ -165,11 +167,12 @@ class ClipRecorder(PacketSink):
 
     # ------------------------------------------------------------------------------------------ event side
     def on_event(self, event: Event) -> None:
-        if event.kind != "person":
+        if event.kind not in ("person", "doorbell"):
             return
         with self._lock:
             s = self._session
-            if event.phase == "start":
+            if event.phase in ("start", "press"):
+                prev_deadline = s.deadline if s is not None else None
                 if s is None:
                     self._session = _Session([event.event_id], {event.event_id}, event.t_start)
                     self._resume_locked()
@@ -181,6 +184,12 @@ class ClipRecorder(PacketSink):
                         c.event_ids.append(event.event_id)
                     s.active.add(event.event_id)
                     s.deadline = None
+                if event.phase == "press":  # starts and ends at once: post-roll after it, unless a person stays
+                    s = self._session
+                    assert s is not None
+                    s.active.discard(event.event_id)
+                    if not s.active:
+                        s.deadline = max(prev_deadline or 0.0, event.t + self._postroll)
             elif event.phase == "end" and s is not None and event.event_id in s.active:
                 s.active.discard(event.event_id)
                 if not s.active:

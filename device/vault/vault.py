@@ -162,7 +162,7 @@ class Vault:
         """EventSink: audit the event and let the recorder open/extend/close clips. Never raises for storage: an
         audit record the disk cannot take is logged and counted, and recording goes on."""
         self.guarded.append("event", event_id=event.event_id, kind=event.kind, phase=event.phase, t=event.t)
-        if self.recorder is None and event.phase == "start" and self._ring is not None:
+        if self.recorder is None and event.phase in ("start", "press") and self._ring is not None:
             self._start_recorder()  # an owner was pinned since start()
         if self.recorder is not None:
             before = self.recorder.recording
