@@ -100,11 +100,11 @@ class CaptureLoop:
         with self._lock:
             if self._running:
                 return
-            self.detect_worker.start()
-            self.events_worker.start()
             try:
+                self.detect_worker.start()
+                self.events_worker.start()
                 self.source.start()
-            except BaseException:
+            except BaseException:  # no worker outlives a failed start
                 self._stop_workers()
                 raise
             self._running = True
