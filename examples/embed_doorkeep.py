@@ -1,8 +1,9 @@
 """Embed doorkeep in your own program: person events from a video source, handled by your code.
 
-This is the whole public surface a vendor needs (docs/vendor.md): a :class:`Config`, the :class:`Doorbell`
-pipeline (source → frame ring → motion gate → detector → tracker → your event sinks), the device identity, and —
-optionally — the signed MQTT publisher and the encrypted vault. Run it on any video file::
+Everything comes from ``doorkeep.device`` (its ``__all__`` is the public SDK, docs/vendor.md): a :class:`Config`,
+the :class:`Doorbell` pipeline (source → frame ring → motion gate → detector → tracker → your event sinks), the
+device identity and, optionally, the signed MQTT publisher. ``assemble(config, identity=...)`` builds the whole
+device instead (vault, MQTT, button, supervised threads), as ``doorkeep run`` does. Run it on any video file::
 
     python examples/embed_doorkeep.py --video door.mp4 --state-dir /tmp/dk-demo
     python examples/embed_doorkeep.py --video door.mp4 --state-dir /tmp/dk-demo --broker 127.0.0.1:1883
@@ -19,12 +20,16 @@ import sys
 import threading
 from pathlib import Path
 
-from doorkeep.device.app import Doorbell
-from doorkeep.device.config import Config
-from doorkeep.device.detect.detector import build_detector
-from doorkeep.device.events import Event, EventSink
-from doorkeep.device.identity import DeviceIdentity
-from doorkeep.device.person_events import PersonTracker
+from doorkeep.device import (
+    Config,
+    DeviceIdentity,
+    Doorbell,
+    Event,
+    EventSink,
+    MqttPublisher,
+    PersonTracker,
+    build_detector,
+)
 
 
 class MyProductEvents(EventSink):
@@ -70,8 +75,6 @@ def main(argv: list[str] | None = None) -> int:
     sinks: list[EventSink] = [mine]
     with contextlib.ExitStack() as stack:
         if args.broker:  # signed events to the owner's hub; durable outbox, drained before we exit
-            from doorkeep.device.publish.publisher import MqttPublisher
-
             publisher = stack.enter_context(MqttPublisher(config.mqtt, identity, state_dir=config.state_dir,
                                                           device_name=config.device.name))
             stack.callback(publisher.drain, 10.0)

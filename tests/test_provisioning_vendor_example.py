@@ -65,3 +65,41 @@ def test_vendor_example_embeds_doorkeep(tmp_path, model_path, mosquitto):
         topic, payload, _retain = sub.messages.get(timeout=10)
         assert topic == f"doorkeep/{identity.device_id}/event"
         verify(payload, identity.verify_key)
+
+
+def test_the_example_imports_only_the_public_surface() -> None:
+    """#10.4: the vendor example needs no deep import; every name it takes is in doorkeep.device.__all__."""
+    import ast
+
+    import doorkeep.device as sdk
+
+    tree = ast.parse(EXAMPLE.read_text())
+    doorkeep_imports = [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom | ast.Import)
+                        and any(m.startswith("doorkeep") for m in _modules(n))]
+    assert doorkeep_imports, "the example does not import doorkeep at all?"
+    for node in doorkeep_imports:
+        assert isinstance(node, ast.ImportFrom) and node.module == "doorkeep.device", ast.unparse(node)
+        assert {a.name for a in node.names} <= set(sdk.__all__), ast.unparse(node)
+
+
+def test_the_sdk_surface_resolves_lazily_and_matches_its_table() -> None:
+    import subprocess
+
+    import doorkeep.device as sdk
+
+    assert sorted(sdk.__all__) == sorted(sdk._EXPORTS)
+    for name in sdk.__all__:
+        assert getattr(sdk, name) is not None
+    # importing the package loads no submodule (no numpy, no camera probing) until a name is used
+    code = "import sys, doorkeep.device; print(sorted(m for m in sys.modules if m.startswith('doorkeep.')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['doorkeep.device']"
+
+
+def _modules(node: object) -> list[str]:
+    import ast
+
+    if isinstance(node, ast.ImportFrom):
+        return [node.module or ""]
+    assert isinstance(node, ast.Import)
+    return [a.name for a in node.names]
