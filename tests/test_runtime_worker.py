@@ -10,14 +10,8 @@ import pytest
 from doorkeep.device.stats import Stats
 from doorkeep.device.supervisor import Supervisor
 from doorkeep.device.worker import Worker
-
-
-def wait_until(cond, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        time.sleep(0.005)
+from worker_faults import FakeClock as Clock
+from worker_faults import Pings, wait_until
 
 
 class Flaky(Worker):
@@ -65,23 +59,6 @@ class Queued(Worker):
     def _wake(self) -> None:
         with self.cond:
             self.cond.notify_all()
-
-
-class Pings:
-    def __init__(self) -> None:
-        self.count = 0
-
-    def watchdog(self) -> bool:
-        self.count += 1
-        return True
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def test_worker_is_named_and_stops_within_the_bound() -> None:
