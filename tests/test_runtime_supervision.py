@@ -81,3 +81,12 @@ def test_published_events_still_flow_after_the_outbox_sender_restarted(device: D
     check_restarted_after_one_crash(pub._sender, sup=device.supervisor)
     pub.on_event(Event(event_id="a" * 16, kind="doorbell", phase="press", t=1.0, t_start=1.0))
     assert pub.drain(10), "the restarted sender did not empty the outbox"
+
+
+def test_doorkeep_run_exits_non_zero_when_the_supervisor_gives_up(device: Device, capsys) -> None:
+    from doorkeep.tools.cmd_run import serve
+
+    threading.Timer(0.3, device.supervisor._give_up, ("doorkeep-outbox crashed; 5 restarts within 600 s",)).start()
+    assert serve(device, seconds=30, every=0) == 1  # returns at once, not after 30 s
+    assert "doorkeep: doorkeep-outbox crashed; 5 restarts within 600 s; exiting so the service restarts" in \
+        capsys.readouterr().err
