@@ -213,7 +213,6 @@ class Worker:
             log.exception("%s crashed", self.name)
             if self.stats is not None:
                 self.stats.record_crash(self.name, exc)
-            self.failed = True  # after the crash is counted: whoever waits on ``failed`` sees the record
             try:
                 self._crashed(exc)
             except Exception:

@@ -5,6 +5,7 @@ discovery component carries its own ``qos``."""
 from __future__ import annotations
 
 import json
+import queue
 import time
 
 import pytest
@@ -29,7 +30,7 @@ def _retained(mosquitto, topic: str) -> bytes | None:
     with Subscriber(mosquitto, topic) as sub:
         try:
             t, payload, retain = sub.get(timeout=2)
-        except Exception:
+        except queue.Empty:
             return None
         assert t == topic and retain
         return payload
