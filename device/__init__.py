@@ -56,7 +56,9 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from .errors import UnknownName  # an AttributeError too, as the module __getattr__ protocol needs
+
+        raise UnknownName(f"module {__name__!r} has no attribute {name!r} (the SDK is doorkeep.device.__all__)")
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value  # later lookups skip this function
     return value

@@ -29,6 +29,10 @@ class WrongType(DoorkeepError, TypeError):
     """A doorkeep function was given an object of the wrong type or size (e.g. raw bytes where a key is expected)."""
 
 
+class UnknownName(DoorkeepError, AttributeError):
+    """``doorkeep.device.<name>`` is not part of the public SDK (``doorkeep.device.__all__``)."""
+
+
 class UsageError(DoorkeepError, RuntimeError):
     """A doorkeep object was used out of order: a commit without a begin, a write after close, a sink added twice."""
 
