@@ -105,7 +105,7 @@ def test_heartbeat_retained_with_audit_head(mosquitto, tmp_path) -> None:
     hb = json.loads(payload)
     assert retained
     assert hb["fps"] == 29.97 and hb["drops"] == 2 and hb["inference_ms"] == 12.5 and hb["storage_mb"] == 12.5
-    assert hb["audit_head"] == "ab" * 32 and hb["outbox"] == 0
+    assert hb["audit_head"] == "ab" * 32 and hb["outbox"] in (0, 1)  # at most the person OFF queued on start
 
 
 DEVICE_SCRIPT = textwrap.dedent("""
