@@ -101,9 +101,9 @@ class PersonDetector:
         return self._decoder.decode(  # type: ignore[no-any-return]
             {n: it.output(i) for i, n in enumerate(self.manifest.output_names)}, pre.letterbox)
 
-    def detect(self, frame: np.ndarray, *, width: int | None = None, height: int | None = None) -> list[Detection]:
+    def detect(self, frame: np.ndarray) -> list[Detection]:
         """People in ``frame`` (I420, its size read from the array's shape), best first, boxes normalised to the
-        frame. ``width``/``height`` are accepted for older callers and ignored."""
+        frame."""
         h, w = frame.shape[0] * 2 // 3, frame.shape[1]
         pre = self._preprocessor(w, h)
         dets = self._run(pre, frame)

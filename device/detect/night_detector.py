@@ -115,7 +115,7 @@ class SegmentationPersons:
         self._pre: Preprocessor | None = None
         self.max_score = 0.0
 
-    def detect(self, frame: np.ndarray, *, width: int | None = None, height: int | None = None) -> list[Detection]:
+    def detect(self, frame: np.ndarray) -> list[Detection]:
         """Person regions of ``frame`` (I420; its size comes from the array's shape)."""
         h, w = frame.shape[0] * 2 // 3, frame.shape[1]
         pre = self._pre = Preprocessor.reuse(self._pre, self.manifest.input, width=w, height=h)
@@ -200,7 +200,7 @@ class NightDetector:
                                              high=self.config.stretch_high)
         return st
 
-    def detect(self, frame: np.ndarray, *, width: int | None = None, height: int | None = None) -> list[Detection]:
+    def detect(self, frame: np.ndarray) -> list[Detection]:
         """People in ``frame`` (I420; its size comes from the array's shape) by the mode's detector."""
         h, w = frame.shape[0] * 2 // 3, frame.shape[1]
         night = self.mode.update(frame) if self.feed_mode else self.mode.night
