@@ -254,8 +254,6 @@ def assemble(config: Config, *, identity: DeviceIdentity, source: FrameSource | 
                                     **doorbell_kw)
         built.callback(bell.close)
         bell.stats.gauge("night_mode", lambda: 1.0 if night.night else 0.0)  # the stats line shows the mode
-        if vault is not None:  # Home Assistant's "Storage used" (heartbeat storage_mb)
-            bell.stats.gauge("storage_bytes", vault.store.total_bytes)
         if vault is not None:
             vault.stats = bell.stats
             # The heartbeat's storage_mb (docs/mqtt.md); read when a snapshot is taken (heartbeat, stats line).
