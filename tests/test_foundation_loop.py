@@ -101,7 +101,7 @@ class BlockedUntilReleased:
         self.events: list[Event] = []
         self.threads: dict[str, set[str]] = {"detect": set(), "sink": set()}
 
-    def detect(self, frame: np.ndarray, *, width: int, height: int) -> list[Detection]:
+    def detect(self, frame: np.ndarray) -> list[Detection]:
         self.threads["detect"].add(threading.current_thread().name)
         self.calls += 1
         if self.calls > 1:
