@@ -153,3 +153,76 @@ def test_export_and_factory_reset_on_a_read_only_state_dir(read_only_state, tmp_
     assert main(["factory-reset", "--yes-destroy-everything", "--state-dir", str(dev.state)]) == 1
     assert "Read-only file system" in one_line(capsys.readouterr().err)
     assert sorted(p.name for p in dev.state.iterdir()) == before and not (tmp_path / "b.bundle").exists()
+
+
+# ------------------------------------------------------------------------------------------------ arguments first
+
+def test_export_checks_its_arguments_before_it_opens_the_vault(dev, tmp_path, capsys) -> None:
+    """Before: `--out DIR` and `--out /missing/dir/b` wrote a `boot` record to the audit log before refusing, and a
+    mistyped `--state-dir` got a brand-new device identity, vault and audit log of its own."""
+    log = (dev.state / "audit.log").read_bytes()
+    (tmp_path / "outdir").mkdir()
+    for out in (tmp_path / "outdir", tmp_path / "missing" / "b.bundle"):
+        assert export(dev, out) == 1
+        assert str(out) in one_line(capsys.readouterr().err)
+    assert (dev.state / "audit.log").read_bytes() == log and unspent(dev)
+    typo = tmp_path / "stat"
+    assert main(["export", str(tmp_path / "g.json"), "--out", str(tmp_path / "b.bundle"),
+                 "--state-dir", str(typo)]) == 1
+    assert "no device at" in one_line(capsys.readouterr().err)
+    assert not typo.exists() and not (tmp_path / "b.bundle").exists()
+
+
+@pytest.fixture
+def no_passphrase(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No $DOORKEEP_PASSPHRASE and no terminal (a script, cron, CI): a prompt cannot be answered."""
+    monkeypatch.delenv("DOORKEEP_PASSPHRASE", raising=False)
+    monkeypatch.setattr("sys.stdin", open("/dev/null"))
+
+
+def test_no_terminal_to_ask_for_the_passphrase_on(dev, tmp_path, capsys, no_passphrase) -> None:
+    """Before: getpass fell back to reading stdin and ended in an EOFError traceback ("internal error")."""
+    view = ["view", "c1", "--key", str(tmp_path / "owner.key"), "--state-dir", str(dev.state), "--out",
+            str(tmp_path / "c1.mp4")]
+    assert main(view) == 1
+    assert "--passphrase-file" in one_line(capsys.readouterr().err)
+    assert main([*view, "--passphrase-file", str(tmp_path / "nope")]) == 1
+    assert "passphrase file" in one_line(capsys.readouterr().err)
+    (tmp_path / "pw").write_text("pw\n")
+    assert main([*view, "--passphrase-file", str(tmp_path / "pw")]) == 0
+
+
+def test_a_wrong_key_file_is_refused_before_the_passphrase_prompt(dev, tmp_path, capsys, no_passphrase) -> None:
+    assert export(dev, tmp_path / "b.bundle") == 0
+    for key, says in ((tmp_path / "owner.key", "is an owner key, expected recipient"),
+                      (tmp_path / "nope.key", "cannot read secret key")):
+        assert main(["decrypt", str(tmp_path / "b.bundle"), "--key", str(key), "--out", str(tmp_path / "o"),
+                     "--owner", str(tmp_path / "owner.pub")]) == 1
+        assert says in one_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(("extra", "says"), [(["--send", "localhost:99999", "--device", "dk-x"], "port"),
+                                             (["--send", "localhost", "--device", "a/b"], "device id"),
+                                             (["--send", "localhost", "--device", "dk-x", "--ack-timeout", "-1"],
+                                              "--ack-timeout"),
+                                             (["--send", "localhost", "--device", "dk-x", "--ack-timeout", "nan"],
+                                              "--ack-timeout")])
+def test_request_send_arguments_are_checked_before_the_passphrase(dev, tmp_path, capsys, no_passphrase, extra,
+                                                                  says) -> None:
+    """Before: `--send HOST:99999` ended in an ArgumentTypeError traceback after the request was signed."""
+    assert main(["request", "--key", str(tmp_path / "rec.key"), "--requester", "PD", "--incident", "i",
+                 "--purpose", "p", "--from", "0", "--to", "1", *extra]) == 1
+    assert says in one_line(capsys.readouterr().err)
+
+
+def test_grant_prints_the_recipient_name_inert(dev, tmp_path, capsys) -> None:
+    assert main(["grant", "--key", str(tmp_path / "owner.key"), "--recipient", str(tmp_path / "owner.pub"),
+                 "--recipient-name", "x", "--purpose", "p", "--requester", "PD", "--clip", "c1",
+                 "--out", str(tmp_path / "g2.json"), "--state-dir", str(dev.state)]) == 1
+    assert "is an owner key, expected recipient" in one_line(capsys.readouterr().err)
+    (tmp_path / "rec.pub").write_bytes(dev.recipient.public.to_bytes())
+    assert main(["grant", "--key", str(tmp_path / "owner.key"), "--recipient", str(tmp_path / "rec.pub"),
+                 "--recipient-name", "Det. \x1b[2J\x07Y", "--purpose", "p", "--requester", "PD", "--clip", "c1",
+                 "--out", str(tmp_path / "g2.json"), "--state-dir", str(dev.state)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "Det." in out

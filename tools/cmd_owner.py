@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from doorkeep.tools.cmd_hub import parse_broker
-from doorkeep.tools.cmd_vault import _iso, _pass_arg, _passphrase
+from doorkeep.tools.cmd_vault import _iso, _pass_arg, _secret_keys
 
 #: Exit status when the device refused a command (the reason is printed).
 EXIT_REFUSED = 3
@@ -120,10 +120,9 @@ def _device_key(args: argparse.Namespace) -> bytes:
 
 
 def _link(args: argparse.Namespace) -> Any:
-    from doorkeep.device.vault.keys import SecretKeys
     from doorkeep.tools.owner_link import OwnerLink
 
-    owner = SecretKeys.load(args.key, _passphrase(args), role="owner")
+    owner = _secret_keys(args, "owner")
     link = OwnerLink(_settings(args), owner=owner, device_key=_device_key(args), timeout=args.timeout)
     link.start()
     return link

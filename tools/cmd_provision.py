@@ -20,7 +20,7 @@ from typing import Any
 from doorkeep.device.errors import InvalidArgument
 from doorkeep.device.safe_text import printable
 from doorkeep.tools.cmd_status import add_config_check
-from doorkeep.tools.cmd_vault import _config, _pass_arg, _passphrase, _state_args
+from doorkeep.tools.cmd_vault import _config, _pass_arg, _secret_keys, _state_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -112,11 +112,9 @@ def _book(args: argparse.Namespace) -> Any:
 
 
 def _owner_keys(path: Path | None, args: argparse.Namespace) -> Any:
-    from doorkeep.device.vault.keys import SecretKeys
-
     if path is None:
         raise InvalidArgument("--key OWNER_SECRET_KEY is required on the owner side (make one: doorkeep owner keygen)")
-    return SecretKeys.load(path, _passphrase(args), role="owner")
+    return _secret_keys(args, "owner", path)
 
 
 class _DeviceAudit:

@@ -146,13 +146,27 @@ def _state_args(p: argparse.ArgumentParser) -> None:
 
 def _passphrase(args: argparse.Namespace, *, confirm: bool = False) -> bytes:
     if args.passphrase_file:
-        return Path(args.passphrase_file).read_bytes().rstrip(b"\r\n")
+        return _read_input(Path(args.passphrase_file), "passphrase file").rstrip(b"\r\n")
     if os.environ.get(PASS_ENV):
         return os.environ[PASS_ENV].encode()
-    pw = getpass.getpass("passphrase: ")
-    if confirm and getpass.getpass("again: ") != pw:
-        raise InvalidArgument("passphrases differ")
+    if not sys.stdin.isatty():  # a script or a service: a prompt would read junk from stdin or fail at its end
+        raise InvalidArgument(f"a passphrase is needed and there is no terminal to ask on: give --passphrase-file "
+                              f"FILE or set ${PASS_ENV}")
+    try:
+        pw = getpass.getpass("passphrase: ")
+        if confirm and getpass.getpass("again: ") != pw:
+            raise InvalidArgument("passphrases differ")
+    except EOFError:  # Ctrl-D at the prompt
+        raise InvalidArgument("no passphrase given") from None
     return pw.encode()
+
+
+def _secret_keys(args: argparse.Namespace, role: str, path: Path | None = None) -> Any:
+    """The ``role`` secret keys from ``path`` (default ``--key``): a missing file or a key of another role is
+    refused before the passphrase is asked for."""
+    from doorkeep.device.vault.keys import SecretKeys
+
+    return SecretKeys.load(path or args.key, lambda: _passphrase(args), role=role)
 
 
 def _config(args: argparse.Namespace) -> Any:
@@ -249,11 +263,10 @@ def _clips(args: argparse.Namespace) -> int:
 
 def _view(args: argparse.Namespace) -> int:
     from doorkeep.device.vault.clips import iter_clip, open_clip_key
-    from doorkeep.device.vault.keys import SecretKeys
     from doorkeep.tools.vault_mp4 import write_mp4_file
 
     store = _store(args)
-    owner = SecretKeys.load(args.key, _passphrase(args), role="owner")
+    owner = _secret_keys(args, "owner")
     m = store.manifest(args.clip)
     out = args.out or Path(f"{args.clip}.mp4")
     with open(store.clip_path(args.clip), "rb") as f:
@@ -267,7 +280,7 @@ def _view(args: argparse.Namespace) -> int:
 def _grant(args: argparse.Namespace) -> int:
     from doorkeep.device.vault.clips import read_header
     from doorkeep.device.vault.grants import issue_grant
-    from doorkeep.device.vault.keys import PublicKeys, SecretKeys, write_atomic
+    from doorkeep.device.vault.keys import PublicKeys, write_atomic
 
     lifetime = _check_grant_terms(args)  # before the passphrase prompt: nothing the device would refuse is signed
     store = _store(args)
@@ -288,7 +301,7 @@ def _grant(args: argparse.Namespace) -> int:
     devices = {known[c].device_id for c in chosen}
     if len(devices) != 1:
         raise InvalidArgument(f"clips come from several devices: {sorted(devices)}")
-    owner = SecretKeys.load(args.key, _passphrase(args), role="owner")
+    owner = _secret_keys(args, "owner")
     sealed = {}
     for c in chosen:
         with open(store.clip_path(c), "rb") as f:
@@ -298,7 +311,7 @@ def _grant(args: argparse.Namespace) -> int:
                         recipient_name=args.recipient_name, purpose=args.purpose, requester=args.requester,
                         request_id=args.request_id, lifetime_s=lifetime)
     write_atomic(args.out, grant.to_bytes(), mode=0o600)
-    print(f"grant {grant.grant_id}: {len(grant.clips)} clip(s) to {args.recipient_name}, "
+    print(f"grant {grant.grant_id}: {len(grant.clips)} clip(s) to {printable(args.recipient_name)}, "
           f"expires {_iso(grant.expires_at)}")
     return 0
 
@@ -321,17 +334,17 @@ def _check_grant_terms(args: argparse.Namespace) -> int:
 
 
 def _request(args: argparse.Namespace) -> int:
-    from doorkeep.device.vault.keys import SecretKeys, write_atomic
+    from doorkeep.device.vault.keys import write_atomic
     from doorkeep.device.vault.requests import make_request
 
     if not args.out and not args.send:
         raise InvalidArgument("say where the request goes: --out FILE and/or --send HOST[:PORT] --device DEVICE_ID")
-    if args.send and not args.device:
-        raise InvalidArgument("--send needs --device DEVICE_ID")
+    if args.send:
+        _check_send(args)
     window = (_time(args.t_from), _time(args.t_to))
     if window[0] > window[1]:
         raise InvalidArgument(f"--from {args.t_from} is later than --to {args.t_to}")
-    keys = SecretKeys.load(args.key, _passphrase(args), role="recipient")
+    keys = _secret_keys(args, "recipient")
     r = make_request(keys, requester=args.requester, incident=args.incident, purpose=args.purpose, window=window)
     if args.out:
         write_atomic(args.out, r.to_bytes(), mode=0o644)
@@ -348,6 +361,23 @@ def _request(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_send(args: argparse.Namespace) -> None:
+    """``request --send``'s arguments, before the passphrase is asked for."""
+    from doorkeep.device.errors import TopicError
+    from doorkeep.device.publish.topics import check_segment
+    from doorkeep.tools.cmd_hub import parse_broker
+
+    if not args.device:
+        raise InvalidArgument("--send needs --device DEVICE_ID")
+    try:
+        check_segment(args.device, "device id")
+        parse_broker(args.send)
+    except (TopicError, argparse.ArgumentTypeError) as exc:
+        raise InvalidArgument(str(exc).replace("--broker", "--send")) from None
+    if not (math.isfinite(args.ack_timeout) and args.ack_timeout > 0):
+        raise InvalidArgument(f"--ack-timeout {args.ack_timeout:g}: give a number of seconds above 0")
+
+
 #: ``doorkeep request --send``: published, but no acknowledgement arrived.
 EXIT_UNACKNOWLEDGED = 4
 
@@ -358,7 +388,7 @@ def _send_request(req: Any, broker: str, device_id: str, *, ack_timeout: float) 
 
     from doorkeep.device.config import MqttSection
     from doorkeep.device.errors import FormatError
-    from doorkeep.device.publish.mqtt import MqttClient
+    from doorkeep.device.publish.mqtt import MqttClient, PublishTimeout
     from doorkeep.device.publish.topics import Topics
     from doorkeep.device.vault.requests import parse_ack
     from doorkeep.tools.cmd_hub import parse_broker
@@ -379,6 +409,10 @@ def _send_request(req: Any, broker: str, device_id: str, *, ack_timeout: float) 
     client.subscribe(topics.request_ack(req.key_id), on_ack, qos=1)
     client.start()
     try:
+        try:
+            client.wait_connected(10)
+        except PublishTimeout as exc:
+            raise PublishTimeout(f"request {req.request_id} not sent: {exc}") from None
         client.wait_subscribed(10)
         client.publish_raw(topics.request_in, req.to_bytes(), qos=1).wait(10)
         try:
@@ -390,12 +424,18 @@ def _send_request(req: Any, broker: str, device_id: str, *, ack_timeout: float) 
 
 
 def _export(args: argparse.Namespace) -> int:
-    from doorkeep.device.identity import DeviceIdentity
+    from doorkeep.device.fileio import AtomicOutput
+    from doorkeep.device.identity import KEY_FILE, DeviceIdentity
     from doorkeep.device.vault.vault import build_vault
     from doorkeep.provisioning.state_lock import StateBusy, StateLock
 
     cfg = _config(args)
     grant = _read_input(args.grant, "grant")
+    # Arguments first: opening the vault writes to the audit log, and a wrong --state-dir would get a new identity.
+    if not (cfg.state_dir / KEY_FILE).is_file():
+        raise InvalidArgument(f"no device at {cfg.state_dir} (no {KEY_FILE}): --state-dir or --config names the "
+                              "device's state directory")
+    AtomicOutput(args.out).discard()  # a directory, a missing parent, a read-only directory: refused here
     # The audit chain and the used-grant set are shared with the service: one process at a time (docs/security.md).
     try:
         lock = StateLock(cfg.state_dir, holder="doorkeep export").acquire()
@@ -416,13 +456,13 @@ def _export(args: argparse.Namespace) -> int:
 
 def _decrypt(args: argparse.Namespace) -> int:
     from doorkeep.device.errors import ReleaseError
-    from doorkeep.device.vault.keys import PublicKeys, SecretKeys
+    from doorkeep.device.vault.keys import PublicKeys
     from doorkeep.tools.release_open import decrypt_bundle, print_report, verdict_line
 
     _input_file(args.bundle, "bundle")  # before the passphrase prompt
     if args.out.exists() and not args.out.is_dir():
         raise InvalidArgument(f"--out {args.out} is not a directory (MP4s are written into it, one per clip)")
-    keys = SecretKeys.load(args.key, _passphrase(args), role="recipient")
+    keys = _secret_keys(args, "recipient")
     owner = PublicKeys.load(args.owner, role="owner") if args.owner else None
     try:
         result = decrypt_bundle(args.bundle, keys, args.out, owner=owner, expect_device=args.expect_device,

@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -39,6 +40,12 @@ OWNER_PUB_FILE = "owner.pub"
 #: Upper bounds accepted from a key file, so a hostile file cannot make us allocate unbounded memory.
 MAX_OPSLIMIT = 64
 MAX_MEMLIMIT = 1 << 30
+#: A passphrase, or a callable that asks for it (called only when the key file is otherwise acceptable).
+Passphrase = bytes | Callable[[], bytes]
+
+
+def wrong_role(what: str, found: str, expected: str) -> str:
+    return f"{what}: is {'an' if found[0] in 'aeiou' else 'a'} {found} key, expected {expected}"
 
 
 class PassphraseError(VaultError, ValueError):
@@ -113,7 +120,7 @@ class PublicKeys:
             raise VaultError(f"{p}: cannot read public key: {exc.strerror}") from None
         keys = cls.from_bytes(data, what=str(p))
         if role is not None and keys.role != role:
-            raise FormatError(f"{p}: is a {keys.role} key, expected {role}")
+            raise FormatError(wrong_role(str(p), keys.role, role))
         return keys
 
 
@@ -181,13 +188,19 @@ class SecretKeys:
         return canonical(doc) + b"\n"
 
     @classmethod
-    def from_file_bytes(cls, data: bytes, passphrase: bytes, *, what: str = "secret key") -> SecretKeys:
+    def from_file_bytes(cls, data: bytes, passphrase: Passphrase, *, what: str = "secret key",
+                        role: str | None = None) -> SecretKeys:
+        """The keys in an encrypted key file. ``passphrase`` may be a callable (a prompt): it is asked only once the
+        file parses and, with ``role``, holds a key of that role — so a wrong file is refused before any prompt."""
         f = Fields(parse_json(data.strip(), what=what), what=what)
         f.header(SECRET_FORMAT, VERSION)
         f.only("format", "v", "role", "sign", "box", "kdf", "secret")
-        role = f.text("role")
-        if role not in ROLES:
+        found = f.text("role")
+        if found not in ROLES:
             raise FormatError(f"{what}: role must be one of {ROLES}")
+        if role is not None and found != role:
+            raise FormatError(wrong_role(what, found, role))
+        role = found
         claimed = PublicKeys(role, f.b64("sign", length=32), f.b64("box", length=32))
         kdf = f.sub("kdf")
         kdf.only("alg", "ops", "mem", "salt")
@@ -197,7 +210,8 @@ class SecretKeys:
         mem = kdf.integer("mem", lo=nacl.pwhash.argon2id.MEMLIMIT_MIN, hi=MAX_MEMLIMIT)
         salt = kdf.b64("salt", length=nacl.pwhash.argon2id.SALTBYTES)
         boxed = f.b64("secret", length=64 + nacl.secret.SecretBox.NONCE_SIZE + nacl.secret.SecretBox.MACBYTES)
-        kek = nacl.pwhash.argon2id.kdf(nacl.secret.SecretBox.KEY_SIZE, passphrase, salt, opslimit=ops, memlimit=mem)
+        pw = passphrase() if callable(passphrase) else passphrase
+        kek = nacl.pwhash.argon2id.kdf(nacl.secret.SecretBox.KEY_SIZE, pw, salt, opslimit=ops, memlimit=mem)
         try:
             secret = nacl.secret.SecretBox(kek).decrypt(boxed)
         except nacl.exceptions.CryptoError:
@@ -216,16 +230,15 @@ class SecretKeys:
         write_atomic(p, self.to_file_bytes(passphrase, limits=limits), mode=0o600)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], passphrase: bytes, *, role: str | None = None) -> SecretKeys:
+    def load(cls, path: str | os.PathLike[str], passphrase: Passphrase, *, role: str | None = None) -> SecretKeys:
+        """Read an encrypted key file; with ``role``, refuse a key of another role (before asking ``passphrase``,
+        when it is a callable)."""
         p = Path(path)
         try:
             data = p.read_bytes()
         except OSError as exc:
             raise VaultError(f"{p}: cannot read secret key: {exc.strerror}") from None
-        keys = cls.from_file_bytes(data, passphrase, what=str(p))
-        if role is not None and keys.role != role:
-            raise FormatError(f"{p}: is a {keys.role} key, expected {role}")
-        return keys
+        return cls.from_file_bytes(data, passphrase, what=str(p), role=role)
 
 
 def pin_owner_public(state_dir: str | os.PathLike[str], owner: PublicKeys, *, replace: bool = False) -> Path:
