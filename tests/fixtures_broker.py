@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import pytest
+from doorkeep.device.publish.mqtt import stop_loop
 from doorkeep.tools.local_broker import (
     LocalMosquitto,
     find_mosquitto,
@@ -259,7 +260,7 @@ class Subscriber:
 
     def close(self) -> None:
         self.client.disconnect()  # before loop_stop: it wakes the loop thread at once
-        self.client.loop_stop()
+        stop_loop(self.client)
 
     def __enter__(self) -> Self:
         return self

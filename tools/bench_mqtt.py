@@ -32,7 +32,7 @@ from doorkeep.device.config import MqttSection
 from doorkeep.device.errors import PublishError
 from doorkeep.device.events import Event
 from doorkeep.device.identity import DeviceIdentity
-from doorkeep.device.publish.mqtt import PublishTimeout
+from doorkeep.device.publish.mqtt import PublishTimeout, stop_loop
 from doorkeep.device.publish.payload import encode, verify
 from doorkeep.device.publish.publisher import MqttPublisher
 from doorkeep.device.publish.topics import Topics
@@ -92,7 +92,7 @@ class _Receiver:
 
     def close(self) -> None:
         self.client.disconnect()
-        self.client.loop_stop()
+        stop_loop(self.client)
 
 
 def _rig(stack: ExitStack, *, seed: int) -> tuple[MqttPublisher, _Receiver, str]:

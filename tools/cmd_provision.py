@@ -361,11 +361,14 @@ def _rotate_owner(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------------ reset
 def _factory_reset(args: argparse.Namespace) -> int:
+    from doorkeep.device.publish.retained_ledger import LEDGER_FILE, RetainedLedger
     from doorkeep.provisioning.identity import has_identity
     from doorkeep.provisioning.reset import factory_reset
 
     announced = has_identity(_config(args).state_dir)  # an identity made just now was never on the broker
     cfg, audit, prov = _device(args)
+    # What the device left on the broker under earlier settings too (kept: the next identity clears what is left)
+    left = RetainedLedger(cfg.state_dir / LEDGER_FILE).topics() or []
     try:
         effective = _effective_config(args, cfg, prov)  # before the reset destroys the signed configuration
         named = [c.vault.dir for c in (cfg, effective) if c.vault.dir]
@@ -378,8 +381,8 @@ def _factory_reset(args: argparse.Namespace) -> int:
           f"removed {', '.join(report.files_shredded)}")
     if report.audit_kept_as:
         print(f"audit log archived as {cfg.state_dir / report.audit_kept_as}")
-    if announced:
-        _forget_on_broker(effective.mqtt, report.device_id)
+    if announced or left:
+        _forget_on_broker(effective.mqtt, report.device_id, also=left)
     print("the next start creates a new identity; pair it again", file=sys.stderr)
     return 0
 
@@ -400,13 +403,13 @@ def _effective_config(args: argparse.Namespace, cfg: Any, prov: Any) -> Any:
         return cfg
 
 
-def _forget_on_broker(settings: Any, device_id: str) -> None:
+def _forget_on_broker(settings: Any, device_id: str, *, also: list[str]) -> None:
     """Clear the old identity's retained messages (its Home Assistant device) if the broker answers."""
     from doorkeep.device.errors import PublishError
     from doorkeep.device.publish.discovery import forget_on_broker
 
     try:
-        cleared = forget_on_broker(settings, device_id, timeout=5.0)
+        cleared = forget_on_broker(settings, device_id, timeout=5.0, also=also)
     except PublishError as exc:
         print(f"doorkeep: broker {settings.host}:{settings.port} not reachable ({printable(exc)}): the old device "
               f"stays in Home Assistant until you run `doorkeep forget-device {device_id} --broker HOST` "

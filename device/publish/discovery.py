@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from collections.abc import Iterable
 from importlib import metadata
 from typing import Any
 
@@ -120,21 +121,23 @@ class DiscoveryAnnouncer:
         self.client.publish_raw(self.topics.discovery, b"", qos=1, retain=True)
 
 
-def forget_device(client: MqttClient, topics: Topics, *, timeout: float = 5.0) -> list[str]:
+def forget_device(client: MqttClient, topics: Topics, *, timeout: float = 5.0, also: Iterable[str] = ()) -> list[str]:
     """Remove an identity's traces from the broker: an empty retained message on every topic where the device left
-    one (:meth:`Topics.retained`). Home Assistant deletes the device and its entities when its discovery config
-    goes. Returns the topics cleared.
+    one (:meth:`Topics.retained`), and on ``also`` (the state directory's ledger, :mod:`.retained_ledger`: configs
+    under an earlier discovery prefix, an earlier identity's). Home Assistant deletes the device and its entities
+    when its discovery config goes. Returns the topics cleared.
 
     Raises:
         PublishError: the broker did not acknowledge (``PublishTimeout`` after ``timeout`` seconds).
     """
-    cleared = topics.retained()
+    cleared = sorted({*topics.retained(), *also})
     for handle in [client.publish_raw(t, b"", qos=1, retain=True) for t in cleared]:
         handle.wait(timeout)
     return cleared
 
 
-def forget_on_broker(settings: MqttSection, device_id: str, *, timeout: float = 5.0) -> list[str]:
+def forget_on_broker(settings: MqttSection, device_id: str, *, timeout: float = 5.0,
+                     also: Iterable[str] = ()) -> list[str]:
     """:func:`forget_device` through a connection of its own (factory reset, the demo's exit, ``doorkeep
     forget-device``): the broker and discovery prefix come from ``settings``.
 
@@ -145,6 +148,6 @@ def forget_on_broker(settings: MqttSection, device_id: str, *, timeout: float = 
     client.start()
     try:
         client.wait_connected(timeout)
-        return forget_device(client, Topics(device_id, prefix=settings.discovery_prefix), timeout=timeout)
+        return forget_device(client, Topics(device_id, prefix=settings.discovery_prefix), timeout=timeout, also=also)
     finally:
         client.stop()

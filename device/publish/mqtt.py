@@ -102,6 +102,15 @@ class PublishHandle:
                 log.exception("publish done-callback failed for %s", self.topic)
 
 
+def stop_loop(client: paho.Client) -> None:
+    """``client.loop_stop()`` without paho's race: after ``disconnect()`` its network thread may end and clear
+    ``client._thread`` between loop_stop's check and its ``join()`` (``AttributeError: 'NoneType' … 'join'``)."""
+    try:
+        client.loop_stop()
+    except AttributeError:
+        pass  # the thread has already ended, which is all loop_stop waits for
+
+
 def _read_password(settings: MqttSection) -> str | None:
     if settings.password_file:
         try:
@@ -203,7 +212,7 @@ class MqttClient:
                 log.warning("could not publish offline before disconnecting")
         self._connected.clear()
         self._client.disconnect()
-        self._client.loop_stop()
+        stop_loop(self._client)
 
     def add_connect_listener(self, fn: Callable[[], None]) -> None:
         """Call ``fn()`` after every successful (re)connect, on the network thread (don't block in it)."""

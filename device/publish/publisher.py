@@ -38,6 +38,7 @@ from .heartbeat import AuditSource, Heartbeat
 from .mqtt import MqttClient, PublishHandle
 from .outbox import Outbox, OutMessage
 from .payload import EventPayloadError, encode, fit_zone, payload_event_id
+from .retained_ledger import LEDGER_FILE, RetainedLedger, clear_stale
 from .topics import OFF, ON, SPEC, Topics
 
 log = logging.getLogger(__name__)
@@ -169,6 +170,7 @@ class MqttPublisher:
         self._sender = _Sender(self.client, self.outbox, window=settings.inflight)
         self.discovery = (DiscoveryAnnouncer(self.client, self.topics, device_name=device_name)
                           if settings.discovery else None)
+        self._ledger = RetainedLedger(Path(state_dir).expanduser() / LEDGER_FILE)
         self.heartbeat = Heartbeat(self.client, self.topics.stats, identity=identity, interval_s=settings.heartbeat_s,
                                    stats=stats, extra=self.figures, audit_head=audit_head, flags=flags)
         self.unencodable = 0
@@ -187,12 +189,17 @@ class MqttPublisher:
             return
         self._started = True
         self._queue_person_state(OFF)
+        # Before the announcer's own listener: what an old identity or setting left on the broker goes first.
+        self.client.add_connect_listener(self._tidy_discovery)
         if self.discovery is not None:
             self.discovery.attach()
         self.client.add_connect_listener(self._republish_state)
         self._sender.start()
         self.heartbeat.start()
         self.client.start()
+
+    def _tidy_discovery(self) -> None:
+        clear_stale(self.client, self._ledger, self.topics, discovery=self.discovery is not None)
 
     @property
     def workers(self) -> list[Worker]:
