@@ -226,3 +226,13 @@ def test_grant_prints_the_recipient_name_inert(dev, tmp_path, capsys) -> None:
                  "--out", str(tmp_path / "g2.json"), "--state-dir", str(dev.state)]) == 0
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\x07" not in out and "Det." in out
+
+
+@pytest.mark.parametrize("key", ["zz", "abcd", "state/device.key"])
+def test_audit_verify_with_a_bad_device_key(dev, tmp_path, capsys, monkeypatch, key) -> None:
+    """Before: `--device-key zz` ended in a ValueError traceback, and the secret device.key was not told apart."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["audit", "verify", "--state-dir", str(dev.state), "--device-key", key]) == 1
+    assert "--device-key" in one_line(capsys.readouterr().err)
+    assert main(["audit", "verify", "--state-dir", str(dev.state), "--device-key",
+                 dev.identity.public_bytes.hex()]) == 0

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from doorkeep.device.safe_text import printable
 from doorkeep.tools.cmd_hub import parse_broker
 from doorkeep.tools.cmd_vault import _iso, _pass_arg, _secret_keys
 
@@ -135,7 +136,7 @@ def _run(args: argparse.Namespace, fn: Any) -> int:
     try:
         return int(fn(link) or 0)
     except CommandRefused as exc:
-        print(f"doorkeep: {link.device_id} refused: {exc.reason}: {exc.detail}", file=sys.stderr)
+        print(f"doorkeep: {link.device_id} refused: {printable(exc.reason)}: {printable(exc.detail)}", file=sys.stderr)
         return EXIT_REFUSED
     finally:
         link.close()
@@ -218,7 +219,8 @@ def _send_grant(args: argparse.Namespace) -> int:
     def go(link: Any) -> int:
         v = link.send_grant(args.grant.read_bytes())
         if not v.ok:
-            print(f"doorkeep: {link.device_id} refused the grant: {v.reason}: {v.detail}", file=sys.stderr)
+            print(f"doorkeep: {link.device_id} refused the grant: {printable(v.reason)}: {printable(v.detail)}",
+                  file=sys.stderr)
             return EXIT_REFUSED
         print(f"grant {v.result.get('grant_id')}: {v.result.get('bytes')} bytes exported in "
               f"{v.result.get('chunks')} chunk(s) to {v.result.get('topic')}")

@@ -500,7 +500,9 @@ def _audit_verify(args: argparse.Namespace) -> int:
     cfg = _config(args)
     log = args.log or cfg.state_dir / AUDIT_FILE
     if args.device_key:
-        key = bytes.fromhex(args.device_key)
+        from doorkeep.tools.hub import parse_verify_key
+
+        key = parse_verify_key(args.device_key)  # the forms `identity show` and `events --device-key` take
     elif (cfg.state_dir / KEY_FILE).exists():
         key = DeviceIdentity.load_or_create(cfg.state_dir).public_bytes
     else:
