@@ -267,3 +267,13 @@ class Subscriber:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def retained_messages(broker: Mosquitto, topic_filter: str) -> dict[str, bytes]:
+    """The broker's retained messages under ``topic_filter`` (``…/#``), by topic. A marker published below it on the
+    same connection after subscribing comes back after every retained one, so none is missed."""
+    marker = topic_filter.removesuffix("#") + f"marker-{time.monotonic_ns()}"
+    with Subscriber(broker, topic_filter) as sub:
+        sub.client.publish(marker, b"m", qos=1)
+        sub.wait_for(1, topic=marker)
+        return {topic: payload for topic, payload, retain in sub.all if retain and payload}

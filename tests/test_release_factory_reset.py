@@ -22,7 +22,7 @@ from doorkeep.device.publish.topics import OFF, SPEC, Topics
 from doorkeep.device.vault.clips import MAGIC
 from doorkeep.device.vault.vault import build_vault
 from doorkeep.provisioning.signed_config import SignedConfigStore, sign_config
-from fixtures_broker import Subscriber
+from fixtures_broker import retained_messages
 from provisioning_support import Device, new_device, owner_keys, write_clip
 
 DOORKEEP = [sys.executable, "-m", "doorkeep.tools.cli"]
@@ -87,20 +87,9 @@ def test_the_service_records_each_vault_dir_it_opens(tmp_path: Path) -> None:
 
 
 def retained_for(mosquitto: object, device_id: str) -> list[tuple[str, bytes]]:
-    """Every retained message about ``device_id`` on the broker (a marker message proves delivery is done)."""
-    seen = []
-    for flt in (f"doorkeep/{device_id}/#", f"homeassistant/device/{device_id}/#"):
-        with Subscriber(mosquitto, flt) as sub:  # type: ignore[arg-type]
-            marker = flt.replace("#", "marker")
-            client = MqttClient(MqttSection(host=mosquitto.host, port=mosquitto.port),  # type: ignore[attr-defined]
-                                client_id="marker")
-            client.start()
-            client.wait_connected(10)
-            client.publish_raw(marker, b"m", qos=1).wait(10)
-            client.stop()
-            sub.wait_for(1, topic=marker)  # published after the subscription: every retained one came first
-            seen += [(topic, payload) for topic, payload, retain in sub.all if retain and topic != marker]
-    return seen
+    """Every retained message about ``device_id`` on the broker."""
+    return [item for flt in (f"doorkeep/{device_id}/#", f"homeassistant/device/{device_id}/#")
+            for item in retained_messages(mosquitto, flt).items()]  # type: ignore[arg-type]
 
 
 def announce_like_the_device(mosquitto: object, device_id: str) -> None:

@@ -8,19 +8,17 @@ discovery config on the broker for good; Home Assistant kept the old device, its
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import nacl.signing
 import pytest
+from channel_support import wait_for
 from doorkeep.device.config import MqttSection
 from doorkeep.device.identity import DeviceIdentity
-from doorkeep.device.publish.mqtt import MqttClient
 from doorkeep.device.publish.publisher import MqttPublisher
 from doorkeep.device.publish.retained_ledger import LEDGER_FILE
 from doorkeep.device.publish.topics import Topics
-from fixtures_broker import Subscriber
+from fixtures_broker import Subscriber, retained_messages
 
 pytestmark = pytest.mark.broker
 
@@ -30,19 +28,9 @@ def identity(seed: int) -> DeviceIdentity:
 
 
 def retained(mosquitto: object, topic: str) -> dict[str, bytes]:
-    """The broker's retained messages on ``topic`` and below (a marker published after subscribing, on the same
-    subscription, arrives after every retained one)."""
-    base = topic.rsplit("/", 1)[0]
-    marker = f"{base}/marker-{time.monotonic_ns()}"
-    with Subscriber(mosquitto, f"{base}/#") as sub:  # type: ignore[arg-type]
-        client = MqttClient(MqttSection(host=mosquitto.host, port=mosquitto.port),  # type: ignore[attr-defined]
-                            client_id="marker")
-        client.start()
-        client.wait_connected(10)
-        client.publish_raw(marker, b"m", qos=1).wait(10)
-        client.stop()
-        sub.wait_for(1, topic=marker)
-        return {t: p for t, p, r in sub.all if r and p and (t == topic or topic.endswith("/#"))}
+    """The broker's retained messages on ``topic`` (or under it, for ``…/#``)."""
+    found = retained_messages(mosquitto, topic.rsplit("/", 1)[0] + "/#")  # type: ignore[arg-type]
+    return {t: p for t, p in found.items() if t == topic or topic.endswith("/#")}
 
 
 def run_once(mosquitto: object, ident: DeviceIdentity, state: Path, *, wait_for: str, **mqtt: object) -> None:
@@ -50,15 +38,6 @@ def run_once(mosquitto: object, ident: DeviceIdentity, state: Path, *, wait_for:
     settings = MqttSection(host=mosquitto.host, port=mosquitto.port, heartbeat_s=3600, **mqtt)  # type: ignore
     with Subscriber(mosquitto, wait_for) as seen, MqttPublisher(settings, ident, state_dir=state):  # type: ignore
         seen.get()
-
-
-def eventually(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def ledger(state: Path) -> set[str]:
@@ -73,7 +52,7 @@ def test_a_new_discovery_prefix_removes_the_config_under_the_old_one(mosquitto, 
     run_once(mosquitto, ident, tmp_path, wait_for=new, discovery_prefix="ha2")
     assert retained(mosquitto, old) == {}
     assert new in retained(mosquitto, new)
-    assert eventually(lambda: old not in ledger(tmp_path)) and new in ledger(tmp_path)
+    assert wait_for(lambda: old not in ledger(tmp_path)) and new in ledger(tmp_path)
     assert (tmp_path / LEDGER_FILE).stat().st_mode & 0o777 == 0o600
 
 
@@ -82,7 +61,7 @@ def test_discovery_turned_off_removes_the_device_from_home_assistant(mosquitto, 
     topics = Topics(ident.device_id)
     run_once(mosquitto, ident, tmp_path, wait_for=topics.discovery)
     run_once(mosquitto, ident, tmp_path, wait_for=topics.availability, discovery=False)
-    assert eventually(lambda: retained(mosquitto, topics.discovery) == {})
+    assert wait_for(lambda: retained(mosquitto, topics.discovery) == {})
     assert retained(mosquitto, topics.availability)  # the rest of the device's state is still published
 
 
@@ -93,8 +72,8 @@ def test_discovery_off_on_a_device_older_than_the_ledger(mosquitto, tmp_path: Pa
     run_once(mosquitto, ident, tmp_path, wait_for=topics.discovery)
     (tmp_path / LEDGER_FILE).unlink()
     run_once(mosquitto, ident, tmp_path, wait_for=topics.availability, discovery=False)
-    assert eventually(lambda: retained(mosquitto, topics.discovery) == {})
-    assert eventually(lambda: ledger(tmp_path) == set(topics.retained()) - {topics.discovery})
+    assert wait_for(lambda: retained(mosquitto, topics.discovery) == {})
+    assert wait_for(lambda: ledger(tmp_path) == set(topics.retained()) - {topics.discovery})
 
 
 def test_a_new_identity_clears_what_the_old_one_left(mosquitto, tmp_path: Path) -> None:
@@ -104,10 +83,10 @@ def test_a_new_identity_clears_what_the_old_one_left(mosquitto, tmp_path: Path) 
     run_once(mosquitto, old, tmp_path, wait_for=Topics(old.device_id).discovery)
     assert len(retained(mosquitto, f"doorkeep/{old.device_id}/#")) >= 1
     run_once(mosquitto, new, tmp_path, wait_for=Topics(new.device_id).discovery)
-    assert eventually(lambda: retained(mosquitto, f"homeassistant/device/{old.device_id}/#") == {}
+    assert wait_for(lambda: retained(mosquitto, f"homeassistant/device/{old.device_id}/#") == {}
                       and retained(mosquitto, f"doorkeep/{old.device_id}/#") == {})
     assert Topics(new.device_id).discovery in retained(mosquitto, f"homeassistant/device/{new.device_id}/#")
-    assert eventually(lambda: not any(old.device_id in t for t in ledger(tmp_path)))
+    assert wait_for(lambda: not any(old.device_id in t for t in ledger(tmp_path)))
 
 
 def test_an_unwritable_ledger_does_not_stop_the_device(mosquitto, tmp_path: Path) -> None:
