@@ -107,3 +107,16 @@ def test_factory_reset_clears_configs_under_every_prefix_the_device_used(mosquit
     proc = doorkeep("factory-reset", "--yes-destroy-everything", "--config", broker_config(tmp_path, mosquitto))
     assert f"removed {dev.identity.device_id} from the broker" in proc.stdout, proc.stdout + proc.stderr
     assert retained(mosquitto, earlier) == {}
+
+
+@pytest.mark.parametrize("content", [b"", b"{", b"[1]", b'{"v": 2, "topics": []}', b'{"v": 1, "topics": [1]}',
+                                     b'{"v": 1}'])
+def test_a_damaged_ledger_reads_as_empty_and_is_rewritten(tmp_path: Path, content: bytes) -> None:
+    """Never a crash on the network thread, never a topic cleared that the ledger does not name."""
+    from doorkeep.device.publish.retained_ledger import RetainedLedger
+
+    (tmp_path / LEDGER_FILE).write_bytes(content)
+    led = RetainedLedger(tmp_path / LEDGER_FILE)
+    assert led.topics() == []
+    led.record(["a/b"])
+    assert led.topics() == ["a/b"]

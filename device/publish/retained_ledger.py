@@ -43,16 +43,20 @@ class RetainedLedger:
         the worst outcome is an old message left behind, never one removed that is in use."""
         try:
             doc = json.loads(self.path.read_bytes())
-            topics = doc["topics"]
-            if doc.get("v") != 1 or not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
-                raise ValueError("unknown layout")
-            return list(topics)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("retained-topic ledger %s unreadable (%s): old Home Assistant devices may linger", self.path,
-                        exc)
-            return []
+        except (OSError, ValueError) as exc:
+            return self._unreadable(exc)
+        if not isinstance(doc, dict) or doc.get("v") != 1:
+            return self._unreadable("unknown layout")
+        topics = doc.get("topics")
+        if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
+            return self._unreadable("unknown layout")
+        return list(topics)
+
+    def _unreadable(self, why: object) -> list[str]:
+        log.warning("retained-topic ledger %s unreadable (%s): old Home Assistant devices may linger", self.path, why)
+        return []
 
     def record(self, topics: Iterable[str]) -> None:
         self._update(add=set(topics))
