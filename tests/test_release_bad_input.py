@@ -236,3 +236,18 @@ def test_audit_verify_with_a_bad_device_key(dev, tmp_path, capsys, monkeypatch, 
     assert "--device-key" in one_line(capsys.readouterr().err)
     assert main(["audit", "verify", "--state-dir", str(dev.state), "--device-key",
                  dev.identity.public_bytes.hex()]) == 0
+
+
+def test_a_damaged_bundle_is_refused_in_one_doorkeep_line(dev, tmp_path, capsys) -> None:
+    assert export(dev, tmp_path / "b.bundle") == 0
+    data = (tmp_path / "b.bundle").read_bytes()
+    (tmp_path / "cut.bundle").write_bytes(data[:500])
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 1
+    (tmp_path / "flip.bundle").write_bytes(bytes(flipped))
+    capsys.readouterr()
+    for bad in ("cut.bundle", "flip.bundle", "g.json"):
+        assert main(["decrypt", str(tmp_path / bad), "--key", str(tmp_path / "rec.key"), "--owner",
+                     str(tmp_path / "owner.pub"), "--out", str(tmp_path / "o")]) == 1
+        assert one_line(capsys.readouterr().err).startswith("doorkeep: bundle REFUSED: ")
+    assert not (tmp_path / "o").exists() or list((tmp_path / "o").iterdir()) == []
