@@ -92,12 +92,14 @@ class FrameRing:
 
     def begin_write(self) -> np.ndarray:
         """Claim the next slot and return it (a view of shape ``(h*3/2, w)``) for the producer to fill in place."""
-        with self._lock:
-            i = self._next_seq % self.size
-            if self._reading[i]:
-                self.overruns += 1
-            self._seq[i] = -1  # readers that copy this slot from now on see it change and retry
-            self._writing = i
+        i = self._next_seq % self.size
+        # No lock: only the producer writes ``_seq``, ``_next_seq`` and ``overruns``, and one list store is atomic
+        # under the GIL. A reader holding this slot checks ``_seq[i]`` under the lock after its copy, so it sees
+        # the -1 stored here whenever the rewrite began before its check (the seqlock).
+        if self._reading[i]:
+            self.overruns += 1
+        self._seq[i] = -1  # readers that copy this slot from now on see it change and retry
+        self._writing = i
         return self._slots[i]
 
     def begin_write_planes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -110,6 +112,21 @@ class FrameRing:
         i = self._writing
         if i < 0:
             raise UsageError("FrameRing.commit() without begin_write()")
+        self._writing = -1
+        return self._publish(i, t_capture, t_wall)
+
+    def push(self, frame: np.ndarray, t_capture: float, t_wall: float | None = None) -> int:
+        """Copy a finished I420 ``frame`` into the next slot and commit it; returns its seq."""
+        # begin_write inlined: at the lores size the copy takes a few microseconds, so every Python call counts
+        # (BENCHMARKS.md, ring_push_ratio_lores).
+        i = self._next_seq % self.size
+        if self._reading[i]:
+            self.overruns += 1
+        self._seq[i] = -1  # as in begin_write
+        np.copyto(self._slots[i], frame)
+        return self._publish(i, t_capture, t_wall)
+
+    def _publish(self, i: int, t_capture: float, t_wall: float | None) -> int:
         if self.lores_filters:
             slot = self._slots[i]
             for f in self.lores_filters:
@@ -122,16 +139,10 @@ class FrameRing:
             self._t_capture[i] = t_capture
             self._t_wall[i] = t_wall
             self._latest = i
-            self._writing = -1
             self._next_seq = seq + 1
             if self._waiting:
                 self._cond.notify_all()
         return seq
-
-    def push(self, frame: np.ndarray, t_capture: float, t_wall: float | None = None) -> int:
-        """Copy a finished I420 ``frame`` into the next slot and commit it; returns its seq."""
-        np.copyto(self.begin_write(), frame)
-        return self.commit(t_capture, t_wall)
 
     # ------------------------------------------------------------------------------------------------- readers
 
