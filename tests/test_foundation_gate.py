@@ -86,3 +86,54 @@ def test_gate_update_allocates_nothing_big() -> None:
     finally:
         tracemalloc.stop()
     assert peak - base < 8192  # the sampled plane alone would be 19 kB
+
+
+# ------------------------------------------------------------------- the noisy night scene (tools/bench_gate.py)
+
+def test_night_noise_slow_light_and_moving_foliage_keep_the_gate_shut() -> None:
+    """Sensor noise at night gain, a drifting exposure with a light pool sweeping across, and a bush swaying in the
+    wind over a sixth of the frame: nobody is there, so the gate skips (almost) every frame once it has learned the
+    scene (10 s). A gate that only thresholds the difference to its background is open on all of them."""
+    from doorkeep.tools.bench_gate import skip_ratio
+
+    assert skip_ratio(seconds=40.0) >= 0.9
+
+
+def test_a_person_walking_through_the_noisy_night_scene_opens_the_gate() -> None:
+    """The same scene with the demo's real person walking in (through the bush), standing and walking off: the gate
+    is open on every frame of the walk to the door once the person is in the frame, every time."""
+    from doorkeep.tools.bench_gate import FPS, NightScene
+
+    scene = NightScene(person=True)
+    assert scene.period is not None
+    gate = MotionGate.from_config(MotionSection(), width=W, height=H)
+    walking_in: list[bool] = []
+    for i in range(round(2 * scene.period * FPS)):
+        t = i / FPS
+        open_ = gate.update(scene.render(i), t)
+        if 3.0 <= t % scene.period <= 4.5:  # in the frame (entering from 1.5 s, through the bush), up to the door
+            walking_in.append(open_)
+    assert len(walking_in) > 25 and all(walking_in)
+
+
+def test_a_returning_visitor_does_not_teach_the_gate_to_ignore_the_doorstep() -> None:
+    """A visitor appears at the same spot for 1 s every 2.5 s (a courier going to and fro): while the person is
+    tracked the gate does not learn their movement as background restlessness, so it opens on every appearance."""
+    rng = np.random.default_rng(3)
+    still = _frames(Scene(background=default_scene(W, H).background), 1.0, noise=4)
+    visitor = rng.integers(0, 256, (120, 50), dtype=np.uint8)
+    gate = MotionGate.from_config(MotionSection(), width=W, height=H)
+    period, present = 25, 10  # frames at 10 fps
+    tracked_until = -1
+    opened: list[bool] = []
+    for i in range(30 * period):
+        frame = still[i % len(still)].copy()
+        here = i % period >= period - present
+        if here:
+            frame[70:190, 130:180] = visitor
+        open_ = gate.update(frame, i / FPS, learn=i > tracked_until)
+        if here and i % period == period - present:
+            opened.append(open_)
+        if here and open_:
+            tracked_until = i + 10  # the tracker ends the event 1 s after the person left
+    assert all(opened), f"missed appearances: {[k for k, o in enumerate(opened) if not o]}"

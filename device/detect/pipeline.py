@@ -88,16 +88,18 @@ class DetectionPipeline:
         self.counts.frames += 1
         if self.mask is not None:
             self.mask(frame)
+        tracker = self.tracker
+        tracking = tracker is not None and tracker.active is not None
         t0 = time.perf_counter()
-        motion = self.motion = True if self.gate is None else self.gate.update(frame, t)
+        # While a person is tracked the gate learns nothing: what changes is the person (device/gate.py).
+        motion = self.motion = True if self.gate is None else self.gate.update(frame, t, learn=not tracking)
         if stats is not None:
             stats.observe("gate", time.perf_counter() - t0)
             if motion:
                 stats.count("gate_open")
-        tracker = self.tracker
         # While a person event is open, keep looking even without motion: a visitor standing still at the door
         # fades into the gate's background, and "not looked" must not end or split their event.
-        if self.detector is not None and (motion or (tracker is not None and tracker.active is not None)):
+        if self.detector is not None and (motion or tracking):
             self.last = self.infer(frame)
         else:
             self.counts.skipped += 1
