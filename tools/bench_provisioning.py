@@ -28,7 +28,8 @@ def _device(state: Path) -> DeviceProvisioning:
     return DeviceProvisioning(state, identity=ident, audit=AuditLog.open(state / "audit.log", ident))
 
 
-def _pair(prov: DeviceProvisioning, keys: SecretKeys) -> None:
+def pair(prov: DeviceProvisioning, keys: SecretKeys) -> None:
+    """The whole pairing exchange in memory, both sides saying yes."""
     d, o = DevicePairing(prov), OwnerPairing(keys)
     (accept,) = d.handle(o.start())
     (reveal,) = o.handle(accept)
@@ -56,7 +57,7 @@ def run(quick: bool = False) -> dict[str, float]:
         for i in range(reps):
             prov = _device(root / f"p{i}")
             t = time.perf_counter()
-            _pair(prov, keys)
+            pair(prov, keys)
             pair_ms.append((time.perf_counter() - t) * 1e3)
         store = SignedConfigStore(prov)
         apply_ms = []

@@ -11,8 +11,8 @@ import importlib
 import json
 import sys
 
-BENCH_MODULES = ("bench_foundation", "bench_detection", "bench_night", "bench_mqtt", "bench_vault",
-                 "bench_provisioning", "bench_channel", "bench_console")
+BENCH_MODULES = ("bench_foundation", "bench_gate", "bench_detection", "bench_night", "bench_mqtt", "bench_vault",
+                 "bench_provisioning", "bench_channel", "bench_console", "bench_device")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
