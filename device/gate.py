@@ -13,7 +13,9 @@ that are not a person must not open the gate:
 
 A cell counts as changed when the remaining difference passes the larger of ``pixel_threshold`` and its own
 restless threshold; a frame is motion when more than ``min_changed`` of the cells changed. After motion the gate
-stays open for ``hold_s`` seconds, because a person may stand still at the door.
+stays open for ``hold_s`` seconds, because a person may stand still at the door. Changed cells learn the background
+``changed_slower`` times slower than the others, and nothing is learned while the caller tracks a person
+(``update(..., learn=False)``): a visitor leaves no ghost, and one who keeps coming back is not learned away.
 
 All buffers are preallocated; one ``update`` is a few dozen numpy passes over ``(h/step) x (w/step)`` values
 (BENCHMARKS.md: ``lores_loop_ms``; the noisy-scene figures ``gate_skip_ratio_noisy``, ``gate_missed_events_noisy``).
@@ -51,12 +53,13 @@ class MotionGate:
         restless_px: cells learn the restlessness of their neighbourhood (this wide, in pixels) too.
         restless_growth: one frame teaches a cell at most this many times its typical squared change, so a region
             is learned as restless within seconds of steady movement but not from a few frames of a person arriving.
+        changed_slower: changed cells learn the background this many times slower than ``background_s``.
     """
 
     def __init__(self, *, width: int, height: int, pixel_threshold: int = 20, min_changed: float = 0.003,
                  step: int = 2, hold_s: float = 3.0, background_s: float = 2.0, light_px: int = 24,
                  restless_s: float = 10.0, restless_k: float = 4.0, restless_px: int = 8,
-                 restless_growth: float = 8.0) -> None:
+                 restless_growth: float = 8.0, changed_slower: float = 10.0) -> None:
         self.width = width
         self.height = height
         self.pixel_threshold = float(pixel_threshold)
@@ -67,6 +70,7 @@ class MotionGate:
         self.restless_s = restless_s
         self.restless_k = restless_k
         self.restless_growth = restless_growth
+        self.changed_slower = changed_slower
         rows, cols = max(1, height // step), max(1, width // step)
         shape = (rows, cols)
         self._n = rows * cols
@@ -75,6 +79,7 @@ class MotionGate:
         self._diff = np.zeros(shape, dtype=np.float32)
         self._var = np.zeros(shape, dtype=np.float32)  # each cell's typical squared change (restlessness)
         self._sq = np.zeros(shape, dtype=np.float32)
+        self._raw = np.zeros(shape, dtype=np.float32)
         self._thr = np.zeros(shape, dtype=np.float32)
         self._var_near = np.zeros(shape, dtype=np.float32)
         self._mask = np.zeros(shape, dtype=bool)
@@ -135,9 +140,7 @@ class MotionGate:
         self._t_last = t
         d = self._diff
         np.subtract(self._cur, self._bg, out=d)
-        # Learn the background: bg += alpha * (cur - bg), alpha from the elapsed time (frame-rate independent).
-        alpha = 0.0 if not learn else 1.0 - math.exp(-dt / self.background_s) if self.background_s > 0 else 1.0
-        self._bg += np.multiply(d, alpha, out=self._thr)
+        np.copyto(self._raw, d)  # kept for the background update below
         # Light: remove the difference's local mean (smooth in space), keep what has edges.
         d -= self._blur(d)
         sq = np.square(d, out=self._sq)
@@ -151,6 +154,13 @@ class MotionGate:
         np.greater(sq, thr, out=self._mask)
         self.changed = np.count_nonzero(self._mask) / self._n
         self.motion = bool(self.changed > self.min_changed)
+        # Learn the background: bg += alpha * (cur - bg), alpha from the elapsed time (frame-rate independent).
+        # Changed cells learn ``changed_slower`` times slower (something new is absorbed in tens of seconds, and a
+        # person arriving leaves no ghost in the background); nothing is learned while a person is tracked.
+        alpha = 0.0 if not learn else 1.0 - math.exp(-dt / self.background_s) if self.background_s > 0 else 1.0
+        raw = np.multiply(self._raw, alpha, out=self._raw)
+        np.multiply(raw, 1.0 / self.changed_slower, out=raw, where=self._mask)
+        self._bg += raw
         beta = 1.0 - math.exp(-dt / self.restless_s) if self.restless_s > 0 and learn else 0.0
         thr *= self.restless_growth / self.restless_k ** 2  # = growth x the cell's typical change (or its floor)
         np.minimum(sq, thr, out=sq)

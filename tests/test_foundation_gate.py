@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from doorkeep.device.config import MotionSection
 from doorkeep.device.gate import MotionGate
 from doorkeep.device.rings import FrameRing
@@ -137,3 +138,34 @@ def test_a_returning_visitor_does_not_teach_the_gate_to_ignore_the_doorstep() ->
         if here and open_:
             tracked_until = i + 10  # the tracker ends the event 1 s after the person left
     assert all(opened), f"missed appearances: {[k for k, o in enumerate(opened) if not o]}"
+
+
+@pytest.mark.detection
+@pytest.mark.slow
+def test_the_pipeline_keeps_the_gate_from_learning_a_returning_visitor(person_detector) -> None:
+    """Through DetectionPipeline with the real model: the demo's person appears at the door for 1 s every 2.5 s
+    (events end 1 s after them). Every appearance gives an event with the gate on: the pipeline tells the gate a
+    person is tracked, so their comings and goings are neither a ghost in its background nor learned restlessness."""
+    import dataclasses
+
+    from doorkeep.device.config import Config
+    from doorkeep.device.detect.pipeline import DetectionPipeline
+    from doorkeep.device.frames import i420_shape
+    from doorkeep.device.sources.photo_scene import photo_scene
+    from doorkeep.device.sources.synthetic import _Layer
+
+    config = Config.from_dict({"events": {"end_after_s": 1.0}})
+    period, here, gone = 2.5, 1.0, 2.0
+    eps = 1e-6
+    path = ((0.0, -1.0, 0.55), (here, -1.0, 0.55), (here + eps, 0.5, 0.55), (gone, 0.5, 0.55), (gone + eps, -1.0, 0.55),
+            (period, -1.0, 0.55))
+    layer = _Layer(dataclasses.replace(photo_scene(W, H), path=path), W, H, fps=FPS, noise=3, seed=5)
+    frame = np.empty(i420_shape(W, H), np.uint8)
+    pipe = DetectionPipeline.from_config(config, detector=person_detector)
+    appearances = 16
+    starts: set[int] = set()
+    for i in range(round(appearances * period * FPS)):
+        layer.draw(frame, i)
+        t = i / FPS
+        starts |= {int(t // period) for ev in pipe.step(frame, t) if ev.phase == "start"}
+    assert starts == set(range(appearances)), f"appearances without an event: {set(range(appearances)) - starts}"
