@@ -1,4 +1,5 @@
-"""Mutation check: hand-made mutants of the frame ring and the vault, each run against the tests that guard it.
+"""Mutation check: hand-made mutants of the frame ring, the motion gate and the vault, each run against the tests that
+guard it.
 
 A mutant is one small, deliberate bug (a check removed, a bound moved, a wipe skipped) in a copy of the code; the
 tests that guard that code must fail on it ("killed"). A mutant the tests pass is a gap: it is killed by a new test
@@ -11,7 +12,7 @@ PYTHONPATH through a shadow ``doorkeep`` package, bytecode is not written, so a 
 
     .venv/bin/python tests/mutation_check.py              # every mutant (~15 min on a quiet 2-core machine)
     .venv/bin/python tests/mutation_check.py --fast       # the fast subset (rings + grant checks)
-    .venv/bin/python tests/mutation_check.py --only grant  # names containing "grant"
+    .venv/bin/python tests/mutation_check.py --only grant  # names containing "grant" (repeatable)
     .venv/bin/python tests/mutation_check.py --list
 
 Exit status 0 when every non-equivalent mutant was killed.
@@ -35,6 +36,8 @@ PACKAGES = {"device": "device", "provisioning": "provisioning", "tools": "tools"
 RINGS = ("tests/test_foundation_rings.py",)
 GRANTS = ("tests/test_vault_grant_bounds.py", "tests/test_vault_release.py", "tests/test_release_owner_limits.py",
           "tests/test_release_export_lock.py")
+GATE = ("tests/test_foundation_gate.py",)
+GATE_PIPE = ("tests/test_foundation_gate.py", "tests/test_foundation_loop.py", "tests/test_detection_scene.py")
 AUDIT = ("tests/test_vault_audit_segments.py", "tests/test_vault_release.py", "tests/test_vault_vectors.py",
          "tests/test_vault_fuzz.py::test_fuzz_audit_record")
 VAULT = ("tests/test_vault_grant_bounds.py", "tests/test_vault_release.py", "tests/test_vault_roundtrip.py",
@@ -65,8 +68,13 @@ MUTANTS: tuple[Mutant, ...] = (
     # ------------------------------------------------------------------------------------------ device/rings.py
     _m("ring: seqlock check removed (a frame rewritten mid-copy is returned)", "device/rings.py",
        "if self._seq[i] == seq:  # the seqlock check", "if True:  # the seqlock check", RINGS, fast=True),
-    _m("ring: slot not invalidated before the producer rewrites it", "device/rings.py",
+    _m("ring: slot not invalidated before the producer rewrites it (begin_write)", "device/rings.py",
        "self._seq[i] = -1  # readers that copy", "pass  # readers that copy", RINGS, fast=True),
+    _m("ring: slot not invalidated before the producer rewrites it (push)", "device/rings.py",
+       "self._seq[i] = -1  # as in begin_write", "pass  # as in begin_write", RINGS, fast=True),
+    _m("ring: overrun not counted when push laps a reader", "device/rings.py",
+       "        if self._reading[i]:\n            self.overruns += 1\n        self._seq[i] = -1  # as in",
+       "        if False:\n            self.overruns += 1\n        self._seq[i] = -1  # as in", RINGS, fast=True),
     _m("ring: lores filters (privacy masks) skipped", "device/rings.py",
        "            for f in self.lores_filters:\n                f(slot)",
        "            for f in ():\n                f(slot)", RINGS, fast=True),
@@ -74,8 +82,9 @@ MUTANTS: tuple[Mutant, ...] = (
        "                i = self._latest\n", "                i = (self._latest - 1) % self.size\n", RINGS, fast=True),
     _m("ring: latest-wins skips not counted", "device/rings.py",
        "                    self.skipped += skipped", "                    pass", RINGS, fast=True),
-    _m("ring: overruns not counted", "device/rings.py",
-       "                self.overruns += 1", "                pass", RINGS, fast=True),
+    _m("ring: overrun not counted when begin_write laps a reader", "device/rings.py",
+       "        if self._reading[i]:\n            self.overruns += 1\n        self._seq[i] = -1  # readers",
+       "        if False:\n            self.overruns += 1\n        self._seq[i] = -1  # readers", RINGS, fast=True),
     _m("ring: after_seq ignored (a reader gets the same frame again)", "device/rings.py",
        "while self._next_seq - 1 <= after_seq or self._latest < 0:", "while self._latest < 0:", RINGS, fast=True),
     _m("ring: a blocked reader is never woken by commit", "device/rings.py",
@@ -86,6 +95,22 @@ MUTANTS: tuple[Mutant, ...] = (
        fast=True),
     _m("ring: fps off by one frame", "device/rings.py",
        "return (len(t) - 1) / span", "return len(t) / span", RINGS, fast=True),
+    # ------------------------------------------------------------------------------------------- device/gate.py
+    _m("gate: learns while a person is tracked", "device/gate.py",
+       "        alpha = 0.0 if not learn else 1.0", "        alpha = 1.0", GATE, fast=True),
+    _m("gate: restlessness learned while a person is tracked", "device/gate.py",
+       "if self.restless_s > 0 and learn else 0.0", "if self.restless_s > 0 else 0.0", GATE, fast=True),
+    _m("gate: no restlessness (foliage counts as motion)", "device/gate.py",
+       "        thr = np.multiply(var, self.restless_k ** 2, out=self._thr)",
+       "        thr = np.multiply(var, 0.0, out=self._thr)", GATE, fast=True),
+    _m("gate: no light compensation", "device/gate.py",
+       "        d -= self._blur(d)\n", "        d -= 0.0\n", GATE, fast=True),
+    _m("gate: restlessness learned without a bound", "device/gate.py",
+       "        np.minimum(sq, thr, out=sq)\n", "        pass\n", GATE, fast=True),
+    _m("gate: the pipeline lets the gate learn while tracking", "device/detect/pipeline.py",
+       "learn=self.tracker.active is None)", "learn=True)", GATE_PIPE, fast=True),
+    _m("gate: the device loop lets the gate learn while tracking", "device/loop.py",
+       "learn=not tracking)", "learn=True)", GATE_PIPE, fast=True),
     # ------------------------------------------------------------------------------------ device/vault/keypage.py
     _m("keypage: closing a clip does not wipe its key page", "device/vault/keypage.py",
        "lib.sodium_munlock(self.page, PAGE)  # zeroes, then munlock", "pass", VAULT),
@@ -277,12 +302,14 @@ def _last_line(text: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--fast", action="store_true", help="only the fast subset")
-    ap.add_argument("--only", default="", help="mutants whose name contains this text")
+    ap.add_argument("--only", action="append", default=[], metavar="TEXT",
+                    help="mutants whose name contains this text (repeatable: any of them)")
     ap.add_argument("--list", action="store_true", help="list the mutants and exit")
     ap.add_argument("--timeout", type=float, default=900, help="seconds per pytest run")
     ap.add_argument("--markdown", action="store_true", help="print the result table as Markdown")
     args = ap.parse_args(argv)
-    chosen = [m for m in MUTANTS if (m.fast or not args.fast) and args.only in m.name]
+    chosen = [m for m in MUTANTS
+              if (m.fast or not args.fast) and (not args.only or any(o in m.name for o in args.only))]
     if args.list:
         for m in chosen:
             n = (ROOT / m.path).read_text().count(m.old)
