@@ -113,6 +113,13 @@ def test_the_visit_gets_its_clip_thumbnail_and_the_clip_plays(scene: Scene, brow
     assert "signed by the device" in b.find("#facts").text
     assert b.js("return document.getElementById('player').videoWidth") == 640
     b.shot("03-clip")
+    # Download MP4 (the only way plaintext reaches the disk, by the owner's click) serves the same MP4 as a file.
+    href = b.find("#download").get_attribute("href")
+    got = b.js("return fetch(arguments[0]).then(async r => [r.status, r.headers.get('content-disposition'), "
+               "r.headers.get('content-type'), new TextDecoder('latin1').decode((await r.arrayBuffer()).slice(4, 8))])",
+               href)
+    assert got[0] == 200 and got[1].startswith("attachment;") and ".mp4" in got[1], got
+    assert got[2] == "video/mp4" and got[3] == "ftyp", got
     # Nothing readable went to disk: the console's directory holds only the clip as the device stores it.
     assert all(p.suffix in (".clip", ".manifest") for p in scene.console.media.dir.iterdir())
 
@@ -156,9 +163,10 @@ def test_a_relayed_request_is_approved_and_the_recipient_decrypts_the_clip(scene
     finally:
         if receiver.poll() is None:
             receiver.kill()
-    # The recipient has the owner's public key from the owner (here: the copy pinned on the device).
+    # The recipient has the owner's public key from the owner: the Requests page offers it for download.
+    (tmp_path / "owner.key.pub").write_text(b.js("return fetch('/owner.key.pub').then(r => r.text())"))
     report = json.loads(doorkeep("decrypt", tmp_path / "got.bundle", "--key", tmp_path / "rec.key",
-                                 "--passphrase-file", tmp_path / "rec.pass", "--owner", scene.owner.state / "owner.pub",
+                                 "--passphrase-file", tmp_path / "rec.pass", "--owner", tmp_path / "owner.key.pub",
                                  "--expect-device", scene.owner.identity.device_id, "--out", tmp_path / "mp4",
                                  "--json"))
     assert report["ok"] is True and report["owner_verified"] is True and report["requester"] == "Example PD"

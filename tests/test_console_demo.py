@@ -46,6 +46,9 @@ def test_demo_console_serves_the_console_and_applies_a_mask_from_settings(tmp_pa
         while not any("restarting the pipeline" in ln for ln in lines) and time.monotonic() < deadline:
             lines.append(proc.stdout.readline())
         assert any("restarting the pipeline" in ln for ln in lines), "".join(lines[-20:])
+        # After the device's own lines, the demo says again where to look and how to play the requester.
+        assert any(f"open {url}/ in your browser" in ln and "doorkeep request --send" in ln for ln in lines), \
+            "".join(lines[:20])
     finally:
         proc.terminate()
         out = proc.communicate(timeout=60)[0]

@@ -80,6 +80,18 @@ def test_unlock_sets_an_httponly_samesite_strict_session_cookie(app) -> None:
     assert client.get("/timeline").status_code == 200
 
 
+def test_the_owner_public_key_is_offered_for_recipients_and_only_while_unlocked(app, owner_key: Path) -> None:
+    locked = TestClient(app[0], follow_redirects=False).get("/owner.key.pub")
+    assert locked.status_code == 303 and locked.headers["location"] == "/unlock"
+    client = unlocked(app)
+    r = client.get("/owner.key.pub")
+    assert r.status_code == 200 and 'filename="owner.key.pub"' in r.headers["content-disposition"]
+    pub = keys.PublicKeys.from_json(r.json(), what="owner key")
+    assert pub == keys.SecretKeys.load(owner_key, PASS, role="owner").public
+    assert "secret" not in r.text.lower() and len(r.content) < 400
+    assert 'href="/owner.key.pub"' in client.get("/requests").text
+
+
 def test_state_changes_need_the_csrf_token_and_this_origin(app) -> None:
     client = unlocked(app)
     assert client.post("/lock", data={}).status_code == 403

@@ -136,7 +136,7 @@ def report(device: Device, owner: keys.SecretKeys, out: TextIO) -> None:
 
 
 def demo_console(stack: ExitStack, args: argparse.Namespace, identity: DeviceIdentity, owner_dir: Path, host: str,
-                 port: int, out: TextIO) -> None:
+                 port: int, out: TextIO) -> str:
     """Serve the owner's web console on loopback for the demo device (the owner's device book pins it)."""
     from doorkeep.provisioning.owner_state import DeviceBook
     from doorkeep.tools.console.server import ConsoleService
@@ -152,6 +152,7 @@ def demo_console(stack: ExitStack, args: argparse.Namespace, identity: DeviceIde
     stack.enter_context(svc)
     print(f"doorkeep demo: owner console on {svc.url} — unlock with the demo passphrase "
           f"'{DEMO_PASSPHRASE.decode()}'", file=out, flush=True)
+    return svc.url
 
 
 @contextmanager
@@ -212,8 +213,8 @@ def _run_demo(args: argparse.Namespace, *, out: TextIO) -> int:
             watcher.connect(MqttSection(host=host, port=port, discovery=False, reconnect_max_s=2))
             stack.callback(watcher.close)
             watcher.wait_subscribed(10.0)
-            if getattr(args, "console", False):
-                demo_console(stack, args, identity, owner_dir, host, port, out)
+            console_url = demo_console(stack, args, identity, owner_dir, host, port, out) \
+                if getattr(args, "console", False) else None
             device = build_device(config, identity)
             where = f"broker {host}:{port}" if args.broker else f"embedded broker {host}:{port}"
             w, h = device.bell.source.main_size
@@ -221,6 +222,11 @@ def _run_demo(args: argparse.Namespace, *, out: TextIO) -> int:
                   f"device {identity.device_id} (fingerprint {identity.fingerprint}, public key "
                   f"{identity.public_bytes.hex()}) signs events on {where}; clips are sealed to the demo owner's key; "
                   "Ctrl-C stops", file=out, flush=True)
+            if console_url:  # the device's lines follow; say again where to look (docs/owner.md)
+                print(f"doorkeep demo: open {console_url} in your browser (passphrase "
+                      f"'{DEMO_PASSPHRASE.decode()}'); ask it for footage as someone else would: doorkeep request "
+                      f"--send {host}:{port} --device {identity.device_id} … (docs/owner.md#requests)",
+                      file=out, flush=True)
             current = [device]
             if sys.stdin is not None and sys.stdin.isatty():
                 print("doorkeep demo: press Enter to ring the doorbell", file=out, flush=True)
@@ -235,7 +241,9 @@ def _run_demo(args: argparse.Namespace, *, out: TextIO) -> int:
                     owner_documents(device, local=demo_local(config), reload=reload)
                     with device:
                         left = 0.0 if t_end is None else max(t_end - time.monotonic(), 0.001)
-                        rc = serve(device, seconds=left, every=1.0, out=out, stop=stop, reload=reload)
+                        # with the console the browser is where to look: a stats line every 10 s, not every second
+                        rc = serve(device, seconds=left, every=10.0 if console_url else 1.0, out=out, stop=stop,
+                                   reload=reload)
                         if device.publisher is not None:
                             device.publisher.drain(3.0)
                     if rc or stop.is_set() or not reload.is_set():

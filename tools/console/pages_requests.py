@@ -141,6 +141,15 @@ def _decline(c: Console, r: FootageRequest, reason: str) -> None:
         c.state.set_request_status(r.request_id, "pending", f"the device refused: {verdict.reason}")
 
 
+async def owner_public_key(request: Request) -> Response:
+    """The owner's public key file, to hand to recipients: their ``doorkeep decrypt --owner FILE`` (or ``doorkeep
+    recipient trust FILE``) checks against it that a release really came from the owner."""
+    token = require(request)
+    pub = console(request).session.keys(token).public
+    return Response(pub.to_bytes(), media_type="application/json",
+                    headers={"content-disposition": 'attachment; filename="owner.key.pub"'})
+
+
 def _q(text: str) -> str:
     from urllib.parse import quote
 
@@ -149,4 +158,5 @@ def _q(text: str) -> str:
 
 def routes() -> list[Route]:
     return [Route("/requests", requests_page), Route("/requests/{request_id}/approve", approve, methods=["POST"]),
-            Route("/requests/{request_id}/decline", decline, methods=["POST"])]
+            Route("/requests/{request_id}/decline", decline, methods=["POST"]),
+            Route("/owner.key.pub", owner_public_key)]

@@ -95,7 +95,10 @@
         v.className = "verdict " + (res.ok ? "ok" : "bad");
         v.textContent = res.ok ? "✔ The device applied configuration #" + res.counter + " (" + (res.changed || []).length + " settings changed)."
                                : "✘ The device refused it: " + res.reason + (res.detail ? " — " + res.detail : "");
-        if (res.ok) setTimeout(refreshView, 2500);
+        if (res.ok) {
+          $("hint").textContent = "Sent and applied; the picture refreshes in a moment with the device's new view.";
+          setTimeout(refreshView, 2500);
+        }
       }).catch(err => { $("save").disabled = false; v.className = "verdict bad"; v.textContent = "✘ " + err; });
   });
   draw();
