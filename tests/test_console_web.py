@@ -241,3 +241,27 @@ def test_the_furthest_audit_head_is_kept_between_runs_and_a_rollback_is_flagged(
     later._on_stats("t", heartbeat_payload({}, identity=device, audit_head=(5, "cd" * 32)))  # rolled back
     assert "went back" in later.state.health.audit_warning
     assert later.heartbeats.seen.records == 12  # the rollback does not lower what was seen
+
+
+def test_the_clip_list_is_fetched_again_after_a_visit_with_a_clip_ends_or_the_doorbell_rang(device) -> None:
+    from doorkeep.device.config import MqttSection
+    from doorkeep.device.publish.payload import VerifiedEvent
+    from doorkeep.tools.console.link import DeviceLink
+
+    state = LiveState(device.device_id)
+    link = DeviceLink(MqttSection(host="127.0.0.1", port=1), device_key=device.public_bytes, state=state)
+    pokes: list[str] = []
+    link.refresher.poke = lambda delay=None: pokes.append("poke")  # type: ignore[method-assign]
+
+    def ev(eid: str, kind: str, phase: str, t_end: float | None, clip: bool = True) -> VerifiedEvent:
+        return VerifiedEvent(device.device_id, eid, kind, phase, 1.7e9, 1.7e9, t_end, 0.9, None, clip)
+
+    state.add_event(ev("a" * 16, "person", "start", None))
+    assert pokes == []  # still at the door: the clip is still recording
+    state.add_event(ev("a" * 16, "person", "end", 1.7e9 + 5))
+    assert pokes == ["poke"]
+    state.add_event(ev("b" * 16, "doorbell", "press", None))
+    assert pokes == ["poke", "poke"]  # a press never ends: its clip closes after the post-roll all the same
+    state.add_event(ev("c" * 16, "doorbell", "press", None, clip=False))
+    assert pokes == ["poke", "poke"]
+

@@ -71,10 +71,11 @@ class DeviceLink:
         self.close()
 
     def _on_change(self, kind: str, key: str) -> None:
-        """A visit that ended with a clip: its clip closes after the post-roll; list clips again then."""
+        """A visit that ended with a clip (a person gone, or a doorbell press: it has no end): its clip closes after
+        the post-roll; list clips again then."""
         if kind == "visit":
             v = self.state.visit(key)
-            if v is not None and v.clip and v.clip_id is None and v.t_end is not None:
+            if v is not None and v.clip and v.clip_id is None and (v.t_end is not None or v.kind == "doorbell"):
                 self.refresher.poke()
 
     def open(self, keys: SecretKeys) -> None:
