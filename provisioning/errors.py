@@ -65,6 +65,11 @@ class InvalidConfig(ProvisionRefused, ValueError):
         super().__init__(detail)
 
 
+class StoredConfigRefused(ProvisionRefused):
+    """The configuration document stored in the state directory does not verify against the pinned owner and the
+    recorded counter (forged, replaced, rolled back); ``reason`` is the underlying refusal's code."""
+
+
 class NotPaired(ProvisionRefused):
     """The device has no owner pinned yet, so no owner-signed document can be checked."""
 

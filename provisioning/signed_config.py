@@ -31,7 +31,7 @@ from doorkeep.device.vault.keys import SecretKeys
 
 from .device_state import DeviceProvisioning
 from .documents import KIND_CONFIG, OwnerDocument, key_id, sign_document
-from .errors import InvalidConfig, MalformedDocument
+from .errors import InvalidConfig, MalformedDocument, ProvisionRefused, StoredConfigRefused
 from .files import write_atomic
 
 APPLIED_FILE = "config.signed.json"
@@ -100,6 +100,10 @@ class Applied:
     changed: tuple[str, ...]
 
 
+def _doc_hash(doc: OwnerDocument) -> str:
+    return codec.blake2b(doc.to_bytes(), person=b"dk-prov-doc").hex()
+
+
 def _flatten(table: dict[str, Any]) -> dict[str, Any]:
     flat = {}
     for sec, val in table.items():
@@ -135,14 +139,13 @@ class SignedConfigStore:
         except (InvalidConfig, MalformedDocument) as exc:
             self.prov.refused("config_refused", exc, counter=doc.counter, path=getattr(exc, "path", ""))
             raise
-        previous = self.load_table() or {}
+        previous = self._previous_table() or {}
         old, new = _flatten(previous), _flatten(table)
         changed = tuple(sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k)))
         write_atomic(self.path, doc.to_bytes(), mode=0o600)
-        self.prov.commit_counter(doc.counter)
+        self.prov.commit_counter(doc.counter, config=True)
         self.prov.audit.append("config_applied", counter=doc.counter, signer=key_id(doc.signer),
-                               doc_hash=codec.blake2b(doc.to_bytes(), person=b"dk-prov-doc").hex(),
-                               changed=list(changed)[:100])
+                               doc_hash=_doc_hash(doc), changed=list(changed)[:100])
         return Applied(doc.counter, config, table, changed)
 
     def check(self, data: bytes) -> tuple[OwnerDocument, Config]:
@@ -156,15 +159,61 @@ class SignedConfigStore:
                    device_id=self.prov.identity.device_id, last_counter=self.prov.last_counter())
         return doc, validate_table(_config_table(doc), local=self.local)
 
-    def load_table(self) -> dict[str, Any] | None:
-        """The table of the applied document, re-verified (its own signature and this device), or None."""
+    def _previous_table(self) -> dict[str, Any] | None:
+        """The policy a new document replaces; None when there is none or the stored one does not verify (the new
+        document, which passed the gate, replaces it either way)."""
+        try:
+            return self.load_table()
+        except ProvisionRefused:
+            return None
+
+    def load_document(self) -> OwnerDocument | None:
+        """The stored document, parsed and checked (:meth:`DeviceProvisioning.check_stored`), or None.
+
+        Raises:
+            ProvisionRefused: it does not verify against the pinned owner and the recorded counter.
+        """
         if not self.path.exists():
             return None
         doc = OwnerDocument.from_bytes(self.path.read_bytes())
-        # The signer may be an owner key rotated away since; the signature must still hold for this device.
-        doc.verify(kind=KIND_CONFIG, pinned_owner=doc.signer, device_id=self.prov.identity.device_id,
-                   last_counter=0)
-        return _config_table(doc)
+        self.prov.check_stored(doc)
+        _config_table(doc)
+        return doc
+
+    def load_table(self) -> dict[str, Any] | None:
+        """The table of the stored document, verified as :meth:`load_document` does, or None."""
+        doc = self.load_document()
+        return None if doc is None else _config_table(doc)
+
+    def load_at_start(self) -> dict[str, Any] | None:
+        """:meth:`load_table` for a device start: a refusal is audited (``config_refused``, ``stored: true``) and
+        raised as :class:`StoredConfigRefused`; a valid document whose counter a power cut kept from being
+        committed is committed now (audited ``config_applied`` with ``recovered: true``).
+
+        Raises:
+            StoredConfigRefused: the device must not start with a policy its owner did not sign.
+        """
+        if not self.path.exists():
+            return None
+        data = self.path.read_bytes()
+        try:
+            doc = OwnerDocument.from_bytes(data)
+            pending = self.prov.check_stored(doc)
+            table = _config_table(doc)
+            if pending:
+                validate_table(table, local=self.local)
+        except ProvisionRefused as exc:
+            h = codec.blake2b(data, person=b"dk-prov-doc").hex()
+            self.prov.refused("config_refused", exc, doc_hash=h, stored=True)
+            raise StoredConfigRefused(
+                f"the stored signed configuration {self.path} is refused ({exc}); the device does not start with a "
+                "policy its owner did not sign: apply a document from the owner (doorkeep config apply FILE)",
+                reason=exc.reason) from None
+        if pending:
+            self.prov.commit_counter(doc.counter, config=True)
+            self.prov.audit.append("config_applied", counter=doc.counter, signer=key_id(doc.signer),
+                                   doc_hash=_doc_hash(doc), changed=[], recovered=True)
+        return table
 
     def effective(self) -> Config:
         """The configuration the runtime should use: local tables + the applied signed document (or defaults)."""

@@ -6,7 +6,8 @@
    code and the receipt go to the log. A refused file is logged and audited; the doorbell keeps running with its
    existing pairing.
 3. Build the configuration: the local TOML's hardware/path tables plus the owner-signed document last applied
-   (re-verified). Once paired, policy in the local file is refused by key path.
+   (re-verified against the pinned owner and the counter recorded when it was applied; a forged or rolled-back
+   one is audited and stops the start). Once paired, policy in the local file is refused by key path.
 
 Example (``doorkeep run``; the service holds the state-directory lock for its whole life)::
 
@@ -59,7 +60,8 @@ def prepare_device(config_path: str | os.PathLike[str] | None, *, boot_file: Pat
 
     Raises:
         ConfigError: a bad local value, or policy in the local file of a paired device (named by key path).
-        ProvisionRefused: the stored signed configuration no longer verifies (tampered or corrupt).
+        StoredConfigRefused: the stored signed configuration does not verify against the pinned owner and the
+            recorded counter (forged, replaced, rolled back, corrupt); audited as ``config_refused``.
         UnsafePermissions: the state directory or key belongs to someone else or is a symlink.
     """
     local = load_local_toml(config_path) if config_path else {}
@@ -80,7 +82,7 @@ def prepare_device(config_path: str | os.PathLike[str] | None, *, boot_file: Pat
         except PermissionError as exc:  # /boot/firmware not writable for the service user: the unit moves it
             log.warning("cannot consume %s (%s); the systemd unit moves it into %s", boot_file, exc, state)
         paired = prov.owner() is not None
-        table = SignedConfigStore(prov, local=local).load_table()
+        table = SignedConfigStore(prov, local=local).load_at_start()
         config = effective_config(local, table, paired=paired)
         counter = prov.last_counter()
     log.info("device %s (fingerprint %s), %s, configuration #%d", identity.device_id, identity.fingerprint,
