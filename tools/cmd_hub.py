@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 EXIT_REJECTED = 3
+#: How long ``doorkeep events`` tries to reach the broker before it gives up (``--wait``: forever).
+CONNECT_TIMEOUT_S = 30.0
 
 
 def parse_broker(text: str, *, default_port: int = 1883) -> tuple[str, int]:
@@ -68,6 +70,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--json", action="store_true", help="one JSON object per message (with \"verified\")")
     p.add_argument("--count", type=int, default=0, metavar="N", help="stop after N messages (0: no limit)")
     p.add_argument("--seconds", type=float, default=0.0, metavar="S", help="stop after S seconds (0: no limit)")
+    p.add_argument("--timeout", type=float, default=CONNECT_TIMEOUT_S, metavar="S",
+                   help=f"give up when the broker cannot be reached within S seconds (default {CONNECT_TIMEOUT_S:g})")
+    p.add_argument("--wait", action="store_true", help="keep trying to reach the broker until stopped (no timeout)")
     add_connection_options(p)
     p.set_defaults(func=_events)
 
@@ -102,6 +107,7 @@ def device_key(args: argparse.Namespace) -> bytes:
 def _events(args: argparse.Namespace) -> int:
     import time
 
+    from doorkeep.device.errors import PublishError
     from doorkeep.device.loop import stop_on_signals
     from doorkeep.device.publish.mqtt import PublishTimeout
     from doorkeep.tools.hub import EventWatcher
@@ -115,6 +121,7 @@ def _events(args: argparse.Namespace) -> int:
     watcher = EventWatcher(key, out=sys.stdout, err=sys.stderr, as_json=args.json)
     t_end = time.monotonic() + args.seconds if args.seconds > 0 else None
     print(f"doorkeep events: connecting to {host}:{port} for {watcher.topic}", file=sys.stderr, flush=True)
+    give_up = None if args.wait else time.monotonic() + args.timeout
     with stop_on_signals() as stop:
         watcher.connect(settings_from_args(args, host, port))
         try:
@@ -122,6 +129,10 @@ def _events(args: argparse.Namespace) -> int:
                 try:
                     watcher.wait_subscribed(0.5)
                 except PublishTimeout:
+                    if give_up is not None and time.monotonic() >= give_up:
+                        why = f" ({watcher.last_error})" if watcher.last_error else ""
+                        raise PublishError(f"cannot reach the MQTT broker {host}:{port} within {args.timeout:g} s"
+                                           f"{why}; --wait keeps trying") from None
                     continue
                 print(f"doorkeep events: listening on {watcher.topic}", file=sys.stderr, flush=True)
                 left = 0.0 if t_end is None else max(t_end - time.monotonic(), 1e-3)

@@ -120,6 +120,18 @@ def _applied_document(state_dir: Path) -> bytes:
         return b""
 
 
+def show_activity() -> None:
+    """Show the device's activity stream (device/activity.py: events, clips, MQTT, day/night, retention, refusals)
+    at the default verbosity: the operator of a service reads these lines, not the library's INFO chatter."""
+    import logging
+
+    from doorkeep.device.activity import NAME
+
+    logger = logging.getLogger(NAME)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+
+
 def _run(args: argparse.Namespace) -> int:
     """The device service: identity, boot-file pairing and the owner-signed config, then the whole pipeline —
     rebuilt with the new effective configuration whenever the owner applies a signed document over MQTT."""
@@ -133,6 +145,7 @@ def _run(args: argparse.Namespace) -> int:
     from doorkeep.provisioning.state_lock import StateLock
 
     pin_mmap_threshold()  # a long-running process: keep RSS flat (device/memory.py)
+    show_activity()
     notifier = Notifier.from_env()
     rc = 0
     with StateLock(Config.from_toml(args.config).state_dir, holder="doorkeep run"), \

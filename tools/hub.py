@@ -232,6 +232,11 @@ class EventWatcher:
         self._client.subscribe(Topics(self.device_id).stats, self.check_heartbeat, qos=1)
         self._client.start()
 
+    @property
+    def last_error(self) -> str:
+        """Why the latest attempt to reach the broker failed ("" when connected or not tried yet)."""
+        return self._client.last_error if self._client is not None else ""
+
     def wait_subscribed(self, timeout: float) -> None:
         """Block until the subscription is acknowledged; raises PublishTimeout after ``timeout`` seconds."""
         assert self._client is not None, "connect() first"

@@ -9,7 +9,11 @@ discovery announcer and heartbeat, the vault's chunked export and provisioning's
   loop thread keeps retrying, also when the broker is down at start).
 - Availability: last will ``offline`` (retained, QoS1) on the availability topic; ``online`` (retained) after each
   successful connect; ``offline`` published on a clean ``stop()`` (a clean disconnect does not fire the will).
-- A refused connect (CONNACK reason code ≠ 0) is logged and does not mark the client connected.
+- A refused connect (CONNACK reason code ≠ 0) does not mark the client connected.
+- The operator hears about the link once per change, on the activity stream (:mod:`doorkeep.device.activity`):
+  ``cannot connect to HOST:PORT: reason, retrying in N s`` once per failure streak (a refused CONNACK included),
+  ``MQTT connection to HOST:PORT lost: reason`` when an established link drops, and ``MQTT connected to
+  HOST:PORT`` (with how many attempts and how long it took) when it comes back — never a line per retry.
 
 Example::
 
@@ -24,7 +28,9 @@ from __future__ import annotations
 
 import logging
 import ssl
+import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +39,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
+from ..activity import log as activity
 from ..config import MqttSection
 from ..errors import InvalidArgument, PublishError
 from .topics import OFFLINE, ONLINE
@@ -120,6 +127,67 @@ def _read_password(settings: MqttSection) -> str | None:
     return settings.password or None
 
 
+class ConnectionLog:
+    """What the operator is told about one connection: a line per change, never per retry (see the module doc).
+
+    It mirrors paho's reconnect backoff (``reconnect_delay_set``: ``min_s`` after a loss or the first failure,
+    doubling per failed attempt up to ``max_s``, reset by a successful CONNACK) so a line can say when the next
+    attempt comes. Attributes: ``failures`` in the current streak, ``last_error`` (reason of the latest failure,
+    "" once connected), ``connected``.
+    """
+
+    def __init__(self, where: str, *, min_s: float, max_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.where, self.min_s, self.max_s, self.clock = where, min_s, max_s, clock
+        self.failures = 0
+        self.last_error = ""
+        self.connected = False
+        self._delay: float | None = None
+        self._since: float | None = None
+        self._ever = False
+
+    def failed(self, reason: str) -> None:
+        """A connect attempt failed (no TCP/TLS connection, or a refused CONNACK)."""
+        self._delay = self.min_s if self._delay is None else min(self._delay * 2, self.max_s)
+        self.last_error = reason
+        self.failures += 1
+        if self.failures == 1:
+            self._since = self._since if self._since is not None else self.clock()
+            activity.warning("cannot connect to %s: %s, retrying in %s s", self.where, reason, _secs(self._delay))
+
+    def lost(self, reason: str) -> None:
+        """An established connection dropped; paho waits ``min_s`` before its first reconnect."""
+        self.connected = False
+        self._delay, self._since, self.failures = self.min_s, self.clock(), 0
+        self.last_error = reason
+        activity.warning("MQTT connection to %s lost: %s; reconnecting in %s s", self.where, reason,
+                         _secs(self.min_s))
+
+    def up(self) -> None:
+        """Connected (CONNACK accepted)."""
+        if self._since is not None and self._ever:
+            activity.info("MQTT connected to %s again after %s s (%d failed attempts)", self.where,
+                          _secs(self.clock() - self._since), self.failures)
+        elif self.failures:
+            activity.info("MQTT connected to %s after %d failed attempts", self.where, self.failures)
+        else:
+            activity.info("MQTT connected to %s", self.where)
+        self.connected, self._ever = True, True
+        self.failures, self.last_error, self._delay, self._since = 0, "", None, None
+
+
+def _secs(s: float) -> str:
+    return f"{s:.0f}" if s >= 10 or s == int(s) else f"{s:.1f}"
+
+
+def _reason(exc: BaseException | None) -> str:
+    """An exception as the short reason an operator reads (``Connection refused``, ``Name or service not known``)."""
+    if exc is None:
+        return "connection failed"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
 class MqttClient:
     """The device's MQTT connection.
 
@@ -144,6 +212,8 @@ class MqttClient:
         self._subscribed = threading.Event()
         self._suback_pending: set[int] = set()
         self._started = False
+        self.link = ConnectionLog(f"{settings.host}:{settings.port}", min_s=settings.reconnect_min_s,
+                                  max_s=max(settings.reconnect_min_s, settings.reconnect_max_s))
         protocol = paho.MQTTv5 if settings.protocol == "5" else paho.MQTTv311
         self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=settings.client_id or client_id,
                                    protocol=protocol)
@@ -165,6 +235,7 @@ class MqttClient:
             c.will_set(self.availability_topic, OFFLINE, qos=1, retain=True)
         c.reconnect_delay_set(min_delay=s.reconnect_min_s, max_delay=max(s.reconnect_min_s, s.reconnect_max_s))
         c.on_connect = self._on_connect
+        c.on_connect_fail = self._on_connect_fail
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
         c.on_message = self._on_message
@@ -176,6 +247,11 @@ class MqttClient:
     def connected(self) -> bool:
         return self._connected.is_set()
 
+    @property
+    def last_error(self) -> str:
+        """Why the latest connect attempt failed ("" while connected or before the first attempt)."""
+        return self.link.last_error
+
     def start(self) -> None:
         """Connect in the background; paho's loop thread keeps reconnecting with backoff."""
         with self._lock:
@@ -186,9 +262,12 @@ class MqttClient:
         self._client.loop_start()
 
     def wait_connected(self, timeout: float | None = None) -> None:
-        """Block until connected. Raises PublishTimeout if not connected within ``timeout`` seconds."""
+        """Block until connected. Raises PublishTimeout if not connected within ``timeout`` seconds (the message
+        carries the latest connect failure's reason)."""
         if not self._connected.wait(timeout):
-            raise PublishTimeout(f"not connected to {self.settings.host}:{self.settings.port} within {timeout} s")
+            why = f" ({self.last_error})" if self.last_error else ""
+            raise PublishTimeout(f"not connected to {self.settings.host}:{self.settings.port} within {timeout:g} s"
+                                 f"{why}")
 
     def wait_subscribed(self, timeout: float | None = None) -> None:
         """Block until connected and every subscription made so far is acknowledged (SUBACK).
@@ -273,10 +352,9 @@ class MqttClient:
     def _on_connect(self, client: paho.Client, _userdata: Any, _flags: Any, reason_code: ReasonCode,
                     _properties: Any) -> None:
         if int(reason_code.value) != 0:
-            log.error("MQTT broker %s:%s refused the connection: %s", self.settings.host, self.settings.port,
-                      reason_code)
+            self.link.failed(f"the broker refused the connection ({reason_code})")
             return
-        log.info("MQTT connected to %s:%s", self.settings.host, self.settings.port)
+        self.link.up()
         self._connected.set()
         if self.availability_topic:
             self.publish_raw(self.availability_topic, ONLINE, qos=1, retain=True)
@@ -290,10 +368,14 @@ class MqttClient:
             except Exception:
                 log.exception("MQTT connect listener failed")
 
+    def _on_connect_fail(self, _client: paho.Client, _userdata: Any) -> None:
+        # paho calls this inside its ``except OSError`` around the connect attempt: the exception is the reason
+        self.link.failed(_reason(sys.exc_info()[1]))
+
     def _on_disconnect(self, _client: paho.Client, _userdata: Any, _flags: Any, reason_code: ReasonCode,
                        _properties: Any) -> None:
         if self._connected.is_set():
-            log.warning("MQTT disconnected from %s:%s: %s", self.settings.host, self.settings.port, reason_code)
+            self.link.lost(str(reason_code))
         self._connected.clear()
         self._subscribed.clear()
 
