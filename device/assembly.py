@@ -37,6 +37,7 @@ from .identity import DeviceIdentity
 from .loop import FrameHook
 from .night import NightMode
 from .night_ir import IrOutputs
+from .publish.outbox import OutboxReset
 from .publish.publisher import MqttPublisher, publisher_from_config
 from .sources import open_source
 from .sources.base import FrameSource
@@ -245,6 +246,7 @@ def assemble(config: Config, *, identity: DeviceIdentity, source: FrameSource | 
             built.callback(publisher.close)
             if vault is not None:  # a full disk frees the vault's space reserve for the outbox, then retries
                 publisher.outbox.on_full = vault.reserve.release
+                _audit_outbox_reset(publisher, vault)
         status = StatusFile(config.state_dir / STATUS_FILE, snapshot=lambda: _live_status(device)) \
             if status_file else None
         sinks = _ClipAwareSinks(vault, [s for s in (publisher, *extra_sinks, status) if s is not None])
@@ -276,6 +278,17 @@ def assemble(config: Config, *, identity: DeviceIdentity, source: FrameSource | 
                 publisher.client.add_connect_listener(status.poke)
         built.pop_all()  # built: the device owns closing them now
     return device
+
+
+def _audit_outbox_reset(publisher: MqttPublisher, vault: Vault) -> None:
+    """A damaged outbox moved aside (publish/outbox.py) goes on the record with the loss: at open, and later."""
+
+    def audit(r: OutboxReset) -> None:
+        vault.audit.append("outbox_reset", moved_to=r.moved_to.name, reason=r.reason[:200], lost=r.lost)
+
+    for r in publisher.outbox.resets:
+        audit(r)
+    publisher.outbox.on_reset = audit
 
 
 def _live_status(device: Device) -> dict[str, Any]:

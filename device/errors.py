@@ -94,7 +94,8 @@ class OutboxFull(OutboxError):
 
 
 class OutboxCorrupt(OutboxError):
-    """The outbox database is damaged (``SQLITE_CORRUPT``/``SQLITE_NOTADB``); ``Outbox.on_corrupt`` is the hook."""
+    """The outbox database is damaged (``SQLITE_CORRUPT``/``SQLITE_NOTADB``): moved aside, a new one started
+    (publish/outbox.py)."""
 
 
 class TopicError(PublishError, ValueError):

@@ -15,8 +15,16 @@ first calls ``on_full`` (the vault's space reserve is released) and retries; if 
 rows — disk full, an I/O error, a corrupt file — they are *spilled* to memory (at most ``max_rows``, oldest dropped
 and counted) and delivered from there, in order after the rows on disk; every later ``put`` spills too until the
 spill is written back, which each ``put`` and :meth:`Outbox.flush` retry. A spilled row is lost only if the process
-dies before the disk takes it back. A corrupt database raises :class:`~doorkeep.device.errors.OutboxCorrupt` from
-the sender's reads and calls ``on_corrupt`` (the seam for quarantining it, #11.5).
+dies before the disk takes it back.
+
+**A damaged database never keeps the device from starting or delivering** (under systemd it would be a restart
+loop with no event ever delivered). When SQLite reports the file corrupt or not a database — at open (where
+``PRAGMA quick_check`` also runs), or later on a read or a write — it is moved aside as
+``outbox.sqlite3.corrupt-<UTC time>`` (with its ``-wal``/``-shm``; kept, never deleted), an empty outbox starts in
+its place (sequence numbers continue, rows held in memory are kept), the unsent messages it still held are counted
+if it can be read at all, the activity log says so, and :attr:`Outbox.resets` / ``on_reset`` carry it to the
+device's audit log (``outbox_reset``). Only those two SQLite codes count as damage (:func:`outbox_error`): a locked,
+unreadable, read-only or full database is never moved — at open it is an error, later it is retried.
 
 Example::
 
@@ -32,12 +40,14 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
+from ..activity import log as activity
 from ..disk import errno_name, is_disk_full
 from ..errors import InvalidArgument, OutboxCorrupt, OutboxError, OutboxFull, PublishError
 
@@ -55,6 +65,16 @@ class OutMessage:
     payload: bytes
     qos: int = 1
     retain: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxReset:
+    """A damaged outbox moved aside: where it went, why, and how many unsent messages it held (``None``: it could
+    not be read at all)."""
+
+    moved_to: Path
+    reason: str
+    lost: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +105,9 @@ class Outbox:
         max_rows: bound; the oldest rows are dropped beyond it (counted in :attr:`dropped`).
         on_full: called when the disk is full, before the one retry (releases the vault's space reserve).
 
-    Attributes: ``on_corrupt`` (``(OutboxCorrupt) -> None``, called when a read finds the database corrupt; the
-    hook for #11.5), ``spilled`` (rows held in memory now).
+    Attributes: ``resets`` (every :class:`OutboxReset` so far, the one at open included), ``on_reset``
+    (``(OutboxReset) -> None``, called for a damaged database moved aside while running; the device audits it),
+    ``spilled`` (rows held in memory now).
 
     Raises:
         PublishError: the file is not a doorkeep outbox or cannot be opened.
@@ -99,7 +120,8 @@ class Outbox:
         self.path = Path(path)
         self.max_rows = max_rows
         self.on_full = on_full
-        self.on_corrupt: Callable[[OutboxCorrupt], object] | None = None
+        self.on_reset: Callable[[OutboxReset], object] | None = None
+        self.resets: list[OutboxReset] = []
         self._lock = threading.Lock()
         self._spill: deque[OutRow] = deque()
         self._spill_dropped = 0  # counted while the disk could not take the count
@@ -108,13 +130,23 @@ class Outbox:
         #: How many ``put`` calls the disk could not take (their messages went to memory).
         self.spills = 0
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            self._db = self._open()
+        except OutboxCorrupt as exc:
+            self._db = self._quarantine(str(exc))
+
+    def _open(self) -> sqlite3.Connection:
+        """Open (or create) the database and check it; raises OutboxCorrupt for damage, PublishError otherwise."""
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         os.close(fd)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            (check,) = db.execute("PRAGMA quick_check(1)").fetchone()  # a few ms for a full outbox
+            if check != "ok":
+                raise OutboxCorrupt(f"outbox {self.path}: quick_check: {check}")
+            db.executescript(
                 """
                 CREATE TABLE IF NOT EXISTS outbox (
                     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -123,31 +155,97 @@ class Outbox:
                 INSERT OR IGNORE INTO meta VALUES ('schema', 1), ('dropped', 0);
                 """
             )
-            (schema,) = self._db.execute("SELECT v FROM meta WHERE k='schema'").fetchone()
-            row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='outbox'").fetchone()
+            (schema,) = db.execute("SELECT v FROM meta WHERE k='schema'").fetchone()
+            row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='outbox'").fetchone()
         except sqlite3.DatabaseError as exc:
+            db.close()
+            err = outbox_error(exc, self.path)
+            if isinstance(err, OutboxCorrupt):
+                raise err from None
             raise PublishError(f"outbox {self.path}: cannot open ({exc})") from None
+        except OutboxCorrupt:
+            db.close()
+            raise
         if schema != SCHEMA_VERSION:
+            db.close()
             raise PublishError(f"outbox {self.path}: schema {schema}, this version reads {SCHEMA_VERSION}")
-        self._last_seq = int(row[0]) if row else 0
+        self._last_seq = max(self._last_seq, int(row[0]) if row else 0)
+        return db
+
+    def _quarantine(self, reason: str) -> sqlite3.Connection:
+        """Move the damaged database aside and open an empty one whose sequence continues (caller holds the lock
+        or is ``__init__``); rows held in memory stay. Returns the new connection."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        moved, n = self.path.with_name(f"{self.path.name}.corrupt-{stamp}"), 1
+        while moved.exists():
+            n += 1
+            moved = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}")
+        for suffix in ("-wal", "-shm", ""):  # the main file last: a crash in between leaves it where it was
+            src = Path(f"{self.path}{suffix}")
+            if src.exists():
+                os.replace(src, f"{moved}{suffix}")
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        lost = _count_rows(moved)
+        reset = OutboxReset(moved, reason, lost)
+        self.resets.append(reset)
+        self._unacked.clear()
+        db = self._open()
+        if self._last_seq:  # sequence numbers continue: the sender asks for rows after the last one it sent
+            db.execute("INSERT OR REPLACE INTO sqlite_sequence (name, seq) VALUES ('outbox', ?)", (self._last_seq,))
+        activity.error("%s: damaged, moved aside to %s and started an empty one; %s unsent message(s) lost",
+                       reason, moved.name, "an unknown number of" if lost is None else lost)
+        return db
+
+    def _recover_locked(self, err: OutboxError) -> OutboxReset | None:
+        """After an error while running: quarantine a damaged database (never anything else)."""
+        if not isinstance(err, OutboxCorrupt):
+            return None
+        try:
+            self._db.close()
+        except sqlite3.Error:
+            pass
+        try:
+            self._db = self._quarantine(str(err))
+        except PublishError:  # no new database either (e.g. the directory refuses it): rows wait in memory
+            log.exception("outbox %s: cannot start a new database after moving the damaged one aside", self.path)
+            return None
+        return self.resets[-1]
+
+    def _said(self, reset: OutboxReset | None) -> None:
+        if reset is not None and self.on_reset is not None:
+            try:
+                self.on_reset(reset)
+            except Exception:  # the audit of it failing must not stop delivery
+                log.exception("outbox on_reset callback failed")
 
     # ------------------------------------------------------------------------------------------------ writing
     def put(self, messages: list[OutMessage]) -> list[int]:
         """Append ``messages`` atomically (all or none) and durably — or, when the disk cannot take them, to the
         in-memory spill (see the module docstring). Returns their sequence numbers. Never raises for storage."""
-        with self._lock:
-            if self._spill and not self._flush_locked():
+        reset = None
+        try:
+            with self._lock:
+                if self._spill and not self._flush_locked():
+                    return self._spill_locked(messages)
+                for attempt in (1, 2):
+                    try:
+                        return self._insert_locked(messages)
+                    except sqlite3.Error as exc:
+                        err = outbox_error(exc, self.path)
+                        if attempt == 1 and isinstance(err, OutboxFull) and self.on_full is not None:
+                            self.on_full()
+                            continue
+                        if attempt == 1 and (reset := self._recover_locked(err)) is not None:
+                            continue
+                        log.error("%s: %d message(s) held in memory until the disk takes them", err,
+                                  len(messages))
                 return self._spill_locked(messages)
-            for attempt in (1, 2):
-                try:
-                    return self._insert_locked(messages)
-                except sqlite3.Error as exc:
-                    err = outbox_error(exc, self.path)
-                    if attempt == 1 and isinstance(err, OutboxFull) and self.on_full is not None:
-                        self.on_full()
-                        continue
-                    log.error("%s: %d message(s) held in memory until the disk takes them", err, len(messages))
-            return self._spill_locked(messages)
+        finally:
+            self._said(reset)
 
     def _insert_locked(self, messages: list[OutMessage]) -> list[int]:
         cur = self._db.cursor()
@@ -238,8 +336,10 @@ class Outbox:
                        for seq, topic, payload, qos, retain in rows if seq not in self._unacked][:limit]
                 out += [r for r in self._spill if r.seq > after][: limit - len(out)]
                 return out
-        if isinstance(err, OutboxCorrupt) and self.on_corrupt is not None:
-            self.on_corrupt(err)
+        if isinstance(err, OutboxCorrupt):  # moved aside: the rows held in memory go on, the sender asks again
+            with self._lock:
+                reset = self._recover_locked(err)
+            self._said(reset)
         raise err
 
     def ack(self, seq: int) -> None:
@@ -304,3 +404,16 @@ def _rollback(cur: sqlite3.Cursor) -> None:
         cur.execute("ROLLBACK")
     except sqlite3.Error:
         pass  # the transaction is gone already (SQLite rolls back on some I/O errors by itself)
+
+
+def _count_rows(path: Path) -> int | None:
+    """Rows left in a damaged outbox file, or None when it cannot be read at all."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            (n,) = db.execute("SELECT COUNT(*) FROM outbox").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
+    return int(n)
