@@ -15,6 +15,7 @@ import sys
 import traceback
 from typing import NoReturn
 
+from doorkeep.device.activity import NAME as ACTIVITY
 from doorkeep.device.errors import DoorkeepError
 
 #: Subcommand modules in help order: device, hub, owner, requester/recipient, provisioning, developer tools.
@@ -89,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # A command says what happened in its own words (one `doorkeep:` line on failure); the device's activity
+        # stream (a broker retry, ...) is for the running service, which shows it (cmd_run.show_activity).
+        logging.getLogger(ACTIVITY).setLevel(logging.ERROR)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

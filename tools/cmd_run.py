@@ -128,7 +128,7 @@ def show_activity() -> None:
     from doorkeep.device.activity import NAME
 
     logger = logging.getLogger(NAME)
-    if logger.getEffectiveLevel() > logging.INFO:
+    if logger.level == logging.NOTSET or logger.level > logging.INFO:
         logger.setLevel(logging.INFO)
 
 
