@@ -65,6 +65,13 @@ class InvalidConfig(ProvisionRefused, ValueError):
         super().__init__(detail)
 
 
+class MaskRemoval(ProvisionRefused):
+    """A configuration document would remove a privacy mask and its owner did not sign it with
+    ``--allow-mask-removal`` (provisioning/config_diff.py)."""
+
+    reason = "mask-removal"
+
+
 class StoredConfigRefused(ProvisionRefused):
     """The configuration document stored in the state directory does not verify against the pinned owner and the
     recorded counter (forged, replaced, rolled back); ``reason`` is the underlying refusal's code."""

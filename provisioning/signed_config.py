@@ -1,7 +1,10 @@
 """Owner-signed configuration: zones, privacy masks, thresholds, retention and broker settings change only here.
 
 A configuration document is an owner document (:mod:`.documents`) of kind ``config`` whose body is
-``{"config": {<table>: {<key>: value}}}`` — the same tables and keys as doorkeep.toml (docs/config.md), as JSON.
+``{"config": {<table>: {<key>: value}}}`` — the same tables and keys as doorkeep.toml (docs/config.md), as JSON —
+plus ``"allow_mask_removal": true`` when the owner signed it to remove privacy masks. It is the device's whole
+policy: what it does not set returns to the default, and a mask it does not list is removed, which the device
+refuses without that flag (:mod:`.config_diff`, docs/config.md).
 The device applies it only when it is signed by the pinned owner, names this device, carries a counter above the
 last one applied and yields a valid :class:`~doorkeep.device.config.Config` (a bad value is refused by its key
 path). The applied document is stored atomically as ``<state_dir>/config.signed.json``; every application and
@@ -24,14 +27,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from doorkeep.device.activity import log as activity
 from doorkeep.device.config import Config
 from doorkeep.device.errors import ConfigError
+from doorkeep.device.safe_text import printable
 from doorkeep.device.vault import codec
 from doorkeep.device.vault.keys import SecretKeys
 
+from .config_diff import Change, check_mask_removal, diff_configs, removed_masks, report
 from .device_state import DeviceProvisioning
 from .documents import KIND_CONFIG, OwnerDocument, key_id, sign_document
-from .errors import InvalidConfig, MalformedDocument, ProvisionRefused, StoredConfigRefused
+from .errors import InvalidConfig, MalformedDocument, MaskRemoval, ProvisionRefused, StoredConfigRefused
 from .files import write_atomic
 
 APPLIED_FILE = "config.signed.json"
@@ -44,9 +50,15 @@ LOCAL_ONLY_KEYS = ("device.state_dir", "vault.owner_key")
 
 def _config_table(doc: OwnerDocument) -> dict[str, Any]:
     table = doc.body.get("config")
-    if set(doc.body) != {"config"} or not isinstance(table, dict):
-        raise MalformedDocument('a config document body must be exactly {"config": {...tables...}}')
+    if "config" not in doc.body or not set(doc.body) <= {"config", "allow_mask_removal"} or \
+            not isinstance(table, dict) or not isinstance(doc.body.get("allow_mask_removal", True), bool):
+        raise MalformedDocument('a config document body must be {"config": {...tables...}} with an optional '
+                                '"allow_mask_removal": true')
     return table
+
+
+def allows_mask_removal(doc: OwnerDocument) -> bool:
+    return doc.body.get("allow_mask_removal") is True
 
 
 def validate_table(table: dict[str, Any], *, local: dict[str, Any] | None = None) -> Config:
@@ -79,15 +91,19 @@ def merge_tables(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def sign_config(table: dict[str, Any], *, device_id: str, counter: int, keys: SecretKeys,
-                issued_at: int | None = None) -> OwnerDocument:
-    """Owner side: validate ``table`` as a configuration, then sign it for ``device_id`` with ``counter``.
+                issued_at: int | None = None, allow_mask_removal: bool = False) -> OwnerDocument:
+    """Owner side: validate ``table`` as a configuration, then sign it for ``device_id`` with ``counter``
+    (``allow_mask_removal``: the device may apply it although it removes privacy masks it has now).
 
     Raises:
         InvalidConfig: the owner learns about a bad value before the document ever leaves the machine.
     """
     validate_table(table)
-    return sign_document(KIND_CONFIG, device_id=device_id, counter=counter, body={"config": table},
-                         owner=keys, issued_at=issued_at)
+    body: dict[str, Any] = {"config": table}
+    if allow_mask_removal:
+        body["allow_mask_removal"] = True
+    return sign_document(KIND_CONFIG, device_id=device_id, counter=counter, body=body, owner=keys,
+                         issued_at=issued_at)
 
 
 @dataclass(frozen=True)
@@ -98,6 +114,8 @@ class Applied:
     config: Config
     table: dict[str, Any]
     changed: tuple[str, ...]
+    #: What it changed against the policy in force, in :func:`~.config_diff.report`'s words.
+    changes: tuple[Change, ...] = ()
 
 
 def _doc_hash(doc: OwnerDocument) -> str:
@@ -130,34 +148,54 @@ class SignedConfigStore:
 
         Raises:
             ProvisionRefused: ``malformed``, ``unsigned``, ``bad-signature``, ``wrong-device``, ``stale-counter``,
-                ``not-paired`` or ``invalid-config`` (with the key path) — each audited as ``config_refused``.
+                ``not-paired``, ``invalid-config`` (with the key path) or ``mask-removal`` (it removes a privacy
+                mask and was not signed with ``allow_mask_removal``) — each audited as ``config_refused``.
         """
         doc = self.prov.admit(data, kind=KIND_CONFIG, refused_event="config_refused")
+        previous = self._previous_table()
         try:
             table = _config_table(doc)
             config = validate_table(table, local=self.local)
-        except (InvalidConfig, MalformedDocument) as exc:
+            changes = self.changes(previous, config, table)
+            check_mask_removal(changes, allowed=allows_mask_removal(doc))
+        except (InvalidConfig, MalformedDocument, MaskRemoval) as exc:
             self.prov.refused("config_refused", exc, counter=doc.counter, path=getattr(exc, "path", ""))
+            activity.warning("refused owner configuration #%d: %s", doc.counter, printable(str(exc)))
             raise
-        previous = self._previous_table() or {}
-        old, new = _flatten(previous), _flatten(table)
+        old, new = _flatten(previous or {}), _flatten(table)
         changed = tuple(sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k)))
         write_atomic(self.path, doc.to_bytes(), mode=0o600)
         self.prov.commit_counter(doc.counter, config=True)
+        extra = {"removed_masks": removed_masks(changes)[:16]} if removed_masks(changes) else {}
         self.prov.audit.append("config_applied", counter=doc.counter, signer=key_id(doc.signer),
-                               doc_hash=_doc_hash(doc), changed=list(changed)[:100])
-        return Applied(doc.counter, config, table, changed)
+                               doc_hash=_doc_hash(doc), changed=list(changed)[:100], **extra)
+        activity.info("applied owner configuration #%d: %s", doc.counter,
+                      printable("; ".join(report(changes)) or "no change"))
+        return Applied(doc.counter, config, table, changed, tuple(changes))
+
+    def changes(self, previous: dict[str, Any] | None, config: Config, table: dict[str, Any]) -> list[Change]:
+        """What ``config`` (from the signed ``table``) changes against the policy in force (``previous``: its
+        signed table, None for none: the local tables and defaults)."""
+        try:
+            old = effective_config(self.local, previous, paired=False)
+        except (ConfigError, ProvisionRefused):  # the old policy no longer loads: compare with the defaults
+            old = Config.from_dict(self.local)
+        return diff_configs(old, config, new_table=table)
 
     def check(self, data: bytes) -> tuple[OwnerDocument, Config]:
         """What :meth:`apply` would do with ``data``, without doing it: nothing stored, counted or audited.
 
         Raises:
-            ProvisionRefused: the refusal :meth:`apply` would give (``stale-counter``, ``bad-signature``, ...).
+            ProvisionRefused: the refusal :meth:`apply` would give (``stale-counter``, ``bad-signature``,
+                ``mask-removal``, ...).
         """
         doc = OwnerDocument.from_bytes(data)
         doc.verify(kind=KIND_CONFIG, pinned_owner=self.prov.require_owner().sign,
                    device_id=self.prov.identity.device_id, last_counter=self.prov.last_counter())
-        return doc, validate_table(_config_table(doc), local=self.local)
+        table = _config_table(doc)
+        config = validate_table(table, local=self.local)
+        check_mask_removal(self.changes(self._previous_table(), config, table), allowed=allows_mask_removal(doc))
+        return doc, config
 
     def _previous_table(self) -> dict[str, Any] | None:
         """The policy a new document replaces; None when there is none or the stored one does not verify (the new
@@ -248,3 +286,51 @@ def load_local_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(p), "", f"not valid TOML: {exc}") from None
+
+
+# ------------------------------------------------------------------------------------------------ owner side
+def _signed_dir(book_path: Path, device_id: str) -> Path:
+    return book_path.parent / "signed" / device_id
+
+
+def remember_signed(book_path: Path, doc: OwnerDocument) -> None:
+    """Keep a copy of a configuration the owner signed (``signed/<device>/config-<counter>.json`` beside the device
+    book, 0600), so the next ``config sign`` / ``config push`` can say what a document changes."""
+    from .files import make_dirs
+
+    folder = _signed_dir(book_path, doc.device_id)
+    make_dirs(folder)
+    write_atomic(folder / f"config-{doc.counter:08d}.json", doc.to_bytes(), mode=0o600)
+
+
+def signed_before(book_path: Path, device_id: str, counter: int) -> tuple[int, dict[str, Any]] | None:
+    """The newest configuration signed on this machine for ``device_id`` below ``counter``: (counter, table)."""
+    folder = _signed_dir(book_path, device_id)
+    found = sorted((int(p.stem.split("-")[1]), p) for p in folder.glob("config-*.json")
+                   if p.stem.split("-")[1].isdigit()) if folder.is_dir() else []
+    for n, p in reversed(found):
+        if n < counter:
+            try:
+                return n, _config_table(OwnerDocument.from_bytes(p.read_bytes()))
+            except ProvisionRefused:
+                continue  # an unreadable copy: an older one, or none
+    return None
+
+
+def owner_side_changes(book_path: Path, device_id: str, counter: int,
+                       table: dict[str, Any]) -> tuple[str, list[Change]]:
+    """What a document with ``table`` changes against the last one signed on this machine before ``counter``, and
+    which that was (in words). Without one, against the defaults."""
+    new = validate_table(table)
+    before = signed_before(book_path, device_id, counter)
+    if before is None:
+        return (f"no earlier configuration for {device_id} was signed on this machine: compared with the defaults "
+                "(the device itself refuses a document that removes a mask it has)"), \
+            diff_configs(Config.from_dict({}), new, new_table=table)
+    n, old_table = before
+    try:
+        old = validate_table(old_table)
+    except InvalidConfig:
+        old = Config.from_dict({})
+    return f"compared with configuration #{n}, the last one signed on this machine", \
+        diff_configs(old, new, new_table=table)

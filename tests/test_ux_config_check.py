@@ -34,7 +34,8 @@ def test_settings_file_is_validated_and_its_changes_listed(tmp_path: Path) -> No
     assert proc.returncode == 0, proc.stderr
     assert f"{settings}: valid settings" in proc.stdout
     assert "change capture.fps: 30.0 -> 10.0" in proc.stdout
-    assert "add zone 'Vordertür'" in proc.stdout and "add privacy mask \"neighbour's window\"" in proc.stdout
+    assert "this adds 1 zone: Vordertür" in proc.stdout
+    assert "this adds 1 privacy mask: neighbour's window" in proc.stdout
     report = json.loads(doorkeep("config", "check", str(settings), "--config", str(cfg), "--json").stdout)
     assert report["valid"] and {"action": "change", "key": "capture.fps", "old": 30.0, "new": 10.0} in report["changes"]
     assert sorted(p.name for p in state.iterdir()) == ["device.key"]  # nothing applied, stored or audited
@@ -64,14 +65,15 @@ def test_signed_document_is_checked_as_apply_would_and_removals_are_named(tmp_pa
     ok = doorkeep("config", "check", str(tmp_path / "c1.json"), "--config", str(cfg))
     assert ok.returncode == 0, ok.stderr
     assert "counter #1 (last applied #0): `config apply` would accept it" in ok.stdout
-    assert "add privacy mask 'hedge'" in ok.stdout
+    assert "this adds 1 privacy mask: hedge" in ok.stdout
     assert not (state / APPLIED_FILE).exists() and not (state / "audit.log").exists()
 
     assert doorkeep("config", "apply", str(tmp_path / "c1.json"), "--config", str(cfg)).returncode == 0
     second = sign_config({"capture": {"fps": 10}}, device_id=ident.device_id, counter=2, keys=owner)
     (tmp_path / "c2.json").write_bytes(second.to_bytes())
-    out = doorkeep("config", "check", str(tmp_path / "c2.json"), "--config", str(cfg)).stdout
-    assert "REMOVE privacy mask 'hedge'" in out  # a signed document replaces the earlier policy: say so
+    # a signed document is the whole policy: one that drops the mask without --allow-mask-removal is refused
+    one_error_line(doorkeep("config", "check", str(tmp_path / "c2.json"), "--config", str(cfg)),
+                   contains="mask-removal: this removes 1 privacy mask: hedge")
     audit = (state / "audit.log").read_bytes()
     one_error_line(doorkeep("config", "check", str(tmp_path / "c1.json"), "--config", str(cfg)),
                    contains="stale-counter")  # a replay is refused like `config apply` would ...

@@ -56,6 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     s.add_argument("--device-id", help="device (default: the only paired one)")
     s.add_argument("--out", required=True, type=Path, help="signed document to write")
     s.add_argument("--book", type=Path, help="paired-device file (default ~/.config/doorkeep/devices.json)")
+    s.add_argument("--allow-mask-removal", action="store_true",
+                   help="the document may remove privacy masks (a signed configuration is the whole policy: a mask "
+                   "it does not list is removed; without this flag such a document is refused)")
     _pass_arg(s)
     s.set_defaults(func=_config_sign)
 
@@ -271,24 +274,41 @@ def _authorization(args: argparse.Namespace, new_keys: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------------------------ config
+def _print_changes(where: str, changes: list[Any]) -> None:
+    from doorkeep.provisioning.config_diff import report
+
+    lines = report(changes)
+    print(f"{where}: {'it changes nothing' if not lines else 'this document'}")
+    for line in lines:
+        print(f"  {line}")
+
+
 def _config_sign(args: argparse.Namespace) -> int:
+    from doorkeep.provisioning.config_diff import check_mask_removal
     from doorkeep.provisioning.files import write_atomic
     from doorkeep.provisioning.signed_config import (
         load_local_toml,
+        owner_side_changes,
+        remember_signed,
         sign_config,
-        validate_table,
     )
 
-    keys = _owner_keys(args.key, args)
     book = _book(args)
     dev = book.get(args.device_id) if args.device_id else book.only()
     if not args.toml.is_file():
         raise InvalidArgument(f"{args.toml}: no such file")
     table = load_local_toml(args.toml)
-    validate_table(table)  # refuse a bad value before a counter is spent
-    doc = sign_config(table, device_id=dev.device_id, counter=book.next_counter(dev.device_id), keys=keys)
+    # The owner sees what the document does (a bad value, a removed mask) before a key is unlocked or a counter spent.
+    where, changes = owner_side_changes(book.path, dev.device_id, dev.counter + 1, table)
+    _print_changes(where, changes)
+    check_mask_removal(changes, allowed=args.allow_mask_removal)
+    keys = _owner_keys(args.key, args)
+    doc = sign_config(table, device_id=dev.device_id, counter=book.next_counter(dev.device_id), keys=keys,
+                      allow_mask_removal=args.allow_mask_removal)
     write_atomic(args.out, doc.to_bytes(), mode=0o600)
-    print(f"signed configuration #{doc.counter} for {dev.device_id} -> {args.out}")
+    remember_signed(book.path, doc)
+    print(f"signed configuration #{doc.counter} for {dev.device_id} -> {args.out} (the device's whole policy: what "
+          "it does not set is the default)")
     print(f"apply it on the device: doorkeep config apply {args.out.name}")
     return 0
 
@@ -308,7 +328,7 @@ def _config_apply(args: argparse.Namespace) -> int:
             return 0
         local = load_local_toml(args.config) if args.config else {}
         applied = SignedConfigStore(prov, local=local).apply(data)
-        print(f"applied configuration #{applied.counter}; changed: {', '.join(applied.changed) or 'nothing'}")
+        _print_changes(f"applied configuration #{applied.counter}", list(applied.changes))
         print("restart the service to use it: systemctl restart doorkeep")
         return 0
     finally:
@@ -316,12 +336,20 @@ def _config_apply(args: argparse.Namespace) -> int:
 
 
 def _config_push(args: argparse.Namespace) -> int:
-    from doorkeep.provisioning.documents import OwnerDocument
+    from doorkeep.provisioning.documents import KIND_CONFIG, OwnerDocument
+    from doorkeep.provisioning.errors import ProvisionRefused
     from doorkeep.provisioning.remote import push_document
+    from doorkeep.provisioning.signed_config import owner_side_changes
 
     data = args.document.read_bytes()
     book = _book(args)
-    dev = book.get(args.device_id or OwnerDocument.from_bytes(data).device_id)
+    doc = OwnerDocument.from_bytes(data)
+    dev = book.get(args.device_id or doc.device_id)
+    if doc.kind == KIND_CONFIG and isinstance(doc.body.get("config"), dict):
+        try:  # a preview only: the device is the judge (a bad document is refused and audited there)
+            _print_changes(*owner_side_changes(book.path, dev.device_id, doc.counter, doc.body["config"]))
+        except ProvisionRefused:
+            pass
     client = _mqtt(None, args.broker, f"doorkeep-owner-{uuid.uuid4().hex[:8]}")
     try:
         verdict = push_document(client, device_id=dev.device_id, device_key=dev.key, data=data, timeout=args.timeout)

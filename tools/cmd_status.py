@@ -146,7 +146,7 @@ def _identity_show(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------ config check
 def _config_check(args: argparse.Namespace) -> int:
     from doorkeep.device.errors import InvalidArgument, ProvisionError
-    from doorkeep.provisioning.config_diff import diff_configs
+    from doorkeep.provisioning.config_diff import diff_configs, removed_masks, report
     from doorkeep.provisioning.device_state import DeviceProvisioning
     from doorkeep.provisioning.device_status import load_identity, running_config
     from doorkeep.provisioning.signed_config import (
@@ -168,29 +168,33 @@ def _config_check(args: argparse.Namespace) -> int:
     prov = DeviceProvisioning(cfg.state_dir, identity=ident, audit=None) if ident else None  # type: ignore[arg-type]
     store = SignedConfigStore(prov, local=hw) if prov is not None else None
     data = args.file.read_bytes()
-    report: dict[str, Any] = {"file": str(args.file), "device_id": ident.device_id if ident else None}
+    out: dict[str, Any] = {"file": str(args.file), "device_id": ident.device_id if ident else None}
     if data.lstrip().startswith(b"{"):  # a signed document: check it exactly as `config apply` would
         if store is None:
             raise ProvisionError(f"no device identity in {cfg.state_dir}: a signed document cannot be checked here")
         doc, proposed = store.check(data)
-        report.update(kind="signed", counter=doc.counter, last_counter=prov.last_counter())  # type: ignore[union-attr]
+        out.update(kind="signed", counter=doc.counter, last_counter=prov.last_counter())  # type: ignore[union-attr]
         verdict = (f"signed by the pinned owner for this device, counter #{doc.counter} (last applied "
-                   f"#{report['last_counter']}): `config apply` would accept it")
+                   f"#{out['last_counter']}): `config apply` would accept it")
+        table = doc.body["config"]
     else:
-        proposed = validate_table(load_local_toml(args.file), local=hw)
-        report.update(kind="settings")
+        table = load_local_toml(args.file)
+        proposed = validate_table(table, local=hw)
+        out.update(kind="settings")
         verdict = "valid settings"
-    changes = diff_configs(current, proposed)
-    report.update(valid=True, changes=[c.to_json() for c in changes])
+    changes = diff_configs(current, proposed, new_table=table)
+    out.update(valid=True, changes=[c.to_json() for c in changes])
     if args.json:
-        print(json.dumps(report, sort_keys=True))
+        print(json.dumps(out, sort_keys=True))
         return 0
     where = f"this device ({ident.device_id})" if ident else f"a device with state in {cfg.state_dir}"
     print(f"{args.file}: {verdict}")
     if not changes:
         print(f"no change on {where}")
     else:
-        print(f"on {where} it would:")
-        for c in changes:
-            print(f"  {c.describe()}")
+        print(f"on {where} (a signed configuration is the whole policy):")
+        for line in report(changes):
+            print(f"  {line}")
+    if out["kind"] == "settings" and removed_masks(changes):
+        print("signing it removes privacy masks: `doorkeep config sign` refuses it without --allow-mask-removal")
     return 0
