@@ -40,8 +40,9 @@ GATE = ("tests/test_foundation_gate.py",)
 GATE_PIPE = ("tests/test_foundation_gate.py", "tests/test_foundation_loop.py", "tests/test_detection_scene.py")
 AUDIT = ("tests/test_vault_audit_segments.py", "tests/test_vault_release.py", "tests/test_vault_vectors.py",
          "tests/test_vault_fuzz.py::test_fuzz_audit_record")
-VAULT = ("tests/test_vault_grant_bounds.py", "tests/test_vault_release.py", "tests/test_vault_roundtrip.py",
-         "tests/test_vault_vectors.py", "tests/test_vault_store.py", "tests/test_vault_streams.py",
+VAULT = ("tests/test_vault_chunking.py", "tests/test_vault_grant_bounds.py", "tests/test_vault_release.py",
+         "tests/test_vault_roundtrip.py", "tests/test_vault_vectors.py", "tests/test_vault_store.py",
+         "tests/test_vault_streams.py",
          "tests/test_release_key_memory.py", "tests/test_release_export_lock.py", "tests/test_release_owner_limits.py",
          "tests/test_vault_fuzz.py")
 
