@@ -1,0 +1,102 @@
+"""Key files and the owner pin refuse what they must, and a bundle refuses a manifest changed after its index was
+signed. Written for mutants that survived every other vault test (tests/mutation_check.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from doorkeep.device.errors import FormatError, KeyRoleError, VaultError
+from doorkeep.device.vault.codec import canonical
+from doorkeep.device.vault.keys import (
+    MAX_MEMLIMIT,
+    MIN,
+    OWNER_PUB_FILE,
+    PublicKeys,
+    SecretKeys,
+    load_owner_public,
+    pin_owner_public,
+)
+from vault_support import make_device, make_packets, sealed_keys, write_clip
+
+PASS = b"correct horse"
+
+
+def _edited(data: bytes, **fields: object) -> bytes:
+    doc = json.loads(data)
+    for k, v in fields.items():
+        if isinstance(v, dict):
+            doc[k] = {**doc[k], **v}
+        else:
+            doc[k] = v
+    return canonical(doc) + b"\n"
+
+
+def test_a_key_file_claiming_another_partys_public_keys_is_refused() -> None:
+    """The file's public half is what recipients and devices get shown; it must be the secret's own."""
+    a, b = SecretKeys.generate("owner"), SecretKeys.generate("owner")
+    other = json.loads(b.public.to_bytes())
+    data = _edited(a.to_file_bytes(PASS, limits=MIN), sign=other["sign"], box=other["box"])
+    with pytest.raises(FormatError, match="do not match"):
+        SecretKeys.from_file_bytes(data, PASS)
+    assert SecretKeys.from_file_bytes(a.to_file_bytes(PASS, limits=MIN), PASS).public == a.public
+
+
+def test_a_key_file_asking_argon2_for_too_much_memory_is_refused_before_the_passphrase() -> None:
+    """A crafted file must not make the owner's tool allocate gigabytes (or ask for the passphrase first)."""
+    data = _edited(SecretKeys.generate("owner").to_file_bytes(PASS, limits=MIN), kdf={"mem": MAX_MEMLIMIT * 2})
+
+    def prompt() -> bytes:
+        raise AssertionError("asked for the passphrase of a file that should have been refused")
+
+    with pytest.raises(FormatError):
+        SecretKeys.from_file_bytes(data, prompt)
+
+
+def test_the_pinned_owner_is_not_replaced_by_another(tmp_path: Path) -> None:
+    a, b = SecretKeys.generate("owner").public, SecretKeys.generate("owner").public
+    pin_owner_public(tmp_path, a)
+    pin_owner_public(tmp_path, a)  # the same owner again: fine
+    with pytest.raises(VaultError, match="different owner"):
+        pin_owner_public(tmp_path, b)
+    assert load_owner_public(tmp_path / OWNER_PUB_FILE) == a
+    pin_owner_public(tmp_path, b, replace=True)  # factory reset's path
+    assert load_owner_public(tmp_path / OWNER_PUB_FILE) == b
+
+
+def test_only_an_owner_key_can_be_pinned(tmp_path: Path) -> None:
+    with pytest.raises(KeyRoleError):
+        pin_owner_public(tmp_path, SecretKeys.generate("recipient").public)
+    assert not (tmp_path / OWNER_PUB_FILE).exists()
+
+
+def test_a_public_key_file_of_another_role_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "someone.pub"
+    path.write_bytes(SecretKeys.generate("recipient").public.to_bytes())
+    assert PublicKeys.load(path).role == "recipient"
+    with pytest.raises(FormatError):
+        PublicKeys.load(path, role="owner")
+    with pytest.raises(FormatError):
+        load_owner_public(path)
+
+
+def test_a_manifest_changed_after_the_bundle_index_was_signed_stops_the_export(tmp_path: Path) -> None:
+    """The bundle's signed index names each manifest by hash; if the manifest on disk changes between signing the
+    index and shipping it, the export stops instead of shipping a manifest the index does not vouch for."""
+    from doorkeep.device.vault.bundles import BundleClip, BundleStream
+    from doorkeep.device.vault.grants import issue_grant
+
+    dev = make_device(tmp_path)
+    write_clip(dev, "c1", make_packets(10))
+    store = dev.vault.store
+    grant = issue_grant(dev.owner, device_id=dev.identity.device_id, sealed_keys=sealed_keys(dev, "c1"),
+                        recipient=dev.recipient.public, recipient_name="r", purpose="p", requester="q")
+    clip = BundleClip(store.manifest_path("c1"), store.clip_path("c1"))
+    stream = iter(BundleStream(dev.identity, grant, dev.owner.public, [clip]))
+    next(stream)  # the signed head, naming the manifest's hash
+    m = clip.load_manifest()
+    store.write_manifest(dataclasses.replace(m, event_ids=(*m.event_ids, "later")).signed(dev.identity))
+    with pytest.raises(FormatError, match="manifest changed"):
+        list(stream)
