@@ -176,6 +176,47 @@ def test_seqlock_a_slot_rewritten_during_a_copy_is_never_returned(monkeypatch: p
     assert seq == 1 and (out == 1).all(), f"got seq {seq} holding values {np.unique(out).tolist()}"
 
 
+def test_seqlock_a_slot_rewritten_by_push_during_a_copy_is_never_returned(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same interleaving through ``push`` (the path a decoded frame takes): the reader is halfway through frame 0
+    when the producer pushes frame 1 and then copies frame 2 into frame 0's slot, and is still running that slot's
+    lores filter (the privacy mask) when the reader finishes. The reader must return frame 1 whole — not half of
+    frame 0 and half of frame 2 before its mask."""
+    from doorkeep.device import rings
+
+    shim = _PausingNumpy()
+    monkeypatch.setattr(rings, "np", shim)
+    in_filter, release = threading.Event(), threading.Event()
+
+    def mask(slot: np.ndarray) -> None:
+        if slot[0, 0] == 2:  # frame 2: copied in, not yet masked nor committed
+            in_filter.set()
+            assert release.wait(30)
+
+    ring = FrameRing(width=W, height=H, frames=2, lores_filters=[mask])
+    ring.push(np.full(ring.shape, 0, np.uint8), 0.0)
+    got: list[tuple[int, np.ndarray]] = []
+
+    def read() -> None:
+        out = ring.empty_frame()
+        info = ring.read_latest(out, after_seq=-1, timeout=5)
+        assert info is not None
+        got.append((info.seq, out))
+
+    shim.reader = threading.Thread(target=read, daemon=True)
+    shim.reader.start()
+    assert shim.half.wait(30)  # the reader holds half of frame 0
+    ring.push(np.full(ring.shape, 1, np.uint8), 1.0)  # frame 1 in slot 1
+    producer = threading.Thread(target=ring.push, args=(np.full(ring.shape, 2, np.uint8), 2.0), daemon=True)
+    producer.start()
+    assert in_filter.wait(30)  # slot 0 holds frame 2, unmasked, uncommitted
+    shim.resume.set()
+    shim.reader.join(30)
+    release.set()
+    producer.join(30)
+    ((seq, out),) = got
+    assert seq == 1 and (out == 1).all(), f"got seq {seq} holding values {np.unique(out).tolist()}"
+
+
 def test_overrun_counted_when_producer_laps_a_reader() -> None:
     ring = FrameRing(width=W, height=H, frames=2)
     ring.push(np.zeros(ring.shape, np.uint8), 0.0)
