@@ -49,22 +49,6 @@ from .worker import Worker
 log = logging.getLogger(__name__)
 
 
-def _storage_gauge(vault: Vault) -> Callable[[], float]:
-    """The vault's size for the heartbeat; a storage fault (EIO, EACCES) keeps the last figure rather than break
-    the snapshot every heartbeat and stats line is made from (the fault itself is the keeper's to report)."""
-    last = 0.0
-
-    def read() -> float:
-        nonlocal last
-        try:
-            last = float(vault.store.total_bytes())
-        except OSError:
-            pass
-        return last
-
-    return read
-
-
 class _ClipAwareSinks:
     """One event sink: the vault sees each event first, so the published event says whether a clip exists."""
 
@@ -258,8 +242,10 @@ def assemble(config: Config, *, identity: DeviceIdentity, source: FrameSource | 
         bell.stats.gauge("night_mode", lambda: 1.0 if night.night else 0.0)  # the stats line shows the mode
         if vault is not None:
             vault.stats = bell.stats
-            # The heartbeat's storage_mb (docs/mqtt.md); read when a snapshot is taken (heartbeat, stats line).
-            bell.stats.gauge("storage_bytes", _storage_gauge(vault))
+            # The heartbeat's storage_mb (docs/mqtt.md): the vault measures it at start, after each clip and each
+            # retention pass (a storage fault keeps the last figure), so a snapshot never scans the disk.
+            stored: Vault = vault
+            bell.stats.gauge("storage_bytes", lambda: float(stored.bytes_used))
         channel: DeviceChannel | None = None
         if publisher is not None:
             publisher.heartbeat.snapshot = bell.stats.snapshot

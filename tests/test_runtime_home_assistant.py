@@ -98,3 +98,13 @@ def test_discovery_sensors_have_the_right_state_classes_and_every_component_has_
     assert by_key["drops"]["state_class"] == "total_increasing"
     assert by_key["fps"]["state_class"] == "measurement"
     assert by_key["storage_mb"]["device_class"] == "data_size"
+
+
+def test_storage_used_is_measured_after_each_clip_and_each_retention_pass(tmp_path) -> None:
+    from test_vault_roundtrip import record_one
+
+    dev, _ = record_one(tmp_path)  # a clip recorded through the recorder, then the vault stopped
+    stored = dev.vault.store.total_bytes()
+    assert stored > 0 and dev.vault.bytes_used == stored  # measured when the clip closed, not on read
+    freed = dev.vault.enforce_retention(disk_full=True, free_target=1 << 60)  # every clip goes
+    assert freed and dev.vault.store.total_bytes() == 0 and dev.vault.bytes_used == 0

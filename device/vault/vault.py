@@ -88,6 +88,9 @@ class Vault:
         self.reserve.on_release = self.keeper.need_space
         self.health.on_report = self.keeper.wake
         self._stats: Stats | None = None
+        #: Bytes the clips take (files, manifests, thumbnails): Home Assistant's *Storage used*. Measured at start,
+        #: after each clip and each retention pass, so readers (the heartbeat) never scan the disk themselves.
+        self.bytes_used = 0
 
     @property
     def stats(self) -> Stats | None:
@@ -136,6 +139,7 @@ class Vault:
                 self.keeper.need_space()
             else:
                 self.health.report(exc, op="start")
+            self.measure()
         self.keeper.start()
         if not self._start_recorder():
             why = "disabled in config" if not self.section.enabled else f"no owner key pinned at {self.owner_path}"
@@ -195,9 +199,21 @@ class Vault:
         max_bytes = self.section.max_bytes
         if disk_full:
             max_bytes = min(max_bytes, int(self.store.total_bytes() * 0.9))
-        return retention.enforce(self.store, max_age_s=self.section.max_age_days * 86400, max_bytes=max_bytes,
-                                 audit=self.guarded, keep=keep, reason_bytes="disk_full" if disk_full else "max_bytes",
-                                 free=lambda: free_bytes(self.store.root), free_target=free_target)
+        try:
+            return retention.enforce(self.store, max_age_s=self.section.max_age_days * 86400, max_bytes=max_bytes,
+                                     audit=self.guarded, keep=keep,
+                                     reason_bytes="disk_full" if disk_full else "max_bytes",
+                                     free=lambda: free_bytes(self.store.root), free_target=free_target)
+        finally:
+            self.measure()
+
+    def measure(self) -> int:
+        """Re-measure :attr:`bytes_used` (a disk error keeps the last figure: the keeper reports those)."""
+        try:
+            self.bytes_used = self.store.total_bytes()
+        except OSError:
+            pass
+        return self.bytes_used
 
     def recover_torn(self) -> None:
         """Recover the clips the recorder closed torn (cut back to their last complete chunk; audited).
@@ -220,6 +236,7 @@ class Vault:
                                 reason="write_error")
 
     def _after_clip(self, clip_id: str | None, torn: bool) -> None:
+        self.measure()
         if not torn:
             self.keeper.clip_written()
 
@@ -227,6 +244,7 @@ class Vault:
         """Factory reset: stop recording and destroy every clip (sealed-key header first). Audited."""
         self.stop()
         n = self.store.shred_all()
+        self.measure()
         self.audit.append("vault_shred_all", clips=n)
         return n
 
