@@ -21,6 +21,12 @@ Example::
         failures.ok()                      # cheap when nothing failed: one attribute test
 
 Attributes: ``total`` (failures ever), ``suppressed`` (failures not yet reported in a summary line).
+
+A fan-out (packet sinks, event sinks) keeps one ``FailureLog`` per sink with :class:`SinkFailures`::
+
+    failures = SinkFailures(log, "packet sink")
+    for sink in sinks:
+        failures.call(sink, sink.on_packet, packet)    # False when it raised (logged, rate-limited)
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 #: Default: at most one traceback and one summary line per minute and failure site.
 INTERVAL_S = 60.0
@@ -97,6 +104,41 @@ class FailureLog:
             self.logger.error("%s failed %d more times (not yet reported)", self.what, n)
         if announced:
             self.logger.warning("%s recovered after %d failures", self.what, streak)
+
+
+class SinkFailures:
+    """One :class:`FailureLog` per sink of a fan-out: a broken sink logs once, then counts — never once per item,
+    and never hides another sink's first failure. ``what`` prefixes the sink's type name in every line."""
+
+    def __init__(self, logger: logging.Logger, what: str, **kw: Any) -> None:
+        self.logger = logger
+        self.what = what
+        self._kw = kw
+        self._logs: dict[int, FailureLog] = {}
+
+    def call(self, sink: object, fn: Callable[..., object], *args: object) -> bool:
+        """``fn(*args)`` for ``sink``; an exception is logged (rate-limited) and swallowed. Returns success."""
+        try:
+            fn(*args)
+        except Exception:  # noqa: BLE001 — one broken sink must not stop the others or the thread; logged here
+            self.log_for(sink).failed()
+            return False
+        if self._logs:
+            f = self._logs.get(id(sink))
+            if f is not None:
+                f.ok()
+        return True
+
+    def log_for(self, sink: object) -> FailureLog:
+        f = self._logs.get(id(sink))
+        if f is None:
+            f = self._logs[id(sink)] = FailureLog(self.logger, f"{self.what} {type(sink).__name__}", **self._kw)
+        return f
+
+    @property
+    def total(self) -> int:
+        """Failures of every sink so far."""
+        return sum(f.total for f in list(self._logs.values()))
 
 
 def _summary(exc: BaseException | None) -> str:

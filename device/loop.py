@@ -36,7 +36,7 @@ import numpy as np
 from .detect.pipeline import DetectionPipeline
 from .detections import Detection
 from .events import Event, EventSink
-from .lograte import FailureLog
+from .lograte import FailureLog, SinkFailures
 from .rings import FrameInfo, FrameRing
 from .sources.base import FrameSource
 from .stats import Stats
@@ -182,6 +182,7 @@ class _EventsWorker(Worker):
     def __init__(self, loop: CaptureLoop) -> None:
         super().__init__("events", stats=loop.stats)
         self.loop = loop
+        self.failures = SinkFailures(log, "event sink")
 
     def _wake(self) -> None:
         try:
@@ -205,11 +206,8 @@ class _EventsWorker(Worker):
                 continue  # a stale sentinel from an earlier stop
             t0 = time.perf_counter()
             for sink in self.loop.event_sinks:
-                try:
-                    sink.on_event(ev)  # type: ignore[arg-type]
-                except Exception:
+                if not self.failures.call(sink, sink.on_event, ev):
                     self.loop.stats.count("publish_errors")
-                    log.exception("event sink %r failed", sink)
             self.loop.stats.observe("publish", time.perf_counter() - t0)
 
 

@@ -24,6 +24,7 @@ from collections import deque
 
 from .errors import InvalidArgument
 from .frames import Packet, PacketSink
+from .lograte import SinkFailures
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class PacketRing(PacketSink):
         self.bytes = 0
         self.packets = 0
         self.discarded = 0
+        self._failures = SinkFailures(log, "pre-roll packet sink")
 
     # ------------------------------------------------------------------------------------------------ capture side
 
@@ -135,9 +137,6 @@ class PacketRing(PacketSink):
                 return 0.0
             return self._packets[-1].t_capture - self._packets[0].t_capture
 
-    @staticmethod
-    def _deliver(sink: PacketSink, packet: Packet) -> None:
-        try:
-            sink.on_packet(packet)
-        except Exception:  # a broken sink must not stop capture or starve the others
-            log.exception("packet sink %r failed", sink)
+    def _deliver(self, sink: PacketSink, packet: Packet) -> None:
+        # a broken sink must not stop capture or starve the others; logged once, then counted (not per packet)
+        self._failures.call(sink, sink.on_packet, packet)

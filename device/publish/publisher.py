@@ -32,6 +32,7 @@ from ..disk import Backoff
 from ..errors import OutboxError, PublishError
 from ..events import Event
 from ..identity import DeviceIdentity
+from ..lograte import FailureLog
 from ..worker import Worker
 from .discovery import DiscoveryAnnouncer
 from .heartbeat import AuditSource, Heartbeat
@@ -74,6 +75,7 @@ class _Sender(Worker):
         self.published = 0
         self.refused = 0
         self.storage_errors = 0
+        self._publish_failures = FailureLog(log, "publishing from the outbox")
         self._wakeup = threading.Event()
         self._listening = False
 
@@ -137,8 +139,10 @@ class _Sender(Worker):
                     h.add_done_callback(self.wake)
                     inflight[row.seq] = h
                     last = row.seq
-            except PublishError:
-                log.exception("publishing from the outbox failed; will retry")
+            except PublishError:  # retried on the next pass (twice a second): logged once, then counted
+                self._publish_failures.failed()
+            else:
+                self._publish_failures.ok()
         return last
 
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import CaptureError
 from ..frames import Packet, PacketSink
-from ..lograte import FailureLog
+from ..lograte import FailureLog, SinkFailures
 from ..rings import FrameRing
 from ..worker import Worker
 
@@ -74,7 +74,7 @@ class FrameSource:
         self._lock = threading.Lock()
         self._running = False
         self._closed = False
-        self._sink_failures: dict[int, FailureLog] = {}
+        self._sink_failures = SinkFailures(log, "packet sink")
         self._metadata_failures = FailureLog(log, "metadata hook")
 
     # -------------------------------------------------------------------------------------------- public API
@@ -151,21 +151,8 @@ class FrameSource:
 
     def _emit_packet(self, packet: Packet) -> None:
         self.packets += 1
-        for sink in self.packet_sinks:
-            try:
-                sink.on_packet(packet)
-            except Exception:  # noqa: BLE001 — one broken sink must not stop capture; logged by FailureLog
-                self._failures(sink).failed()
-            else:
-                if self._sink_failures:
-                    self._failures(sink).ok()
-
-    def _failures(self, sink: PacketSink) -> FailureLog:
-        """One rate-limited failure log per sink: a broken sink logs once, then counts (not once a packet)."""
-        f = self._sink_failures.get(id(sink))
-        if f is None:
-            f = self._sink_failures[id(sink)] = FailureLog(log, f"packet sink {type(sink).__name__}")
-        return f
+        for sink in self.packet_sinks:  # one broken sink must not stop capture; logged once, then counted
+            self._sink_failures.call(sink, sink.on_packet, packet)
 
     def _metadata(self, md: dict[str, Any]) -> None:
         if self.on_metadata is not None:

@@ -37,6 +37,7 @@ import nacl.utils
 from ..events import Event
 from ..frames import Packet, PacketSink
 from ..identity import DeviceIdentity
+from ..lograte import FailureLog
 from ..worker import Worker
 from .clips import ClipWriter, Codec
 from .faults import AuditFn, VaultHealth
@@ -128,6 +129,7 @@ class ClipRecorder(PacketSink):
         self._clip: _Open | None = None
         #: The supervised writer thread (``doorkeep-vault-writer``).
         self.worker = _Writer(self)
+        self._failures = FailureLog(log, "vault writer")  # a packet that keeps failing: one traceback, then counts
         self.dropped = 0
         self.clips = 0
         self.torn = 0
@@ -250,8 +252,11 @@ class ClipRecorder(PacketSink):
                     self._end_locked()  # packets stopped coming: end by the clock
                 elif s is not None and self._clip is None:
                     self._resume_locked()
-            except Exception:  # one bad packet or close must not end recording
-                log.exception("vault writer failed")
+            except Exception:  # noqa: BLE001 — one bad packet or close must not end recording; logged rate-limited
+                self._failures.failed()
+            else:
+                if item is not None:  # an idle pass proves nothing about writing
+                    self._failures.ok()
 
     def _drain_locked(self) -> None:
         while True:
