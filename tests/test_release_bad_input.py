@@ -251,3 +251,27 @@ def test_a_damaged_bundle_is_refused_in_one_doorkeep_line(dev, tmp_path, capsys)
                      str(tmp_path / "owner.pub"), "--out", str(tmp_path / "o")]) == 1
         assert one_line(capsys.readouterr().err).startswith("doorkeep: bundle REFUSED: ")
     assert not (tmp_path / "o").exists() or list((tmp_path / "o").iterdir()) == []
+
+
+def test_view_refuses_a_wrong_clip_or_output_before_the_passphrase(dev, tmp_path, capsys, no_passphrase) -> None:
+    """Before: a mistyped clip id or --out directory was reported only after the passphrase prompt."""
+    (tmp_path / "outdir").mkdir()
+    for clip, out, says in (("nope", tmp_path / "x.mp4", "nope"), ("c1", tmp_path / "outdir", "is a directory"),
+                            ("c1", tmp_path / "missing" / "c1.mp4", "no directory")):
+        assert main(["view", clip, "--key", str(tmp_path / "owner.key"), "--state-dir", str(dev.state),
+                     "--out", str(out)]) == 1
+        assert says in one_line(capsys.readouterr().err)
+    assert list((tmp_path / "outdir").iterdir()) == []
+
+
+def test_grant_and_request_refuse_a_directory_as_output_before_the_passphrase(dev, tmp_path, capsys,
+                                                                              no_passphrase) -> None:
+    (tmp_path / "outdir").mkdir()
+    (tmp_path / "rec.pub").write_bytes(dev.recipient.public.to_bytes())
+    for argv in (["grant", "--key", str(tmp_path / "owner.key"), "--recipient", str(tmp_path / "rec.pub"),
+                  "--recipient-name", "x", "--purpose", "p", "--requester", "PD", "--clip", "c1",
+                  "--state-dir", str(dev.state)],
+                 ["request", "--key", str(tmp_path / "rec.key"), "--requester", "PD", "--incident", "i",
+                  "--purpose", "p", "--from", "0", "--to", "1"]):
+        assert main([*argv, "--out", str(tmp_path / "outdir")]) == 1
+        assert "is a directory" in one_line(capsys.readouterr().err)

@@ -18,7 +18,7 @@ from typing import Any
 
 from doorkeep.device.safe_text import printable
 from doorkeep.tools.cmd_hub import parse_broker
-from doorkeep.tools.cmd_vault import _iso, _pass_arg, _secret_keys
+from doorkeep.tools.cmd_vault import _iso, _pass_arg, _read_input, _secret_keys
 
 #: Exit status when the device refused a command (the reason is printed).
 EXIT_REFUSED = 3
@@ -216,8 +216,10 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _send_grant(args: argparse.Namespace) -> int:
+    grant = _read_input(args.grant, "grant")  # before the passphrase prompt and the connection
+
     def go(link: Any) -> int:
-        v = link.send_grant(args.grant.read_bytes())
+        v = link.send_grant(grant)
         if not v.ok:
             print(f"doorkeep: {link.device_id} refused the grant: {printable(v.reason)}: {printable(v.detail)}",
                   file=sys.stderr)

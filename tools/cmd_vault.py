@@ -262,13 +262,15 @@ def _clips(args: argparse.Namespace) -> int:
 
 
 def _view(args: argparse.Namespace) -> int:
+    from doorkeep.device.fileio import AtomicOutput
     from doorkeep.device.vault.clips import iter_clip, open_clip_key
     from doorkeep.tools.vault_mp4 import write_mp4_file
 
     store = _store(args)
-    owner = _secret_keys(args, "owner")
-    m = store.manifest(args.clip)
+    m = store.manifest(args.clip)  # a wrong clip id or output path is refused before the passphrase prompt
     out = args.out or Path(f"{args.clip}.mp4")
+    AtomicOutput(out).discard()
+    owner = _secret_keys(args, "owner")
     with open(store.clip_path(args.clip), "rb") as f:
         header, packets = iter_clip(f, os.fstat(f.fileno()).st_size, lambda h: open_clip_key(h, owner),
                                     require_final=m.complete)
@@ -283,6 +285,7 @@ def _grant(args: argparse.Namespace) -> int:
     from doorkeep.device.vault.keys import PublicKeys, write_atomic
 
     lifetime = _check_grant_terms(args)  # before the passphrase prompt: nothing the device would refuse is signed
+    _output_file(args.out)
     store = _store(args)
     ms = store.manifests()
     chosen = set(args.clip)
@@ -342,6 +345,8 @@ def _request(args: argparse.Namespace) -> int:
     if args.send:
         _check_send(args)
     window = (_time(args.t_from), _time(args.t_to))
+    if args.out:
+        _output_file(args.out)
     if window[0] > window[1]:
         raise InvalidArgument(f"--from {args.t_from} is later than --to {args.t_to}")
     keys = _secret_keys(args, "recipient")
@@ -490,6 +495,13 @@ def _input_file(path: Path, what: str) -> None:
         raise InvalidArgument(f"{what} {path}: is a directory")
     if not path.is_file():
         raise InvalidArgument(f"{what} {path}: no such file")
+
+
+def _output_file(path: Path) -> None:
+    """One ``doorkeep:`` line if ``path`` cannot be a file to write (checked before any prompt or signature);
+    missing parent directories are made when it is written."""
+    if path.is_dir():
+        raise InvalidArgument(f"{path} is a directory (name the file to write)")
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
