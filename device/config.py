@@ -262,6 +262,9 @@ class VaultSection(Section):
     #: Longest wait between retries after a storage fault (EIO, EACCES, EROFS, ...): recording resumes by itself
     #: within this long once the fault clears.
     max_retry_s: float = check(in_range(1, 3600), default=60.0)
+    #: A wall-clock step larger than this (seconds; a spoofed time server, a Pi without RTC booting) is not counted
+    #: in the age of clips recorded before it: retention by age never shreds because of it (audited ``clock_jump``).
+    max_clock_jump_s: float = check(in_range(60, 366 * 86400), default=86400.0)
     #: MiB held back in ``<state_dir>/space.reserve`` so the audit log and the outbox can still write on a full
     #: disk (released at once when they meet ENOSPC, taken back once retention has made room). 0 disables it.
     reserve_mb: float = check(in_range(0, 1024), default=8.0)

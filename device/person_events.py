@@ -1,6 +1,11 @@
 """The person event state machine: per-inference detections in, event start/end transitions out. Pure: no clock,
 no I/O — time comes in with every call, so it is tested exhaustively and replays footage faster than real time.
 
+Every rule runs on the frame's MONOTONIC capture time; the wall clock only labels events. A wall clock stepped back
+(NTP after boot) therefore never holds an event open, and one stepped forward never ends it early. An event's labels
+are anchored at the wall time of its first hit and advance by monotonic time from there, so ``t_end - t_start`` is
+the true duration even across a step; ``mono_end`` carries the monotonic end for the vault's post-roll.
+
 Rules (defaults in docs/detection.md, measured on the demo scene):
 
 * A detection counts when its box covers at least ``min_box_area`` of the frame and, with ``require_zone``, its
@@ -58,11 +63,12 @@ class PersonTracker:
         self.require_zone = require_zone
         self.zone_point = zone_point
         self._new_id = new_id
-        self._window: deque[tuple[float, bool]] = deque(maxlen=n)
+        self._window: deque[tuple[float, float, bool]] = deque(maxlen=n)  # (monotonic, wall, hit)
         self._last_t: float | None = None
         self._active: Event | None = None
         self._active_since = 0.0
-        self._cut_at = float("-inf")  # when the last event was cut at max_event_s: the next starts no earlier
+        self._anchor = (0.0, 0.0)  # (monotonic, wall) the open event's labels are counted from
+        self._cut_at = (float("-inf"), 0.0)  # (monotonic, wall) the last event was cut at max_event_s
         self._last_seen = 0.0
         self._best = 0.0
         self._clock_warned = False
@@ -77,10 +83,14 @@ class PersonTracker:
                    zones=zones_from_config(config.zones), require_zone=e.require_zone,  # type: ignore[attr-defined]
                    zone_point=e.zone_point)
 
+    def _label(self, t: float) -> float:
+        """The wall-clock label of monotonic time ``t`` in the open event."""
+        return self._anchor[1] + (t - self._anchor[0])
+
     def _end(self, a: Event, t: float, t_end: float) -> Event:
         self._active = None
-        return Event(event_id=a.event_id, kind="person", phase="end", t=t, t_start=a.t_start, t_end=t_end,
-                     score=self._best, zone=a.zone)
+        return Event(event_id=a.event_id, kind="person", phase="end", t=self._label(t), t_start=a.t_start,
+                     t_end=self._label(t_end), score=self._best, zone=a.zone, mono_end=t_end)
 
     @property
     def active(self) -> Event | None:
@@ -99,24 +109,26 @@ class PersonTracker:
                 best = (d, zone)
         return best
 
-    def update(self, t: float, detections: list[Detection] | None) -> list[Event]:
-        """Feed one frame's result at time ``t`` (seconds); returns the transitions it caused.
+    def update(self, t: float, detections: list[Detection] | None, *, wall: float | None = None) -> list[Event]:
+        """Feed one frame's result; returns the transitions it caused.
 
-        Times are wall-clock seconds and a device's clock can be stepped back (NTP after boot): a ``t`` earlier than
-        the previous one is treated as the previous one, so events never run backwards and the device keeps going.
+        ``t`` is the frame's monotonic capture time in seconds (footage time when replaying): every rule runs on it.
+        ``wall`` is the frame's wall-clock time (default ``t``), used only to label the events. A ``t`` earlier than
+        the previous one (not a monotonic clock) is treated as the previous one, so events never run backwards.
         """
         if self._last_t is not None and t < self._last_t:
             if not self._clock_warned:
-                log.warning("clock went back %.3f s; holding event time at %.3f", self._last_t - t, self._last_t)
+                log.warning("frame time went back %.3f s; holding event time at %.3f", self._last_t - t, self._last_t)
                 self._clock_warned = True
             t = self._last_t
         self._last_t = t
+        wall = t if wall is None else wall
         out: list[Event] = []
         hit: Detection | None = None
         zone: str | None = None
         if detections is not None:
             hit, zone = self._counting(detections)
-            self._window.append((t, hit is not None))
+            self._window.append((t, wall, hit is not None))
             if hit is not None:
                 self._last_seen = t
                 if self._active is not None:
@@ -126,13 +138,14 @@ class PersonTracker:
             out.append(self._end(a, t, self._last_seen))
             self._window.clear()
         elif a is not None and t - self._active_since >= self.max_event_s:
+            self._cut_at = (t, self._label(t))
             out.append(self._end(a, t, t))  # still there: the next counting detection starts the next event
-            self._cut_at = t
-        elif a is None and hit is not None and sum(h for _, h in self._window) >= self.k:
-            t_start = max(next(tt for tt, h in self._window if h), self._cut_at)
+        elif a is None and hit is not None and sum(h for _, _, h in self._window) >= self.k:
+            first = next((tt, ww) for tt, ww, h in self._window if h)
+            self._anchor = first if first[0] >= self._cut_at[0] else self._cut_at
             self._best = hit.score
             self._active_since = t
-            self._active = Event(event_id=self._new_id(), kind="person", phase="start", t=t,
-                                 t_start=t_start, score=hit.score, zone=zone)
+            self._active = Event(event_id=self._new_id(), kind="person", phase="start", t=self._label(t),
+                                 t_start=self._anchor[1], score=hit.score, zone=zone)
             out.append(self._active)
         return out

@@ -50,7 +50,7 @@ class EveryNthTracker:
     def __init__(self) -> None:
         self.none_updates = 0
 
-    def update(self, t: float, detections: list | None) -> list[Event]:
+    def update(self, t: float, detections: list | None, *, wall: float | None = None) -> list[Event]:
         if detections is None:
             self.none_updates += 1
             return []

@@ -74,7 +74,7 @@ def test_a_long_recording_continues_in_linked_clips(tmp_path: Path) -> None:
     dev.vault.on_event(Event("long", "person", "start", t0, t0))
     for i, p in enumerate(packets):
         if i == 190:
-            dev.vault.on_event(Event("long", "person", "end", p.t_wall, t0, p.t_wall))
+            dev.vault.on_event(Event("long", "person", "end", p.t_wall, t0, p.t_wall, mono_end=p.t_capture))
         ring.on_packet(p)
     wait_until(lambda: dev.vault.recorder.recording is None, what="the last part to close")  # type: ignore[union-attr]
     dev.vault.stop()
@@ -99,12 +99,12 @@ def test_a_large_recording_is_cut_at_max_clip_mb(tmp_path: Path) -> None:
     dev = make_device(tmp_path, postroll_s=0.3, max_clip_mb=1)
     ring = PacketRing(seconds=0.5)
     dev.vault.start(ring)
-    t0 = time.time()
+    t0, m0 = time.time(), time.monotonic()
     dev.vault.on_event(Event("big", "person", "start", t0, t0))
     for p in fake_packets(100, size=50_000, t0=t0):  # 5 MB in 10 s of footage
         ring.on_packet(p)
     t = t0 + 10
-    dev.vault.on_event(Event("big", "person", "end", t, t0, t))
+    dev.vault.on_event(Event("big", "person", "end", t, t0, t, mono_end=m0 + 10))  # at the footage's end
     dev.vault.stop()
     parts = chain(dev)
     assert len(parts) >= 4
@@ -120,7 +120,7 @@ def test_a_poster_never_fills_the_disk(tmp_path: Path) -> None:
     tracker = PersonTracker(max_event_s=8)
     t0 = time.time()
     for i, p in enumerate(fake_packets(600, size=20_000, t0=t0)):
-        for ev in tracker.update(i / 10, PERSON):
+        for ev in tracker.update(p.t_capture, PERSON, wall=p.t_wall):
             dev.vault.on_event(ev)
         ring.on_packet(p)
         if i % 50 == 0:  # let the writer keep up (the queue is bounded: overflow would be counted, not tested)

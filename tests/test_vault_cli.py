@@ -45,7 +45,7 @@ def test_cli_owner_grant_export_decrypt(tmp_path: Path, monkeypatch: pytest.Monk
         if i == 8:
             vault.on_event(Event("e1", "person", "start", p.t_wall, p.t_wall))
         if i == 15:
-            vault.on_event(Event("e1", "person", "end", p.t_wall, p.t_wall, p.t_wall))
+            vault.on_event(Event("e1", "person", "end", p.t_wall, p.t_wall, p.t_wall, mono_end=p.t_capture))
         ring.on_packet(p)
     vault.close()
 

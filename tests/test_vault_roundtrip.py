@@ -35,7 +35,8 @@ def record_one(tmp: Path, *, n: int = 80, start_at: int = 20, end_at: int = 45, 
         if i == start_at:
             dev.vault.on_event(Event("ev1", "person", "start", p.t_wall, p.t_wall))
         if i == end_at:
-            dev.vault.on_event(Event("ev1", "person", "end", p.t_wall, packets[start_at].t_wall, p.t_wall))
+            dev.vault.on_event(Event("ev1", "person", "end", p.t_wall, packets[start_at].t_wall, p.t_wall,
+                                     mono_end=p.t_capture))
         ring.on_packet(p)
     deadline = time.monotonic() + 20
     while dev.vault.recorder.recording and time.monotonic() < deadline:  # type: ignore[union-attr]

@@ -161,7 +161,7 @@ def test_no_owner_no_recording_until_paired(tmp_path: Path) -> None:
         if i == 5:
             dev.vault.on_event(Event("b", "person", "start", p.t_wall, p.t_wall))
         if i == 10:
-            dev.vault.on_event(Event("b", "person", "end", p.t_wall, p.t_wall, p.t_wall))
+            dev.vault.on_event(Event("b", "person", "end", p.t_wall, p.t_wall, p.t_wall, mono_end=p.t_capture))
         ring.on_packet(p)
     dev.vault.stop()
     (m,) = dev.vault.store.manifests()

@@ -18,15 +18,17 @@ W, H, FPS, GOP = 64, 48, 10, 5
 
 
 def make_packets(n: int, *, t0: float | None = None, seed: int = 0) -> list[Packet]:
-    """``n`` encoded frames of a moving gradient with noise; wall times ``t0 + i/FPS``."""
+    """``n`` encoded frames of a moving gradient with noise; wall times ``t0 + i/FPS``, capture (monotonic) times
+    from now on at the same rate."""
     t0 = time.time() if t0 is None else t0
+    m0 = time.monotonic()
     enc = H264Encoder(width=W, height=H, fps=FPS, gop=GOP)
     rng = np.random.default_rng(seed)
     base = (np.add.outer(np.arange(H * 3 // 2), np.arange(W)) * 3 % 256).astype(np.uint8)
     out: list[Packet] = []
     for i in range(n):
         frame = np.roll(base, i, axis=1) ^ rng.integers(0, 16, base.shape, dtype=np.uint8)
-        out += enc.encode(frame, pts=round(i * 1e6 / FPS), t_capture=100.0 + i / FPS, t_wall=t0 + i / FPS)
+        out += enc.encode(frame, pts=round(i * 1e6 / FPS), t_capture=m0 + i / FPS, t_wall=t0 + i / FPS)
     out += enc.flush()
     return out
 

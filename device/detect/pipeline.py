@@ -82,8 +82,8 @@ class DetectionPipeline:
                    gate=MotionGate.from_config(config.motion, width=w, height=h) if gate else None)
 
     def step(self, frame: np.ndarray, t: float, *, t_wall: float | None = None) -> list[Event]:
-        """Run one frame (modified in place by the mask) captured at ``t`` seconds (monotonic or footage time);
-        the tracker stamps events with ``t_wall`` (default ``t``). Returns the event transitions."""
+        """Run one frame (modified in place by the mask) captured at ``t`` seconds (monotonic or footage time: every
+        rule runs on it); ``t_wall`` (default ``t``) only labels the events. Returns the event transitions."""
         stats = self.stats
         self.counts.frames += 1
         if self.mask is not None:
@@ -107,7 +107,7 @@ class DetectionPipeline:
         if tracker is None:
             return []
         t2 = time.perf_counter()
-        events = tracker.update(t if t_wall is None else t_wall, self.last)
+        events = tracker.update(t, self.last, wall=t_wall)
         if stats is not None:
             stats.observe("events", time.perf_counter() - t2)
         return events

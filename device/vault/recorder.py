@@ -5,7 +5,8 @@ visitor who rings but is not detected (hood up, IR glare, backlit) still leaves 
 press it opens a clip and calls ``ring.flush_into(self)``: the pre-roll (from a config keyframe)
 arrives first, then every live packet, with no gap and no duplicate. It records until ``postroll_s`` after the
 last overlapping event's ``end``, then detaches from the ring and closes the clip (FINAL chunk, key wiped, manifest
-signed, audited). Overlapping events extend the same recording.
+signed, audited). Overlapping events extend the same recording. The post-roll runs on the monotonic clock (the
+event's ``mono_end``, the packets' ``t_capture``): a wall clock stepped back cannot keep a clip open.
 
 A recording longer than ``max_clip_s`` (footage time) or larger than ``max_clip_bytes`` continues in a new clip,
 cut at the next keyframe that carries the codec configuration (every part decodes on its own; no packet is lost or
@@ -64,7 +65,7 @@ class _Session:
     events: list[str]  # every event of the recording, in order
     active: set[str]
     t_start: float  # wall clock: labels only
-    deadline: float | None = None  # end of the post-roll once no event is active
+    deadline: float | None = None  # end of the post-roll once no event is active (monotonic)
     part: int = 0
     prev_clip: str | None = None
 
@@ -95,6 +96,7 @@ class ClipRecorder(PacketSink):
         may_record: ``() -> bool``, False while the keeper waits for space (no clip is opened meanwhile).
         need_space: called when a write met a full disk.
         on_closed: ``(clip_id, torn)`` after every clip.
+        clock: monotonic clock (the packets' ``t_capture`` clock; tests pass their own).
 
     Counters: ``dropped`` (queue overflow), ``clips`` closed, ``torn`` (closed by a write error).
     """
@@ -105,7 +107,8 @@ class ClipRecorder(PacketSink):
                  max_clip_s: float = 600.0, max_clip_bytes: int = 512 << 20, grace_s: float = 2.0,
                  may_record: Callable[[], bool] = lambda: True,
                  need_space: Callable[[], object] = lambda: None,
-                 on_closed: Callable[[str | None, bool], None] | None = None) -> None:
+                 on_closed: Callable[[str | None, bool], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self._owner = owner
         self._identity = identity
@@ -122,6 +125,7 @@ class ClipRecorder(PacketSink):
         self._may_record = may_record
         self._need_space = need_space
         self._on_closed = on_closed
+        self._clock = clock
         self._q: queue.Queue[object] = queue.Queue(maxsize=queue_size)
         self._lock = threading.Lock()
         self._gen = 0  # bumped per clip; packets carry it so stale ones are never written into the next clip
@@ -195,7 +199,8 @@ class ClipRecorder(PacketSink):
             elif event.phase == "end" and s is not None and event.event_id in s.active:
                 s.active.discard(event.event_id)
                 if not s.active:
-                    s.deadline = (event.t_end or event.t) + self._postroll
+                    end = event.mono_end if event.mono_end is not None else self._clock()
+                    s.deadline = end + self._postroll
 
     def _resume_locked(self) -> bool:
         """Open a clip for the session if storage allows (first part, or the next after an interruption)."""
@@ -248,7 +253,7 @@ class ClipRecorder(PacketSink):
                 if item is not None:
                     self._write_locked(item)  # type: ignore[arg-type]
                 s = self._session
-                if s is not None and s.deadline is not None and time.time() > s.deadline + self._grace:
+                if s is not None and s.deadline is not None and self._clock() > s.deadline + self._grace:
                     self._end_locked()  # packets stopped coming: end by the clock
                 elif s is not None and self._clip is None:
                     self._resume_locked()
@@ -272,7 +277,7 @@ class ClipRecorder(PacketSink):
         c, s = self._clip, self._session
         if c is None or s is None or gen != self._gen:
             return
-        if s.deadline is not None and packet.t_wall > s.deadline:
+        if s.deadline is not None and packet.t_capture > s.deadline:
             self._end_locked()
             return
         if self.dropped != c.dropped_seen:  # overflow: the next packets reference lost ones; wait for a keyframe

@@ -1,5 +1,6 @@
-"""Retention: drop clips older than ``max_age_s``, then oldest first while the vault exceeds ``max_bytes`` and — after
-a real ENOSPC — while the disk has less than ``free_target`` bytes free.
+"""Retention: drop clips older than ``max_age_s`` (their trusted age: device/vault/clockwatch.py), then oldest first
+while the vault exceeds ``max_bytes`` and — after a real ENOSPC — while the disk has less than ``free_target`` bytes
+free.
 
 Deleting is shredding (device/vault/store.py: name removed first, then the sealed-key header overwritten + fsync,
 then unlink), and each deletion is audited. Retention is only ever asked to free space because of a full disk
@@ -20,22 +21,25 @@ log = logging.getLogger(__name__)
 
 def enforce(store: ClipStore, *, max_age_s: float, max_bytes: int, audit: Auditor | None = None,
             now: float | None = None, keep: Collection[str] = (), reason_bytes: str = "max_bytes",
-            free: Callable[[], int] | None = None, free_target: int = 0) -> list[str]:
+            free: Callable[[], int] | None = None, free_target: int = 0,
+            age: Callable[[float], float] | None = None) -> list[str]:
     """Shred clips beyond the limits; never the clips in ``keep`` (the one being written, those being released).
     Returns the ids shredded.
 
     ``reason_bytes`` names why the byte limit is being enforced (``max_bytes``, or ``disk_full`` after ENOSPC,
     where the caller passes a ``max_bytes`` below the current total). With ``free`` (``() -> bytes free on the
     vault's filesystem``) the oldest clips also go, as ``disk_full``, while fewer than ``free_target`` bytes are free.
+    ``age`` (``t_start -> seconds``) is a clip's age; default ``now - t_start``.
 
     Raises ``OSError`` from the disk (the clip it was shredding is untouched if its name could not be removed).
     """
     now = time.time() if now is None else now
+    age = age or (lambda t_start: now - t_start)
     manifests = [m for m in store.manifests() if m.clip_id not in keep]
     total = store.total_bytes()
     shredded: list[str] = []
     for m in manifests:  # oldest first
-        if now - m.t_start > max_age_s:
+        if age(m.t_start) > max_age_s:
             reason = "max_age"
         elif total > max_bytes:
             reason = reason_bytes

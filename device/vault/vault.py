@@ -40,6 +40,7 @@ from . import retention
 from .audit import AuditLog
 from .bundle_chunks import DEFAULT_CHUNK
 from .clips import Codec
+from .clockwatch import CLOCK_FILE, ClockWatch
 from .faults import GuardedAudit, VaultHealth
 from .grants import Grant, ReplaySet
 from .keeper import VaultKeeper
@@ -63,7 +64,7 @@ class Vault:
 
     def __init__(self, *, section: VaultSection, identity: DeviceIdentity, store: ClipStore, audit: AuditLog,
                  replay: ReplaySet, owner_path: Path, codec: Codec | None = None,
-                 reserve: SpaceReserve | None = None) -> None:
+                 reserve: SpaceReserve | None = None, clock_path: Path | None = None) -> None:
         self.section = section
         self.identity = identity
         self.store = store
@@ -87,6 +88,8 @@ class Vault:
                                   headroom=max(2 * section.chunk_bytes, 1 << 20))
         self.reserve.on_release = self.keeper.need_space
         self.health.on_report = self.keeper.wake
+        #: Wall-clock jumps: retention by age never counts one larger than ``max_clock_jump_s``.
+        self.clock = ClockWatch(clock_path, max_jump_s=section.max_clock_jump_s, audit=self.guarded.append)
         self._stats: Stats | None = None
         #: Bytes the clips take (files, manifests, thumbnails): Home Assistant's *Storage used*. Measured at start,
         #: after each clip and each retention pass, so readers (the heartbeat) never scan the disk themselves.
@@ -182,6 +185,7 @@ class Vault:
     def stop(self) -> None:
         self._ring = None
         self.keeper.stop()
+        self.clock.save()
         if self.recorder is not None:
             self.recorder.stop()
             self.recorder = None
@@ -192,8 +196,12 @@ class Vault:
 
     def enforce_retention(self, *, disk_full: bool = False, free_target: int = 0) -> list[str]:
         """Apply the age and size limits. ``disk_full`` only after a real ENOSPC/EDQUOT (device/disk.py): then at
-        least a tenth of what the vault holds is freed, and clips go until ``free_target`` bytes are free.
+        least a tenth of what the vault holds is freed, and clips go until ``free_target`` bytes are free. Ages are
+        trusted ages: a wall-clock jump larger than ``max_clock_jump_s`` is not counted (audited ``clock_jump``).
         Raises ``OSError`` from the disk (the keeper classifies it)."""
+        now = self.clock.check()
+        if self.clock.jumps:
+            self.clock.forget_before(m.t_start for m in self.store.manifests())
         keep = [self.recorder.recording] if self.recorder and self.recorder.recording else []
         keep += self.releases.in_use
         max_bytes = self.section.max_bytes
@@ -203,7 +211,8 @@ class Vault:
             return retention.enforce(self.store, max_age_s=self.section.max_age_days * 86400, max_bytes=max_bytes,
                                      audit=self.guarded, keep=keep,
                                      reason_bytes="disk_full" if disk_full else "max_bytes",
-                                     free=lambda: free_bytes(self.store.root), free_target=free_target)
+                                     free=lambda: free_bytes(self.store.root), free_target=free_target, now=now,
+                                     age=lambda t_start: self.clock.age(t_start, now))
         finally:
             self.measure()
 
@@ -268,7 +277,7 @@ class Vault:
 
 def build_vault(config: Config, identity: DeviceIdentity, *, main_size: tuple[int, int] | None = None) -> Vault:
     """The vault for a loaded configuration (state dir layout: ``vault/``, ``audit.log``, ``grants.used``,
-    ``owner.pub``). Opening the audit log repairs a torn last record (audited). ``main_size``: the size the source
+    ``owner.pub``, ``clock.json``). Opening the audit log repairs a torn last record (audited). ``main_size``: the size the source
     really encodes (recorded in every manifest's codec; default ``[capture]`` main size)."""
     state = config.state_dir
     s = config.vault
@@ -280,6 +289,7 @@ def build_vault(config: Config, identity: DeviceIdentity, *, main_size: tuple[in
     w, h = main_size or (config.capture.main_width, config.capture.main_height)
     codec = Codec("h264", (1, 1_000_000), w, h)
     vault = Vault(section=s, identity=identity, store=store, audit=audit, replay=ReplaySet(state / REPLAY_FILE),
-                  owner_path=owner_path, codec=codec, reserve=SpaceReserve(state / RESERVE_FILE, s.reserve_bytes))
+                  owner_path=owner_path, codec=codec, reserve=SpaceReserve(state / RESERVE_FILE, s.reserve_bytes),
+                  clock_path=state / CLOCK_FILE)
     vault.guarded.append("boot", device_id=identity.device_id, t=round(time.time(), 3))
     return vault
