@@ -14,7 +14,7 @@ from doorkeep.device.events import Event
 from doorkeep.device.person_events import PersonTracker
 from doorkeep.device.preroll import PacketRing
 from doorkeep.device.vault.clips import decrypt_clip, open_clip_key, parse_header
-from test_vault_disk_full import fake_packets
+from vault_faults import fake_packets
 from vault_support import Device, decode_packets, make_device, make_packets, write_clip
 
 PERSON = [Detection(0.9, 0.2, 0.2, 0.6, 0.9)]

@@ -4,53 +4,25 @@ while SQLite says "database or disk is full" and goes back to disk once there is
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from doorkeep.device.config import MqttSection
 from doorkeep.device.events import Event
-from doorkeep.device.frames import Packet
 from doorkeep.device.identity import DeviceIdentity
 from doorkeep.device.preroll import PacketRing
 from doorkeep.device.publish.payload import verify as verify_event
 from doorkeep.device.publish.publisher import MqttPublisher
 from doorkeep.device.vault.audit import verify
 from fixtures_broker import Subscriber
+from vault_faults import fake_packets, fill
 from vault_support import Device, make_device, write_clip
 
 pytestmark = pytest.mark.slow
-
-
-def fake_packets(n: int, *, size: int, t0: float, gop: int = 10, seed: int = 0) -> Iterator[Packet]:
-    """Incompressible packets at 10 fps of footage time (the vault never decodes them): a config keyframe every
-    ``gop``; capture times (monotonic) and wall times advance by 0.1 s per packet."""
-    rnd = os.urandom(size + n)
-    m0 = time.monotonic()
-    for i in range(n):
-        key = i % gop == 0
-        yield Packet(rnd[i:i + size], i * 100_000, m0 + i / 10, t0 + i / 10, key, key)
-
-
-def fill(directory: Path) -> Path:
-    """Write a filler file until the filesystem refuses (ENOSPC): the disk is really full."""
-    path = directory / "filler"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        for size in (65536, 4096, 512, 1):
-            try:
-                while True:
-                    os.write(fd, b"\xff" * size)
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC
-    finally:
-        os.close(fd)
-    return path
 
 
 def records(dev: Device) -> list[dict]:

@@ -1,15 +1,19 @@
 """Fault injection at the vault's one disk seam (device/vault/diskio.py) — as root, ``chmod`` denies nothing, so EIO
-and EACCES come from here; EROFS comes from a real read-only bind mount and ENOSPC from a real small tmpfs."""
+and EACCES come from here; EROFS comes from a real read-only bind mount and ENOSPC from a real small tmpfs
+(tests/fixtures_fs.py ``small_tmpfs``, filled to the last byte by :func:`fill`)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from doorkeep.device.frames import Packet
 from doorkeep.device.vault.diskio import DiskIO, PathLike
 
 WRITE_OPS = frozenset({"open", "write", "pwrite", "fsync", "truncate", "rename", "unlink"})
@@ -79,3 +83,29 @@ def read_only(directory: Path) -> Iterator[None]:
         yield
     finally:
         subprocess.run(["umount", "-l", str(directory)], check=False)
+
+
+def fake_packets(n: int, *, size: int, t0: float, gop: int = 10, seed: int = 0) -> Iterator[Packet]:
+    """Incompressible packets at 10 fps of footage time (the vault never decodes them): a config keyframe every
+    ``gop``; capture times (monotonic) and wall times advance by 0.1 s per packet."""
+    rnd = os.urandom(size + n)
+    m0 = time.monotonic()
+    for i in range(n):
+        key = i % gop == 0
+        yield Packet(rnd[i:i + size], i * 100_000, m0 + i / 10, t0 + i / 10, key, key)
+
+
+def fill(directory: Path) -> Path:
+    """Write a filler file until the filesystem refuses (ENOSPC): the disk is really full."""
+    path = directory / "filler"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for size in (65536, 4096, 512, 1):
+            try:
+                while True:
+                    os.write(fd, b"\xff" * size)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    return path
