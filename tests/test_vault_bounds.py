@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from doorkeep.device.detections import Detection
@@ -15,23 +14,12 @@ from doorkeep.device.person_events import PersonTracker
 from doorkeep.device.preroll import PacketRing
 from doorkeep.device.vault.clips import decrypt_clip, open_clip_key, parse_header
 from vault_faults import fake_packets
-from vault_support import Device, decode_packets, make_device, make_packets, write_clip
+from vault_support import Device, decode_packets, make_device, make_packets, records, wait_until, write_clip
 
 PERSON = [Detection(0.9, 0.2, 0.2, 0.6, 0.9)]
 
 
-def records(dev: Device) -> list[dict]:
-    from doorkeep.device.vault.audit import iter_records
 
-    return [{"kind": r.kind, "f": r.fields} for r in iter_records(dev.state / "audit.log", 0)]
-
-
-def wait_until(cond: Callable[[], object], *, timeout: float = 20.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def chain(dev: Device) -> list:

@@ -20,23 +20,12 @@ from doorkeep.device.publish.publisher import MqttPublisher
 from doorkeep.device.vault.audit import verify
 from fixtures_broker import Subscriber
 from vault_faults import fake_packets, fill
-from vault_support import Device, make_device, write_clip
+from vault_support import make_device, records, wait_until, write_clip
 
 pytestmark = pytest.mark.slow
 
 
-def records(dev: Device) -> list[dict]:
-    from doorkeep.device.vault.audit import iter_records
 
-    return [{"kind": r.kind, "f": r.fields} for r in iter_records(dev.state / "audit.log", 0)]
-
-
-def wait_until(cond: Callable[[], object], *, timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_a_full_card_recovers_by_itself(small_tmpfs: Callable[[int], Path]) -> None:

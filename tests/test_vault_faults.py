@@ -10,7 +10,6 @@ import os
 import sqlite3
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,25 +20,16 @@ from doorkeep.device.publish.heartbeat import heartbeat_payload
 from doorkeep.device.stats import Stats
 from doorkeep.device.vault import retention
 from doorkeep.device.vault.audit import verify
-from vault_support import Device, make_device, make_packets, sealed_keys, write_clip
+from vault_support import Device, make_device, make_packets, records, sealed_keys, wait_until, write_clip
 
 NOW = time.time()
 
 
-def records(dev: Device) -> list[dict]:
-    return [json.loads(x) for x in (dev.state / "audit.log").read_text().splitlines()]
 
 
 def of_kind(dev: Device, kind: str) -> list[dict]:
     return [r for r in records(dev) if r["kind"] == kind]
 
-
-def wait_until(cond: Callable[[], object], *, timeout: float = 20.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def twenty_clips(dev: Device) -> dict[str, bytes]:

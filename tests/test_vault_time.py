@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,23 +20,15 @@ from doorkeep.device.preroll import PacketRing
 from doorkeep.device.sources.synthetic import SyntheticSource
 from doorkeep.device.vault.audit import verify
 from doorkeep.device.vault.clockwatch import ClockWatch
-from vault_support import Device, make_device, make_packets, write_clip
+from vault_support import Device, make_device, make_packets, records, wait_until, write_clip
 
 DAY = 86400.0
 REAL_TIME = time.time
 
 
 def kinds(dev: Device, kind: str) -> list[dict]:
-    recs = [json.loads(x) for x in (dev.state / "audit.log").read_text().splitlines()]
-    return [r for r in recs if r["kind"] == kind]
+    return [r for r in records(dev) if r["kind"] == kind]
 
-
-def wait_until(cond: Callable[[], object], *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 class Clocks:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,3 +100,19 @@ def release(dev: Device, grant_bytes: bytes, **kw: object) -> bytes:
     buf = io.BytesIO()
     dev.vault.export_stream(grant_bytes, buf.write, destination="test", **kw)  # type: ignore[arg-type]
     return buf.getvalue()
+
+
+def records(dev: Device) -> list[dict]:
+    """The audit log's records as ``{"kind", "f"}`` (every segment)."""
+    from doorkeep.device.vault.audit import iter_records
+
+    return [{"kind": r.kind, "f": r.fields} for r in iter_records(dev.state / "audit.log", 0)]
+
+
+def wait_until(cond: Callable[[], object], *, timeout: float = 30.0, what: str = "") -> None:
+    """Poll ``cond`` until true; fail the test after ``timeout`` seconds (robust on a loaded machine)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
