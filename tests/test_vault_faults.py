@@ -157,6 +157,30 @@ def test_retention_that_cannot_unlink_keeps_the_key_header(tmp_path: Path) -> No
     assert retention.enforce(dev.vault.store, max_age_s=30 * 86400, max_bytes=1 << 40) == ["old"]
 
 
+@pytest.mark.parametrize(("op", "err", "kept"), [("rename", errno.EACCES, True), ("pwrite", errno.EIO, False)])
+def test_a_shred_that_fails_is_audited_with_what_became_of_the_clip(tmp_path: Path, op: str, err: int,
+                                                                     kept: bool) -> None:
+    """Before, a shred that failed half-way left no audit record: a clip could vanish from the chain. Now
+    ``clip_shred_failed`` says whether the clip is still whole (its name could not be taken) or doomed (name taken,
+    key header not yet overwritten: the shred is finished at the next start)."""
+    from vault_faults import FaultyIO
+
+    dev = make_device(tmp_path)
+    write_clip(dev, "old", make_packets(6, t0=NOW - 40 * 86400))
+    io = FaultyIO()
+    dev.vault.store.disk = io
+    io.fail(err, ops={op})
+    with pytest.raises(OSError):
+        retention.enforce(dev.vault.store, max_age_s=30 * 86400, max_bytes=1 << 40, audit=dev.vault.audit)
+    (failed,) = of_kind(dev, "clip_shred_failed")
+    assert failed["f"] == {"clip_id": "old", "reason": "max_age", "error": errno.errorcode[err], "kept": kept}
+    assert of_kind(dev, "clip_shredded") == []
+    io.fail(None)
+    dev.vault.store.recover(dev.identity)  # the next start finishes a doomed shred
+    assert dev.vault.store.clip_ids() == (["old"] if kept else [])
+    assert not list(dev.vault.store.root.glob("*.shred"))
+
+
 def test_a_retention_fault_is_reported_not_retried_as_shredding(tmp_path: Path) -> None:
     """The keeper meets EPERM while shredding by age: a fault (recording stops, flagged), not a full disk."""
     dev = make_device(tmp_path, max_retry_s=1)

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Collection
 
+from ..disk import errno_name
 from .faults import Auditor
 from .store import ClipStore
 
@@ -31,7 +32,9 @@ def enforce(store: ClipStore, *, max_age_s: float, max_bytes: int, audit: Audito
     vault's filesystem``) the oldest clips also go, as ``disk_full``, while fewer than ``free_target`` bytes are free.
     ``age`` (``t_start -> seconds``) is a clip's age; default ``now - t_start``.
 
-    Raises ``OSError`` from the disk (the clip it was shredding is untouched if its name could not be removed).
+    Raises ``OSError`` from the disk (the clip it was shredding is untouched if its name could not be removed), after
+    auditing ``clip_shred_failed`` (``kept``: the clip is whole; otherwise it is doomed and its shred is finished
+    at the next start).
     """
     now = time.time() if now is None else now
     age = age or (lambda t_start: now - t_start)
@@ -47,7 +50,13 @@ def enforce(store: ClipStore, *, max_age_s: float, max_bytes: int, audit: Audito
             reason = "disk_full"
         else:
             continue
-        freed = store.shred(m.clip_id)
+        try:
+            freed = store.shred(m.clip_id)
+        except OSError as exc:
+            if audit is not None:  # say whether the clip is still whole or already doomed (finished later)
+                audit.append("clip_shred_failed", clip_id=m.clip_id, reason=reason, error=errno_name(exc),
+                             kept=store.clip_path(m.clip_id).exists())
+            raise
         total -= freed
         shredded.append(m.clip_id)
         if audit is not None:
