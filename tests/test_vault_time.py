@@ -70,7 +70,7 @@ class Person:
     def __init__(self) -> None:
         self.present = threading.Event()
 
-    def detect(self, frame: np.ndarray, *, width: int, height: int) -> list[Detection]:
+    def detect(self, frame: np.ndarray) -> list[Detection]:
         return list(P) if self.present.is_set() else []
 
 
@@ -106,18 +106,25 @@ def test_a_wall_clock_step_neither_holds_an_event_open_nor_ends_it(monkeypatch: 
     assert 1.0 <= end.t_end - start.t_start < 5.0  # labels: the true duration, not the step
 
 
-def test_the_post_roll_ends_on_monotonic_time_when_the_clock_steps_back(tmp_path: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """The clip of an ended event closes after its post-roll although the wall clock (and with it the packets'
-    wall times) stepped back 600 s. Today's main compared wall times: the clip stayed open for the whole step."""
+@pytest.mark.parametrize("kind", ["person", "doorbell"])
+def test_the_post_roll_ends_on_monotonic_time_when_the_clock_steps_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                        kind: str) -> None:
+    """The clip of an ended person event (or of a doorbell press) closes after its post-roll although the wall clock
+    (and with it the packets' wall times) stepped back 600 s. Today's main compared wall times: the clip stayed open
+    for the whole step."""
     dev = make_device(tmp_path, postroll_s=0.3)
     ring = PacketRing(seconds=0.5)
     dev.vault.start(ring)
     t = time.time()
-    dev.vault.on_event(Event("e", "person", "start", t, t))
+    if kind == "person":
+        dev.vault.on_event(Event("e", "person", "start", t, t))
     for p in make_packets(10):
         ring.on_packet(p)
-    dev.vault.on_event(Event("e", "person", "end", t, t, t))
+    if kind == "person":
+        dev.vault.on_event(Event("e", "person", "end", t, t, t))
+    else:
+        dev.vault.on_event(Event("b", "doorbell", "press", t, t))
+        wait_until(lambda: dev.vault.recorder.recording is not None, what="the press's clip")  # type: ignore[union-attr]
     monkeypatch.setattr(time, "time", lambda: REAL_TIME() - 600)
     stepped = make_packets(40)  # wall times 600 s back, capture times (monotonic) still moving on
     for p in stepped:

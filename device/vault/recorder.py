@@ -195,12 +195,16 @@ class ClipRecorder(PacketSink):
                     assert s is not None
                     s.active.discard(event.event_id)
                     if not s.active:
-                        s.deadline = max(prev_deadline or 0.0, event.t + self._postroll)
+                        s.deadline = max(prev_deadline or 0.0, self._post_roll_end(event))
             elif event.phase == "end" and s is not None and event.event_id in s.active:
                 s.active.discard(event.event_id)
                 if not s.active:
-                    end = event.mono_end if event.mono_end is not None else self._clock()
-                    s.deadline = end + self._postroll
+                    s.deadline = self._post_roll_end(event)
+
+    def _post_roll_end(self, event: Event) -> float:
+        """When the post-roll after ``event`` ends, on the monotonic clock (from the event's ``mono_end``, else from
+        now: a press or an end arrives within milliseconds of happening)."""
+        return (event.mono_end if event.mono_end is not None else self._clock()) + self._postroll
 
     def _resume_locked(self) -> bool:
         """Open a clip for the session if storage allows (first part, or the next after an interruption)."""

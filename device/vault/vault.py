@@ -277,8 +277,8 @@ class Vault:
 
 def build_vault(config: Config, identity: DeviceIdentity, *, main_size: tuple[int, int] | None = None) -> Vault:
     """The vault for a loaded configuration (state dir layout: ``vault/``, ``audit.log``, ``grants.used``,
-    ``owner.pub``, ``clock.json``). Opening the audit log repairs a torn last record (audited). ``main_size``: the size the source
-    really encodes (recorded in every manifest's codec; default ``[capture]`` main size)."""
+    ``owner.pub``, ``clock.json``). Opening the audit log repairs a torn last record (audited). ``main_size``: the
+    size the source really encodes (recorded in every manifest's codec; default ``[capture]`` main size)."""
     state = config.state_dir
     s = config.vault
     store = ClipStore(Path(s.dir).expanduser() if s.dir else state / VAULT_DIR)
