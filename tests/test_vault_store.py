@@ -90,6 +90,7 @@ def test_on_packet_never_blocks_and_counts_overflow(tmp_path: Path) -> None:
     for p in packets[10:]:
         ring.on_packet(p)  # a blocking put would hang here (pytest-timeout fails it)
     assert rec.dropped == 60 - 16
+    dev.vault.stop()  # the keeper thread too
 
 
 def test_overlapping_events_extend_one_clip(tmp_path: Path) -> None:
