@@ -265,3 +265,22 @@ def test_the_clip_list_is_fetched_again_after_a_visit_with_a_clip_ends_or_the_do
     state.add_event(ev("c" * 16, "doorbell", "press", None, clip=False))
     assert pokes == ["poke", "poke"]
 
+
+def test_a_change_between_the_timeline_render_and_its_stream_is_sent_when_the_stream_connects(app, device) -> None:
+    from doorkeep.device.publish.payload import VerifiedEvent
+
+    c = app[1]
+    client = unlocked(app)
+    c.state.add_event(VerifiedEvent(device.device_id, "e" * 16, "person", "end", 1.7e9, 1.7e9 - 7, 1.7e9, 0.9,
+                                    None, True))
+    page = client.get("/timeline").text
+    since = int(re.search(r'data-since="(\d+)"', page).group(1))
+    assert since == c.state.version() and "/thumb/" not in page
+    # The clip list arrives (the thumbnail) after the page was rendered, before the browser opened the stream.
+    c.state.attach_clip("e" * 16, "20261201T120000Z-abcdef12")
+    assert c.state.changed_since(since) == ["e" * 16] and c.state.changed_since(c.state.version()) == []
+    with client.stream("GET", f"/api/stream?since={since}") as r:
+        lines = r.iter_lines()
+        got = [next(lines) for _ in range(4)]
+    assert got[2] == "event: visit" and "/thumb/20261201T120000Z-abcdef12.jpg" in got[3], got
+

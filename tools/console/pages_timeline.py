@@ -12,7 +12,9 @@ from .web import console, render, require
 
 async def timeline(request: Request) -> Response:
     require(request)
-    return render(request, "timeline.html", days=console(request).state.days())
+    state = console(request).state
+    since = state.version()  # before the visits are read: the stream replays what changes from here on
+    return render(request, "timeline.html", days=state.days(), since=since)
 
 
 async def device(request: Request) -> Response:

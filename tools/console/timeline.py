@@ -101,6 +101,10 @@ class LiveState:
         self._clock = clock
         self._lock = threading.Lock()
         self._visits: OrderedDict[str, Visit] = OrderedDict()
+        #: Every change to a visit gets the next number, so a page rendered at number N can ask the live stream
+        #: for what changed after N (a change between the page's render and its stream connecting is not lost).
+        self._seq = 0
+        self._changed: dict[str, int] = {}
         self._requests: OrderedDict[str, FootageRequest] = OrderedDict()
         self.health = Health()
         self._listeners: list[Listener] = []
@@ -136,8 +140,14 @@ class LiveState:
     def _put(self, v: Visit) -> None:
         """Store ``v`` (lock held), dropping the oldest visits beyond :data:`MAX_VISITS`."""
         self._visits[v.event_id] = v
+        self._changed_locked(v.event_id)
         while len(self._visits) > MAX_VISITS:
-            self._visits.popitem(last=False)
+            gone, _ = self._visits.popitem(last=False)
+            self._changed.pop(gone, None)
+
+    def _changed_locked(self, event_id: str) -> None:
+        self._seq += 1
+        self._changed[event_id] = self._seq
 
     def add_visit(self, v: Visit) -> None:
         """A visit known from elsewhere than a live event (a clip the device listed): kept unless already known."""
@@ -154,11 +164,22 @@ class LiveState:
             if v is None or v.clip_id == clip_id:
                 return
             self._visits[event_id] = replace(v, clip_id=clip_id, clip=True)
+            self._changed_locked(event_id)
         self._notify("visit", event_id)
 
     def visit(self, event_id: str) -> Visit | None:
         with self._lock:
             return self._visits.get(event_id)
+
+    def version(self) -> int:
+        """The number of the latest change to any visit (see :meth:`changed_since`)."""
+        with self._lock:
+            return self._seq
+
+    def changed_since(self, version: int) -> list[str]:
+        """The visits changed after ``version`` (oldest change first)."""
+        with self._lock:
+            return sorted((k for k, n in self._changed.items() if n > version), key=self._changed.__getitem__)
 
     def visits(self) -> list[Visit]:
         """Newest first."""

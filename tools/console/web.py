@@ -205,6 +205,11 @@ async def stream(request: Request) -> Response:
 
     unsubscribe = c.state.subscribe(push)
     templates = request.app.state.templates
+    # The page was rendered at version ``since``: what changed between its render and now (subscribed) comes first.
+    since = request.query_params.get("since", "")
+    if since.isdigit():
+        for event_id in c.state.changed_since(int(since))[-queue.maxsize // 2:]:
+            queue.put_nowait(("visit", event_id))
 
     async def events() -> Any:
         try:

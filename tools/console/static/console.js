@@ -58,7 +58,9 @@ function updatePending(d) {
 }
 
 if (document.querySelector('meta[name="csrf"]') && csrfToken() && window.EventSource) {
-  const es = new EventSource("/api/stream");
+  // The Timeline says which version of the visits it shows: the stream first sends what changed since.
+  const tl = document.getElementById("timeline");
+  const es = new EventSource("/api/stream" + (tl && tl.dataset.since ? "?since=" + tl.dataset.since : ""));
   es.addEventListener("visit", e => insertVisit(JSON.parse(e.data)));
   es.addEventListener("device", e => updateDevice(JSON.parse(e.data)));
   es.addEventListener("request", e => updatePending(JSON.parse(e.data)));
