@@ -125,7 +125,8 @@ DEVICE_AUDIT_KINDS = [
     "grant_accepted", "grant_refused", "export", "export_failed", "config_applied", "config_refused",
     "owner_rotated", "owner_rotation_refused", "paired", "pair_refused", "pair_window_open", "factory_reset",
     "owner_fetch", "owner_commands", "owner_cmd_refused", "audit_repair", "checkpoint", "audit_dropped",
-    "vault_fault", "vault_fault_cleared", "state_permissions_fixed"]
+    "vault_fault", "vault_fault_cleared", "state_permissions_fixed", "clip_shred_failed", "clock_jump",
+    "outbox_reset"]
 
 
 @pytest.mark.parametrize("kind", DEVICE_AUDIT_KINDS)

@@ -18,7 +18,7 @@ IMPORTANT = frozenset({
     "clip_shredded", "vault_shred_all", "config_applied", "config_refused", "owner_rotated", "paired",
     "pair_refused", "factory_reset", "owner_cmd_refused", "audit_repair", "clip_torn", "clip_discarded",
     "clip_failed", "owner_fetch", "export_failed", "vault_fault", "vault_fault_cleared", "audit_dropped",
-    "owner_rotation_refused", "state_permissions_fixed"})
+    "owner_rotation_refused", "state_permissions_fixed", "clip_shred_failed", "clock_jump", "outbox_reset"})
 
 SHRED_REASONS = {"max_age": "older than the retention period", "max_bytes": "the vault was over its size limit",
                  "disk_full": "the disk was full"}
@@ -91,6 +91,13 @@ _WORDS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "checkpoint": ("info", lambda f: f"Audit log checkpoint after {_s(f, 'count')} records."),
     "audit_dropped": ("warn", lambda f: f"The oldest audit history ({_s(f, 'segments')} segment(s)) was removed to "
                       "keep the log within its size limit; a signed checkpoint vouches for it."),
+    "clip_shred_failed": ("bad", lambda f: f"Destroying clip {_s(f, 'clip_id')} failed ({_s(f, 'error')}); "
+                          + ("the clip is still whole." if f.get("kept") else "it will be finished later.")),
+    "clock_jump": ("warn", lambda f: "The device's clock jumped "
+                   + ("back" if float(f.get("jump_s") or 0) < 0 else "forward")
+                   + f" by {fmt.duration(abs(float(f.get('jump_s') or 0)))}."),
+    "outbox_reset": ("warn", lambda f: f"A damaged event queue was set aside ({_s(f, 'lost', '0')} unsent events "
+                     "lost)."),
     "owner_rotation_refused": ("bad", lambda f: f"An owner key change was refused: {_s(f, 'reason')}."),
     "state_permissions_fixed": ("warn", lambda f: f"Permissions of {_s(f, 'path')} were too open "
                                 f"({_s(f, 'old')}) and were fixed."),
