@@ -204,6 +204,18 @@ def test_settings_edit_the_applied_configuration_and_keep_what_the_page_does_not
     assert tighter["detect"] == {"threshold": 0.7} and tighter["vault"] == {"max_bytes": 2_000_000_000}
 
 
+def test_settings_know_when_they_remove_a_privacy_mask_as_the_device_does() -> None:
+    from doorkeep.tools.console.pages_settings import edited_table, page_values, removes_masks
+
+    applied = {"masks": [{"name": "hedge", "polygon": [[0, 0], [0.1, 0], [0.1, 0.1]]}]}
+    kept = edited_table(applied, {**page_values(applied), "masks": [
+        *applied["masks"], {"name": "street", "polygon": [[0.5, 0.5], [1, 0.5], [1, 1]]}]})
+    assert removes_masks(applied, kept) == []
+    gone = edited_table(applied, {**page_values(applied), "masks": []})
+    assert removes_masks(applied, gone) == ["hedge"]
+    assert "allow-removal" in (CONSOLE_DIR / "templates" / "settings.html").read_text()
+
+
 def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "doorkeep.tools.cli", "console", *args], capture_output=True,
                           text=True, timeout=timeout, check=False)

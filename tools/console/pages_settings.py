@@ -132,13 +132,24 @@ def _sign_and_send(c: Console, keys: Any, body: dict[str, Any]) -> dict[str, Any
     new = edited_table(table, body)
     book = DeviceBook.load(c.extras["book"])
     book.pin(c.device_id, c.device_key, counter=device_counter)  # never below what the device applied
-    doc = sign_config(new, device_id=c.device_id, counter=book.next_counter(c.device_id), keys=keys)
+    # Removing a privacy mask is signed as such only when the owner ticked it (the device refuses it otherwise).
+    removal = body.get("allow_mask_removal") is True and bool(removes_masks(table, new))
+    doc = sign_config(new, device_id=c.device_id, counter=book.next_counter(c.device_id), keys=keys,
+                      allow_mask_removal=removal)
     verdict = c.link.require().apply_config(doc.to_bytes())
     if verdict.ok:
         c.extras["last_table"], c.extras["last_counter"] = new, doc.counter
     result = dict(verdict.result or {})
     return {"ok": verdict.ok, "reason": verdict.reason, "detail": verdict.detail,
             "counter": result.get("counter", doc.counter), "changed": result.get("changed", [])}
+
+
+def removes_masks(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The privacy masks ``new`` takes away from ``old`` — the device's own rule (provisioning/config_diff.py)."""
+    from doorkeep.device.config import Config
+    from doorkeep.provisioning.config_diff import diff_configs, removed_masks
+
+    return removed_masks(diff_configs(Config.from_dict(old), Config.from_dict(new), new_table=new))
 
 
 def routes() -> list[Route]:

@@ -22,7 +22,21 @@
   }
   const pts = poly => poly.map(p => (p[0] * 1000).toFixed(1) + "," + (p[1] * 1000).toFixed(1)).join(" ");
 
-  function draw() { drawOverlay(); list("masks"); list("zones"); }
+  // A mask the device has now that the page no longer lists is a removal, which the device refuses unless the
+  // owner signs it on purpose (docs/config.md): the page asks for that tick.
+  const applied = (cfg.masks || []).map(m => ({name: m.name, key: JSON.stringify(m.polygon)}));
+  function removedMasks() {
+    const kept = new Set(state.masks.map(m => JSON.stringify(m.polygon)));
+    return applied.filter(m => !kept.has(m.key)).map(m => m.name);
+  }
+  function showRemoval() {
+    const gone = removedMasks();
+    $("removal").classList.toggle("hidden", !gone.length);
+    $("removed-names").textContent = gone.length ? "(" + gone.join(", ") + ")" : "";
+    if (!gone.length) $("allow-removal").checked = false;
+  }
+
+  function draw() { drawOverlay(); list("masks"); list("zones"); showRemoval(); }
 
   function drawOverlay() {
     overlay.replaceChildren();
@@ -84,7 +98,7 @@
     e.preventDefault();
     const body = {masks: state.masks, zones: state.zones, threshold: parseFloat($("threshold").value),
       end_after_s: parseFloat($("end_after_s").value), max_age_days: parseFloat($("max_age_days").value),
-      max_gb: parseFloat($("max_gb").value)};
+      max_gb: parseFloat($("max_gb").value), allow_mask_removal: removedMasks().length > 0 && $("allow-removal").checked};
     if ($("save").disabled) return;
     const v = $("verdict"); v.className = "verdict"; v.textContent = "Signing and sending…"; $("save").disabled = true;
     fetch("/settings", {method: "POST", credentials: "same-origin", body: JSON.stringify(body),
