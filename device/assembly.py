@@ -27,6 +27,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, Self
 
+from .activity import event_line
+from .activity import log as activity
 from .app import Doorbell
 from .button import GpioButton, SoftwareButton
 from .channel.commands import ConfigHandler
@@ -65,6 +67,9 @@ class _ClipAwareSinks:
             recorder = self.vault.recorder
             if recorder is not None and recorder.recording is not None:  # a person event or a press
                 event = dataclasses.replace(event, clip=True)
+        line = event_line(event)
+        if line is not None:
+            activity.info("%s", line)
         for sink in self.sinks:
             try:
                 sink.on_event(event)

@@ -49,11 +49,15 @@ class FailureLog:
         logger: where lines go. what: names the failing thing in every line ("detect stage", "packet sink X").
         interval_s: at most one traceback and one count line per this many seconds.
         clock: monotonic clock (tests pass their own).
+        traceback: False for an expected failure (a refused message, a full queue): its lines are warnings, and
+            the first names the exception (or ``detail``) without its traceback.
     """
 
     def __init__(self, logger: logging.Logger, what: str, *, interval_s: float = INTERVAL_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, traceback: bool = True) -> None:
         self.logger = logger
+        self.traceback = traceback
+        self._level = logging.ERROR if traceback else logging.WARNING
         self.what = what
         self.interval_s = interval_s
         self.clock = clock
@@ -82,11 +86,13 @@ class FailureLog:
                 if now - self._last_line < self.interval_s:
                     return
                 n, self.suppressed, self._last_line = self.suppressed, 0, now
-        if first:
+        if first and self.traceback and exc is not None:
             self.logger.exception("%s failed%s", self.what, f" {detail}" if detail else "")
+        elif first:
+            self.logger.log(self._level, "%s failed%s", self.what, f" {detail}" if detail else f" ({_summary(exc)})")
         else:
-            self.logger.error("%s failed %d more times in the last %.0f s (latest: %s)", self.what, n,
-                              self.interval_s, _summary(exc))
+            self.logger.log(self._level, "%s failed %d more times in the last %.0f s (latest: %s)", self.what, n,
+                              self.interval_s, _summary(exc) if exc is not None or not detail else detail)
 
     def ok(self) -> None:
         """The site worked. After a streak whose first failure was logged, say once that it recovered; a streak

@@ -33,6 +33,7 @@ from typing import Self
 
 import numpy as np
 
+from .activity import log as activity
 from .detect.pipeline import DetectionPipeline
 from .detections import Detection
 from .events import Event, EventSink
@@ -75,6 +76,7 @@ class CaptureLoop:
         self.pipeline.stats = self.stats
         self.on_frame = on_frame
         self._events: queue.Queue[object] = queue.Queue(max_events)
+        self._queue_full = FailureLog(activity, "event queue", traceback=False)  # said once a minute, counted
         self._lock = threading.Lock()
         self._running = False
         #: The loop's two supervised threads (register them with a Supervisor).
@@ -133,9 +135,10 @@ class CaptureLoop:
         try:
             self._events.put_nowait(ev)
             self.stats.count("events")
+            self._queue_full.ok()
         except queue.Full:
             self.stats.count("events_dropped")
-            log.error("event queue full: dropped %s %s", ev.kind, ev.phase)
+            self._queue_full.failed(f"(full: dropped {ev.kind} {ev.phase})")
 
 
 class _DetectWorker(Worker):

@@ -38,6 +38,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .activity import log as activity
 from .config import NightSection
 from .errors import FrameError, InvalidArgument
 
@@ -254,7 +255,7 @@ class NightMode:
         if mode != self.mode:
             self.switches += 1
             # Once per switch; a first judgement (start, or a reset between still images) is not news.
-            (log.debug if first else log.info)("night mode: %s -> %s (%s)", self.mode, mode, why)
+            (log.debug if first else activity.info)("night mode: %s -> %s (%s)", self.mode, mode, why)
         self.mode = mode
         self._since = now
         for fn in list(self.listeners):

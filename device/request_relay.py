@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .activity import log as activity
 from .channel.limits import (
     Auditor,
     AuditTally,
@@ -118,7 +119,8 @@ class RequestGate:
             log.exception("could not forward request %s", req.request_id)
             return
         self.forwarded += 1
-        log.info("footage request %s from %s forwarded to the owner", req.request_id, printable(req.requester[:64]))
+        activity.info("footage request %s from %s forwarded to the owner", req.request_id,
+                      printable(req.requester[:64]))
 
 
 class RequestRefused(FormatError):

@@ -77,7 +77,7 @@ def test_each_switch_is_logged_once_with_its_evidence(caplog) -> None:
     rng = np.random.default_rng(6)
     clock = FakeClock()
     mode = NightMode(NightSection(smooth_s=0, dwell_s=5), clock=clock)
-    with caplog.at_level(logging.INFO, logger="doorkeep.device.night"):
+    with caplog.at_level(logging.INFO, logger="doorkeep.device.activity"):  # the operator's stream
         for i in range(300):
             clock.t = i / 10
             mode.update(frame_with_chroma(0 if 10 <= clock.t < 20 else 12, rng, luma=35 if 10 <= clock.t < 20 else 120))

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         # A command says what happened in its own words (one `doorkeep:` line on failure); the device's activity
         # stream (a broker retry, ...) is for the running service, which shows it (cmd_run.show_activity).
-        logging.getLogger(ACTIVITY).setLevel(logging.ERROR)
+        logging.getLogger(ACTIVITY).setLevel(logging.CRITICAL)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

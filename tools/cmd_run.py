@@ -38,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     d.set_defaults(func=_demo)
 
 
-def _format(snap: dict[str, Any]) -> str:
+def _format(snap: dict[str, Any], *, link: tuple[bool, int] | None = None) -> str:
+    """The ``--stats`` line; ``link``: (MQTT connected, messages waiting in the outbox) when MQTT is on."""
     g, c, lat = snap["gauges"], snap["counters"], snap["latency_ms"]
     parts = [f"t={snap['uptime_s']:6.1f}s", f"capture {g.get('capture_fps', 0):5.1f} fps",
              f"analysed {snap['fps']:5.1f} fps", f"frames {int(g.get('captured', 0))}",
@@ -48,6 +49,9 @@ def _format(snap: dict[str, Any]) -> str:
         parts.append(f"detect p50 {lat['detect']['p50']:.1f} ms")
     if "night_mode" in g:
         parts.append("mode night" if g["night_mode"] else "mode day")
+    if link is not None:
+        parts.append(f"mqtt {'up' if link[0] else 'DOWN'}")
+        parts.append(f"outbox {link[1]}")
     parts.append(f"events {c.get('events', 0)}")
     parts.append(f"preroll {g.get('preroll_bytes', 0) / 1e6:.1f} MB")
     return "  ".join(parts)
@@ -79,7 +83,9 @@ def serve(device: Device, *, seconds: float, every: float, out: TextIO = sys.std
             stopped.wait(timeout)
             if every > 0 and time.monotonic() >= next_stats:
                 next_stats += every
-                print(_format(bell.stats.snapshot()), file=out, flush=True)
+                pub = device.publisher
+                link = (pub.client.connected, int(pub.figures()["outbox"])) if pub is not None else None
+                print(_format(bell.stats.snapshot(), link=link), file=out, flush=True)
             if t_end is not None and time.monotonic() >= t_end:
                 break
     if bell.source.error is not None:

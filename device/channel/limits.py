@@ -34,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..activity import log as activity
 from ..errors import InvalidArgument
 
 log = logging.getLogger(__name__)
@@ -241,7 +242,7 @@ class AuditTally:
             reasons, self._reasons = dict(sorted(self._reasons.items())), Counter()
             first, last, self._since = self._first, self._last, None
         count = sum(reasons.values())
-        log.log(self.level, "%d %s in the last %.0f s (%s)", count, self.what, last - first,
+        activity.log(self.level, "%d %s in the last %.0f s (%s)", count, self.what, last - first,
                 ", ".join(f"{r} {n}" for r, n in reasons.items()))
         try:
             self.audit.append(self.kind, count=count, reasons=reasons, first=round(first, 3), last=round(last, 3),

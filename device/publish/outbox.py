@@ -50,6 +50,7 @@ from typing import Self
 from ..activity import log as activity
 from ..disk import errno_name, is_disk_full
 from ..errors import InvalidArgument, OutboxCorrupt, OutboxError, OutboxFull, PublishError
+from ..lograte import FailureLog
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,7 @@ class Outbox:
         self._last_seq = 0
         #: How many ``put`` calls the disk could not take (their messages went to memory).
         self.spills = 0
+        self._spill_log = FailureLog(log, "outbox write", traceback=False)  # once, then counted once a minute
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
             self._db = self._open()
@@ -233,7 +235,9 @@ class Outbox:
                     return self._spill_locked(messages)
                 for attempt in (1, 2):
                     try:
-                        return self._insert_locked(messages)
+                        seqs = self._insert_locked(messages)
+                        self._spill_log.ok()
+                        return seqs
                     except sqlite3.Error as exc:
                         err = outbox_error(exc, self.path)
                         if attempt == 1 and isinstance(err, OutboxFull) and self.on_full is not None:
@@ -241,8 +245,8 @@ class Outbox:
                             continue
                         if attempt == 1 and (reset := self._recover_locked(err)) is not None:
                             continue
-                        log.error("%s: %d message(s) held in memory until the disk takes them", err,
-                                  len(messages))
+                        self._spill_log.failed(f"({err}): {len(messages)} message(s) held in memory until the "
+                                               "disk takes them")
                 return self._spill_locked(messages)
         finally:
             self._said(reset)

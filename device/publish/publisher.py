@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
+from ..activity import log as activity
 from ..config import MqttSection
 from ..disk import Backoff
 from ..errors import OutboxError, PublishError
@@ -74,6 +75,7 @@ class _Sender(Worker):
         self.window = window
         self.published = 0
         self.refused = 0
+        self._refused_log = FailureLog(activity, "broker (refused a message)", traceback=False)
         self.storage_errors = 0
         self._publish_failures = FailureLog(log, "publishing from the outbox")
         self._wakeup = threading.Event()
@@ -122,7 +124,7 @@ class _Sender(Worker):
             if h.done():
                 if h.refused:  # MQTT 5 only: retrying cannot succeed and would block every later event
                     self.refused += 1
-                    log.error("broker refused %s (%s): message dropped", h.topic, h.reason)
+                    self._refused_log.failed(f"({h.topic}: {h.reason}): message dropped")
                 else:
                     self.published += 1
                 self.outbox.ack(seq)

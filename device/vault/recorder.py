@@ -35,6 +35,7 @@ from typing import Protocol
 
 import nacl.utils
 
+from ..activity import log as activity
 from ..events import Event
 from ..frames import Packet, PacketSink
 from ..identity import DeviceIdentity
@@ -232,6 +233,7 @@ class ClipRecorder(PacketSink):
         except OSError as exc:
             self._failed_locked(exc, "open", clip_id)
             return None
+        activity.info("clip %s opened for event %s%s", clip_id, event_ids[0], f" (part {s.part + 1})" if s.part else "")
         return _Open(writer, t_open, s.part, s.prev_clip, event_ids, dropped_seen=self.dropped)
 
     # ----------------------------------------------------------------------------------------- packet side
@@ -358,6 +360,8 @@ class ClipRecorder(PacketSink):
         fields: dict[str, object] = {"part": c.part, "prev_clip": c.prev_clip} if c.part else {}
         self._audit("clip_written", clip_id=clip_id, event_ids=c.event_ids, bytes=summary.size,
                     chunks=len(summary.chunks), packets=summary.packets, dropped=self.dropped, **fields)
+        activity.info("clip %s closed: %.1f s, %.1f MB (encrypted to the owner)", clip_id,
+                      max(0.0, (summary.t_last or c.t_start) - c.t_start), summary.size / 1e6)
         self._closed(clip_id, torn=False)
         return True
 
@@ -370,7 +374,7 @@ class ClipRecorder(PacketSink):
             c.writer.abort()
             self.torn += 1
             self.torn_ids[clip_id] = (c.prev_clip, c.part)
-            log.error("clip %s: %s failed (%s); closed torn", clip_id, op, exc.strerror or exc)
+            activity.error("clip %s: %s failed (%s); closed torn", clip_id, op, exc.strerror or exc)
             self._audit("clip_torn", clip_id=clip_id, event_ids=c.event_ids, error=exc.strerror or str(exc))
             s = self._session
             if s is not None:

@@ -27,9 +27,12 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from ..activity import log as activity
 from ..errors import DoorkeepError, FormatError, PublishError, ReleaseError, VaultError
 from ..fileio import AtomicOutput
 from ..identity import DeviceIdentity
+from ..lograte import FailureLog
+from ..safe_text import printable
 from .audit import AuditLog
 from .bundle_chunks import DEFAULT_CHUNK, Acked, bundle_chunks, publish_windowed
 from .bundles import BundleClip, BundleStream
@@ -38,6 +41,7 @@ from .keys import PublicKeys
 from .store import ClipStore
 
 log = logging.getLogger(__name__)
+
 PublishRaw = Callable[..., Acked]
 
 
@@ -54,6 +58,9 @@ class Releases:
         self._lock = threading.Lock()
         #: Clips of the release in progress: retention must keep them.
         self.in_use: set[str] = set()
+        #: Refused grants on the operator's stream: the first said, then counted once a minute (anyone who can
+        #: publish to the device may send garbage).
+        self._refusals = FailureLog(activity, "a grant", traceback=False)
 
     def export_to_file(self, grant_bytes: bytes, path: str | Path, *, now: float | None = None) -> Path:
         """Release to a file (mode 0600). The bundle streams into a temporary file next to ``path`` and is fsynced;
@@ -145,9 +152,11 @@ class Releases:
             return grant, BundleStream(self.identity, grant, owner, clips, created_at=now)
         except ReleaseError as exc:
             self.audit.append("grant_refused", reason=exc.reason, detail=str(exc)[:300])
+            self._refusals.failed(f"(refused: {printable(str(exc))})")
             raise
         except (OSError, VaultError) as exc:
             self.audit.append("grant_refused", reason="unreadable", detail=str(exc)[:300])
+            self._refusals.failed(f"(refused: unreadable: {printable(str(exc))})")
             raise ReleaseError("unreadable", str(exc)) from None
 
     def _spend(self, grant: Grant) -> None:
@@ -155,6 +164,8 @@ class Releases:
         self.audit.append("grant_accepted", grant_id=grant.grant_id, clips=list(grant.clip_ids),
                           recipient=grant.recipient.sign.hex(), recipient_name=grant.recipient_name,
                           purpose=grant.purpose, requester=grant.requester, expires_at=grant.expires_at)
+        activity.info("grant %s accepted: %d clip(s) for %s (%s)", grant.grant_id, len(grant.clip_ids),
+                      printable(grant.recipient_name[:64]), printable(grant.purpose[:80]))
 
     def _failed(self, grant: Grant, destination: str, exc: BaseException, *, spent: bool) -> ReleaseError:
         """Audit an export that did not complete and return the error to raise (a full disk may refuse the audit

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Collection
 
+from ..activity import log as activity
 from ..disk import errno_name
 from .faults import Auditor
 from .store import ClipStore
@@ -41,6 +42,8 @@ def enforce(store: ClipStore, *, max_age_s: float, max_bytes: int, audit: Audito
     manifests = [m for m in store.manifests() if m.clip_id not in keep]
     total = store.total_bytes()
     shredded: list[str] = []
+    reasons: dict[str, int] = {}
+    freed_total = 0
     for m in manifests:  # oldest first
         if age(m.t_start) > max_age_s:
             reason = "max_age"
@@ -59,6 +62,11 @@ def enforce(store: ClipStore, *, max_age_s: float, max_bytes: int, audit: Audito
             raise
         total -= freed
         shredded.append(m.clip_id)
+        reasons[reason] = reasons.get(reason, 0) + 1
+        freed_total += freed
         if audit is not None:
             audit.append("clip_shredded", clip_id=m.clip_id, reason=reason, bytes=freed)
+    if shredded:  # one line per run that did something (a pass with nothing to do is not news)
+        activity.info("retention: shredded %d clip(s) (%s), %.1f MB freed", len(shredded),
+                      ", ".join(f"{r} {n}" for r, n in sorted(reasons.items())), freed_total / 1e6)
     return shredded
