@@ -11,7 +11,7 @@ PYTHONPATH through a shadow ``doorkeep`` package, bytecode is not written, so a 
 ``.pyc``. The unmutated copy is run first (baseline): a test that fails without any mutant makes the run invalid.
 
     .venv/bin/python tests/mutation_check.py              # every mutant (~15 min on a quiet 2-core machine)
-    .venv/bin/python tests/mutation_check.py --fast       # the fast subset (rings + grant checks)
+    .venv/bin/python tests/mutation_check.py --fast       # the fast subset (rings, gate, grant checks)
     .venv/bin/python tests/mutation_check.py --only grant  # names containing "grant" (repeatable)
     .venv/bin/python tests/mutation_check.py --list
 

@@ -140,6 +140,27 @@ def test_a_returning_visitor_does_not_teach_the_gate_to_ignore_the_doorstep() ->
     assert all(opened), f"missed appearances: {[k for k, o in enumerate(opened) if not o]}"
 
 
+def test_a_visitor_who_stood_at_the_door_leaves_no_ghost() -> None:
+    """A visitor stands still for 30 s while tracked (the gate learns nothing), then leaves: the background is still
+    the empty doorstep, so the gate closes once its hold time is over, instead of staying open on the ghost of a
+    visitor it had half learned."""
+    rng = np.random.default_rng(4)
+    still = _frames(Scene(background=default_scene(W, H).background), 1.0, noise=4)
+    visitor = rng.integers(0, 256, (120, 50), dtype=np.uint8)
+    gate = MotionGate.from_config(MotionSection(), width=W, height=H)
+    arrive, leave, end = 5 * FPS, 35 * FPS, 45 * FPS
+    open_after: list[bool] = []
+    for i in range(end):
+        frame = still[i % len(still)].copy()
+        if arrive <= i < leave:
+            frame[70:190, 130:180] = visitor
+        tracked = arrive + 2 <= i < leave + FPS  # the tracker takes 2 frames to start, ends 1 s after
+        open_ = gate.update(frame, i / FPS, learn=not tracked)
+        if i >= leave + (gate.hold_s + 1.0) * FPS:
+            open_after.append(open_)
+    assert open_after and not any(open_after), "the gate stayed open on the empty doorstep after the visitor left"
+
+
 @pytest.mark.detection
 @pytest.mark.slow
 def test_the_pipeline_keeps_the_gate_from_learning_a_returning_visitor(person_detector) -> None:
