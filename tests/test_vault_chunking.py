@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 from doorkeep.device.errors import FormatError
 from doorkeep.device.frames import Packet
-from doorkeep.device.vault.clips import ClipDecryptor, ClipWriter, Codec, open_clip_key, read_frames, read_header
+from doorkeep.device.vault.clips import (
+    ClipDecryptor,
+    ClipWriter,
+    Codec,
+    decrypt_clip,
+    open_clip_key,
+    read_frames,
+    read_header,
+)
 from doorkeep.device.vault.diskio import DiskIO
 from doorkeep.device.vault.keys import SecretKeys
 from doorkeep.device.vault.store import ClipStore
@@ -110,3 +118,22 @@ def test_clip_ids_cannot_name_hidden_files_of_the_store(tmp_path: Path) -> None:
                        event_id="e", codec=Codec())
     assert store.clip_path("c1.part-2").name.startswith("c1.part-2")
     assert not (tmp_path / "x.clip").exists()
+
+
+def test_a_clip_cut_before_its_final_chunk_is_refused_as_truncated(tmp_path: Path) -> None:
+    """Cut at a chunk boundary every remaining chunk authenticates; only the missing FINAL tag says the clip is
+    incomplete. Decrypting it as a whole clip is refused; as a recovered torn clip it gives every chunk before."""
+    packets = make_packets(3 * GOP)
+    w = _writer(tmp_path / "c.clip", chunk_bytes=1 << 20, fsync_chunks=False)
+    for p in packets:
+        w.add(p)
+    summary = w.close()
+    data = (tmp_path / "c.clip").read_bytes()
+    header, _ = read_header(open(tmp_path / "c.clip", "rb"))
+    key = open_clip_key(header, OWNER)
+    cut = data[: len(data) - summary.chunks[-1][0]]  # without the FINAL chunk
+    with pytest.raises(FormatError, match="FINAL"):
+        decrypt_clip(cut, key)
+    _, recovered = decrypt_clip(cut, key, require_final=False)
+    last_gop = max(i for i, p in enumerate(packets) if p.keyframe)  # the FINAL chunk held the last GOP
+    assert [p.data for p in recovered] == [p.data for p in packets[:last_gop]]
