@@ -100,3 +100,21 @@ def test_a_manifest_changed_after_the_bundle_index_was_signed_stops_the_export(t
     store.write_manifest(dataclasses.replace(m, event_ids=(*m.event_ids, "later")).signed(dev.identity))
     with pytest.raises(FormatError, match="manifest changed"):
         list(stream)
+
+
+def test_a_clip_whose_size_differs_from_its_manifest_is_refused_before_anything_is_streamed(tmp_path: Path) -> None:
+    """A clip grown or cut on disk since its manifest was signed is refused when the bundle is built — before its
+    signed head exists — not halfway through writing the bundle."""
+    from doorkeep.device.vault.bundles import BundleClip, BundleStream
+    from doorkeep.device.vault.grants import issue_grant
+
+    dev = make_device(tmp_path)
+    write_clip(dev, "c1", make_packets(10))
+    store = dev.vault.store
+    grant = issue_grant(dev.owner, device_id=dev.identity.device_id, sealed_keys=sealed_keys(dev, "c1"),
+                        recipient=dev.recipient.public, recipient_name="r", purpose="p", requester="q")
+    with open(store.clip_path("c1"), "ab") as f:
+        f.write(b"\0" * 64)
+    with pytest.raises(FormatError, match="bytes on disk"):
+        BundleStream(dev.identity, grant, dev.owner.public, [BundleClip(store.manifest_path("c1"),
+                                                                           store.clip_path("c1"))])
