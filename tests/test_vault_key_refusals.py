@@ -1,5 +1,6 @@
-"""Key files and the owner pin refuse what they must, and a bundle refuses a manifest changed after its index was
-signed. Written for mutants that survived every other vault test (tests/mutation_check.py)."""
+"""Key files and the owner pin refuse what they must; bundles refuse a changed manifest or clip, a grant the owner did
+not sign, a device key that is not the named device's, a manifest the device did not sign. Written for mutants that
+survived every other vault test (tests/mutation_check.py)."""
 
 from __future__ import annotations
 
@@ -118,3 +119,67 @@ def test_a_clip_whose_size_differs_from_its_manifest_is_refused_before_anything_
     with pytest.raises(FormatError, match="bytes on disk"):
         BundleStream(dev.identity, grant, dev.owner.public, [BundleClip(store.manifest_path("c1"),
                                                                            store.clip_path("c1"))])
+
+
+class _Renamed:
+    """The device's key under another device id (what a device key stolen for a forged bundle would claim)."""
+
+    def __init__(self, identity: object, device_id: str) -> None:
+        self._identity, self.device_id = identity, device_id
+        self.public_bytes = identity.public_bytes  # type: ignore[attr-defined]
+
+    def sign(self, message: bytes) -> bytes:
+        return self._identity.sign(message)  # type: ignore[attr-defined, no-any-return]
+
+
+def _signed_bundle(tmp_path: Path, *, grant_sig: bytes | None = None, other_device: bool = False,
+                   manifest_sig: bytes | None = None) -> tuple[bytes, object]:
+    """A bundle the device signs (build_bundle), optionally over a grant whose owner signature is not the owner's,
+    or with the grant and index naming another device id than the signing key's."""
+    from doorkeep.device.identity import DeviceIdentity
+    from doorkeep.device.vault.bundles import BundleClip, build_bundle
+    from doorkeep.device.vault.grants import issue_grant
+
+    dev = make_device(tmp_path)
+    write_clip(dev, "c1", make_packets(10))
+    store = dev.vault.store
+    device_id = DeviceIdentity.generate().device_id if other_device else dev.identity.device_id
+    grant = issue_grant(dev.owner, device_id=device_id, sealed_keys=sealed_keys(dev, "c1"),
+                        recipient=dev.recipient.public, recipient_name="r", purpose="p", requester="q")
+    if grant_sig is not None:
+        grant = dataclasses.replace(grant, sig=grant_sig)
+    identity = _Renamed(dev.identity, device_id) if other_device else dev.identity
+    clips = [BundleClip(store.manifest_path("c1"), store.clip_path("c1"))]
+    if manifest_sig is not None:
+        store.write_manifest(dataclasses.replace(clips[0].load_manifest(), sig=manifest_sig))
+    data = build_bundle(identity, grant, dev.owner.public, clips)  # type: ignore[arg-type]
+    return data, dev
+
+
+def test_a_device_signed_bundle_whose_grant_the_owner_did_not_sign_is_refused(tmp_path: Path) -> None:
+    from doorkeep.device.errors import ReleaseError
+    from doorkeep.device.vault.bundle_open import open_bundle
+
+    data, dev = _signed_bundle(tmp_path, grant_sig=bytes(64))
+    with pytest.raises(ReleaseError):
+        open_bundle(data, dev.recipient, owner=dev.owner.public)  # type: ignore[attr-defined]
+
+
+def test_a_bundle_whose_device_key_is_not_the_named_devices_is_refused(tmp_path: Path) -> None:
+    """Signed by a real device key, but the index and grant name another device: the key does not hash to that
+    device id, so the bundle is refused as coming from the wrong device."""
+    from doorkeep.device.errors import ReleaseError
+    from doorkeep.device.vault.bundle_open import open_bundle
+
+    data, dev = _signed_bundle(tmp_path, other_device=True)
+    with pytest.raises(ReleaseError, match="different devices"):
+        open_bundle(data, dev.recipient, owner=dev.owner.public)  # type: ignore[attr-defined]
+
+
+def test_a_bundle_carrying_a_manifest_the_device_did_not_sign_is_refused(tmp_path: Path) -> None:
+    from doorkeep.device.errors import ReleaseError
+    from doorkeep.device.vault.bundle_open import open_bundle
+
+    data, dev = _signed_bundle(tmp_path, manifest_sig=bytes(64))
+    with pytest.raises((ReleaseError, FormatError)):
+        open_bundle(data, dev.recipient, owner=dev.owner.public)  # type: ignore[attr-defined]
