@@ -137,3 +137,31 @@ def test_a_clip_cut_before_its_final_chunk_is_refused_as_truncated(tmp_path: Pat
     _, recovered = decrypt_clip(cut, key, require_final=False)
     last_gop = max(i for i, p in enumerate(packets) if p.keyframe)  # the FINAL chunk held the last GOP
     assert [p.data for p in recovered] == [p.data for p in packets[:last_gop]]
+
+
+def test_a_manifest_accepts_its_clip_exactly(tmp_path: Path) -> None:
+    """check_clip: the same clip passes; one byte more or its last chunk less, or another clip's header (same
+    clip id, another key) in front of its chunks, is refused."""
+    import dataclasses
+
+    from doorkeep.device.vault.manifest import Manifest
+
+    summaries, datas = [], []
+    for k in range(2):
+        w = _writer(tmp_path / f"c{k}.clip", chunk_bytes=1 << 20, fsync_chunks=False)
+        for p in make_packets(2 * GOP):
+            w.add(p)
+        summaries.append(w.close())
+        datas.append((tmp_path / f"c{k}.clip").read_bytes())
+    s, data = summaries[0], datas[0]
+    m = Manifest("c1", "dk-chunks", 0.0, 1.0, ("e",), s.header_hash.hex(), s.chunks, s.packets, s.plain_bytes,
+                 s.size, 0, Codec(), True)
+    m.check_clip(data)
+    for bad in (data + b"\0", data[: len(data) - s.chunks[-1][0]]):
+        with pytest.raises(FormatError):
+            m.check_clip(bad)
+    head = len(data) - sum(n for n, _ in s.chunks)
+    other_header = datas[1][:head] + data[head:]
+    with pytest.raises(FormatError, match="header"):
+        m.check_clip(other_header)
+    assert dataclasses.replace(m, header_hash=summaries[1].header_hash.hex()).check_clip(other_header) is None
