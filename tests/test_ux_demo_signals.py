@@ -52,11 +52,12 @@ def test_signal_while_running_stops_cleanly_and_removes_the_demo_keys(tmp_path: 
     assert _left(tmp_path) == [], _left(tmp_path)
 
 
-def test_hangup_during_setup_still_removes_the_demo_keys(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGINT], ids=["SIGHUP", "SIGINT"])
+def test_hangup_during_setup_still_removes_the_demo_keys(tmp_path: Path, sig: int) -> None:
     proc = _demo(tmp_path)
     try:
         _wait_for(lambda: any(p.name == "owner.key" for p in tmp_path.rglob("*")) or proc.poll() is not None)
-        proc.send_signal(signal.SIGHUP)
+        proc.send_signal(sig)
         proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -64,3 +65,48 @@ def test_hangup_during_setup_still_removes_the_demo_keys(tmp_path: Path) -> None
             proc.communicate()
     assert proc.returncode in (0, 130)
     assert _left(tmp_path) == [], _left(tmp_path)
+
+
+# A signal that lands while C code runs Python (PyRun_String: ai-edge-litert's pybind11 wrapper, imported while the
+# demo builds its device) must not turn a caught stop into "killed by SIGINT": a bare KeyboardInterrupt there makes
+# CPython end `python -m doorkeep.tools.cli demo` (and this `-c`) by SIGINT, returncode -2, after cli.main caught it.
+_SIGNAL_INSIDE_C = """
+import ctypes, os, signal
+from doorkeep.tools.demo import interrupted_by
+run = ctypes.pythonapi.PyRun_String
+run.restype, run.argtypes = ctypes.py_object, [ctypes.c_char_p, ctypes.c_int, ctypes.py_object, ctypes.py_object]
+with interrupted_by(signal.SIGHUP):
+    try:
+        run(b"import os, signal\\nos.kill(os.getpid(), signal.SIGHUP)\\nfor _ in range(10**6): pass", 257, {}, {})
+    except KeyboardInterrupt:
+        print("stopped")
+"""
+
+
+def test_a_stop_signal_inside_c_called_python_still_exits_cleanly() -> None:
+    proc = subprocess.run([sys.executable, "-c", _SIGNAL_INSIDE_C], capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout) == (0, "stopped\n"), proc.stderr
+
+
+def test_a_stop_signal_while_the_runtime_imports_is_handled_after_the_import() -> None:
+    # ai-edge-litert's native init turns an exception raised inside it into an ImportError ("no TFLite runtime")
+    from doorkeep.device.detect.runtime import stop_signals_deferred
+
+    seen: list[str] = []
+
+    def _stop(_signum: int, _frame: object) -> None:
+        seen.append("handler")
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGHUP, _stop)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with stop_signals_deferred():
+                os.kill(os.getpid(), signal.SIGHUP)
+                for _ in range(1000):  # bytecode boundaries where a handler would run
+                    pass
+                seen.append("import done")
+        assert seen == ["import done", "handler"]
+        assert signal.getsignal(signal.SIGHUP) is _stop
+    finally:
+        signal.signal(signal.SIGHUP, old)

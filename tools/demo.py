@@ -155,17 +155,29 @@ def demo_console(stack: ExitStack, args: argparse.Namespace, identity: DeviceIde
     return svc.url
 
 
+class Interrupted(KeyboardInterrupt):
+    """A stop signal during the demo's setup or report; ``except KeyboardInterrupt`` (cli.main: exit 130) catches it.
+
+    Not a bare KeyboardInterrupt on purpose: CPython marks a bare one that passes through Python code run by C
+    (``PyRun_String``: ai-edge-litert's pybind11 wrapper, imported while the demo builds its device) as unhandled
+    for good, and ``python -m`` then ends the process by SIGINT (returncode -2) although cli.main caught it.
+    """
+
+
 @contextmanager
 def interrupted_by(*signals: int) -> Iterator[None]:
-    """Within the block these signals raise KeyboardInterrupt (default: they kill the process, skipping cleanup)."""
+    """Within the block these signals raise :class:`Interrupted` (default: SIGHUP/SIGTERM kill the process,
+    skipping cleanup)."""
     def _raise(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
+        raise Interrupted
 
     if threading.current_thread() is not threading.main_thread():  # only the main thread receives signals
         yield
         return
-    old = {s: signal.signal(s, _raise) for s in signals}
-    try:
+    old: dict[int, Any] = {}
+    try:  # installing checks pending signals, so one can already raise here: restore what was installed
+        for s in signals:
+            old[s] = signal.signal(s, _raise)
         yield
     finally:
         for s, h in old.items():
@@ -185,9 +197,9 @@ def forget_demo_device(config: Config, device_id: str) -> None:
 
 
 def run_demo(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> int:
-    # A hang-up or a kill while setting up or reporting must still remove the demo's keys (the owner key too):
-    # they stop the run like Ctrl-C, and the temporary state goes in `finally`.
-    with interrupted_by(signal.SIGHUP, signal.SIGTERM):
+    # Ctrl-C, a hang-up or a kill while setting up or reporting must still remove the demo's keys (the owner key
+    # too): they stop the run, and the temporary state goes in `finally` (while it runs, serve() stops cleanly).
+    with interrupted_by(signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
         return _run_demo(args, out=out)
 
 

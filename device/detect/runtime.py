@@ -17,8 +17,10 @@ import importlib
 import importlib.metadata
 import os
 import platform
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -63,6 +65,36 @@ def _missing_message(errors: list[str], *, lead: str = "no TFLite runtime could 
     return msg
 
 
+#: Signals whose Python handlers stop a command (Ctrl-C, a hang-up, a kill): held back while a native runtime imports.
+STOP_SIGNALS: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def stop_signals_deferred() -> Iterator[None]:
+    """Run a stop signal's Python handler after the block, not inside it.
+
+    ai-edge-litert's pybind11 module turns any exception raised while it initialises (a KeyboardInterrupt from
+    Ctrl-C, or from doorkeep demo's hang-up handler) into an ImportError, and a retry then fails with "already
+    registered": the stop would read as "no TFLite runtime". Only the handlers are swapped (a signal mask is per
+    thread, and CPython runs handlers on the main thread whichever thread the kernel picked).
+    """
+    if threading.current_thread() is not threading.main_thread():  # handlers can only be set (and run) there
+        yield
+        return
+    caught: list[int] = []
+    old: dict[int, Any] = {}
+    try:
+        for sig in STOP_SIGNALS:
+            if callable(signal.getsignal(sig)):  # SIG_DFL/SIG_IGN run no Python code: leave them be
+                old[sig] = signal.signal(sig, lambda signum, _frame: caught.append(signum))
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(caught):  # now, through the command's own handler
+            signal.raise_signal(sig)
+
+
 def load_runtime(runtime: str = "auto") -> RuntimeInfo:
     """Import the interpreter module of ``runtime`` (``auto``, ``litert`` or ``tflite``).
 
@@ -77,7 +109,8 @@ def load_runtime(runtime: str = "auto") -> RuntimeInfo:
     for key in keys:
         name, mod_name, dist = RUNTIMES[key]
         try:
-            mod = importlib.import_module(mod_name)
+            with stop_signals_deferred():
+                mod = importlib.import_module(mod_name)
         except Exception as exc:  # noqa: BLE001 - a broken install is "missing" too; the message keeps the cause
             errors.append(f"{dist}: {type(exc).__name__}: {exc}")
             continue
