@@ -158,9 +158,9 @@ def demo_console(stack: ExitStack, args: argparse.Namespace, identity: DeviceIde
 class Interrupted(KeyboardInterrupt):
     """A stop signal during the demo's setup or report; ``except KeyboardInterrupt`` (cli.main: exit 130) catches it.
 
-    Not a bare KeyboardInterrupt on purpose: CPython marks a bare one that passes through Python code run by C
-    (``PyRun_String``: ai-edge-litert's pybind11 wrapper, imported while the demo builds its device) as unhandled
-    for good, and ``python -m`` then ends the process by SIGINT (returncode -2) although cli.main caught it.
+    Not a bare KeyboardInterrupt on purpose: CPython 3.11 marks a bare one raised inside ``exec`` of a string (every
+    ``@dataclass``/namedtuple the demo's lazy imports define while it sets up) as unhandled for good, and
+    ``python -m``/``-c`` then end the process by SIGINT (returncode -2) although cli.main caught it and returned 130.
     """
 
 
