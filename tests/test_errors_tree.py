@@ -17,12 +17,13 @@ from pathlib import Path
 
 import pytest
 from doorkeep.device.errors import DoorkeepError
+from doorkeep.tools.demo import Interrupted
 
 PACKAGES = ("doorkeep.device", "doorkeep.provisioning", "doorkeep.tools")
 # Allowed outside the tree: the marker of an interface method a subclass must override, argparse's protocol for
-# a ``type=`` converter (argparse turns it into a usage error naming the option), and KeyboardInterrupt raised by a
-# signal handler so SIGHUP/SIGTERM take Ctrl-C's clean-up path (tools/demo.py ``interrupted_by``).
-ALLOWED = {NotImplementedError, argparse.ArgumentTypeError, KeyboardInterrupt}
+# a ``type=`` converter (argparse turns it into a usage error naming the option), and the KeyboardInterrupt raised by a
+# signal handler so SIGHUP/SIGTERM take Ctrl-C's clean-up path (tools/demo.py ``interrupted_by``: ``Interrupted``).
+ALLOWED = {NotImplementedError, argparse.ArgumentTypeError, KeyboardInterrupt, Interrupted}
 # A timeout is an I/O condition (socket.timeout is a TimeoutError too); nothing else in the tree may be an OSError.
 OSERROR_ALLOWED = {"PublishTimeout", "ConsoleTimeout", "ChannelTimeout"}
 
