@@ -72,7 +72,8 @@ def test_a_detector_failing_on_every_frame_logs_one_traceback(caplog) -> None:
         def detect(self, frame: np.ndarray) -> list:
             raise RuntimeError("model exploded")
 
-    source = SyntheticSource(width=320, height=240, fps=30, duration_s=1.0, realtime=False)
+    # paced, and long enough that a loaded machine's detect thread still sees >= 20 frames (it takes the latest)
+    source = SyntheticSource(width=320, height=240, fps=30, duration_s=60.0, realtime=True)
     bell = Doorbell.from_config(_config(), source=source, detector=Broken())
     bell.pipeline.gate = None  # infer on every frame
     with caplog.at_level(logging.WARNING, logger="doorkeep.device.loop"), bell:
