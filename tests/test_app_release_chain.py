@@ -31,10 +31,14 @@ def frames(mp4: Path) -> list[np.ndarray]:
 
 def test_demo_clip_released_to_a_recipient_decrypts_to_the_owners_frames(tmp_path: Path) -> None:
     root, out = tmp_path / "demo", tmp_path / "out"
-    doorkeep("demo", "--seconds", "7", "--state", root)
     device = root / "device"
-    clips = json.loads(doorkeep("clips", "--state-dir", device, "--json"))
-    assert clips, "the demo recorded no clip"
+    clips: list = []
+    for _ in range(4):  # a loaded machine may see no visit in 7 s; the demo resumes from its kept state
+        doorkeep("demo", "--seconds", "7", "--state", root)
+        clips = json.loads(doorkeep("clips", "--state-dir", device, "--json"))
+        if clips:
+            break
+    assert clips, "the demo recorded no clip in 4 runs"
     clip_id = clips[0]["clip_id"]
 
     (tmp_path / "demo.pass").write_text("demo\n")
