@@ -125,6 +125,52 @@ def test_checkpoint_cannot_be_forged_to_hide_history(tmp_path: Path, ident: Devi
     assert not r.ok and r.reason in {"no_checkpoint", "hash"}, r
 
 
+
+@pytest.mark.parametrize("lie", ["head", "count"])
+def test_a_device_signed_checkpoint_that_misstates_the_chain_is_refused(tmp_path: Path, ident: DeviceIdentity,
+                                                                        monkeypatch: pytest.MonkeyPatch,
+                                                                        lie: str) -> None:
+    """A checkpoint hashed, chained and signed by the device itself whose head or count is not the record before it
+    (a writer bug, or a device hiding history behind it) fails the audit as no_checkpoint: chain and signature
+    alone do not catch it."""
+    def lying_checkpoint(self: AuditLog) -> None:
+        fields = {"head": self._head.hex(), "count": self._next, "prev_first": self._checkpoint_pending,
+                  "prev_t": self._t_last}
+        fields[lie] = bytes(32).hex() if lie == "head" else self._next + 1
+        self._write("checkpoint", fields)
+        self._checkpoint_pending = None
+
+    monkeypatch.setattr(AuditLog, "_checkpoint", lying_checkpoint)
+    path = tmp_path / "audit.log"
+    with AuditLog.open(path, ident, segment_bytes=SEG) as log:
+        fill(log, 60)
+    second = closed_segments(path)[1]
+    assert lines(second[1])[0]["kind"] == "checkpoint"
+    r = verify(path, ident.verify_key)
+    assert (r.ok, r.reason, r.first_bad) == (False, "no_checkpoint", second[0]), r
+
+
+def test_every_append_is_fsynced_before_it_returns(tmp_path: Path, ident: DeviceIdentity,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each append (rotations included) fsyncs the active segment with the new record in it before returning: a
+    record the caller was told about survives a power cut. Counted through os.fsync, the log's disk seam."""
+    calls: list[tuple[int, int]] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        calls.append((fd, os.fstat(fd).st_size))
+        real_fsync(fd)
+
+    path = tmp_path / "audit.log"
+    with AuditLog.open(path, ident, segment_bytes=SEG) as log:
+        monkeypatch.setattr(os, "fsync", counting_fsync)
+        for i in range(60):
+            del calls[:]
+            log.append("event", n=i, pad="x" * 100)
+            assert (log._fd, path.stat().st_size) in calls, (i, calls)
+    assert len(closed_segments(path)) >= 2  # rotations were among the appends
+
+
 # ------------------------------------------------------------------------------------------------ crashes
 
 

@@ -1,6 +1,6 @@
 """Key files and the owner pin refuse what they must; bundles refuse a changed manifest or clip, a grant the owner did
-not sign, a device key that is not the named device's, a manifest the device did not sign. Written for mutants that
-survived every other vault test (tests/mutation_check.py)."""
+not sign, a device key that is not the named device's, a manifest the device did not sign or that names another
+clip. Written for mutants that survived every other vault test (tests/mutation_check.py)."""
 
 from __future__ import annotations
 
@@ -183,3 +183,33 @@ def test_a_bundle_carrying_a_manifest_the_device_did_not_sign_is_refused(tmp_pat
     data, dev = _signed_bundle(tmp_path, manifest_sig=bytes(64))
     with pytest.raises((ReleaseError, FormatError)):
         open_bundle(data, dev.recipient, owner=dev.owner.public)  # type: ignore[attr-defined]
+
+
+def test_a_bundle_entry_carrying_another_clips_signed_manifest_is_refused(tmp_path: Path) -> None:
+    """The device signs an index whose entry for c1 carries c2's manifest (validly signed, hash and size matching the
+    index) and c2's bytes: refused as naming another clip before any clip is handed out, not later as a key error."""
+    from doorkeep.device.errors import ReleaseError
+    from doorkeep.device.vault.bundle_open import read_bundle
+    from doorkeep.device.vault.bundles import _LEN, MAGIC, SIG_DOMAIN, BundleClip, BundleStream, manifest_hash
+    from doorkeep.device.vault.codec import signed_message
+    from doorkeep.device.vault.grants import issue_grant
+
+    dev = make_device(tmp_path)
+    write_clip(dev, "c1", make_packets(10))
+    write_clip(dev, "c2", make_packets(10, seed=1))
+    store = dev.vault.store
+    grant = issue_grant(dev.owner, device_id=dev.identity.device_id, sealed_keys=sealed_keys(dev, "c1"),
+                        recipient=dev.recipient.public, recipient_name="r", purpose="p", requester="q")
+    head = BundleStream(dev.identity, grant, dev.owner.public,
+                        [BundleClip(store.manifest_path("c1"), store.clip_path("c1"))]).head
+    n = _LEN.unpack_from(head, len(MAGIC))[0]
+    index = json.loads(head[len(MAGIC) + _LEN.size:len(MAGIC) + _LEN.size + n])
+    raw2, clip2 = store.manifest_path("c2").read_bytes(), store.clip_path("c2").read_bytes()
+    index["clips"][0].update(manifest_hash=manifest_hash(raw2), manifest_size=len(raw2), size=len(clip2))
+    assert index["clips"][0]["clip_id"] == "c1"
+    raw_index = canonical(index)
+    head = MAGIC + _LEN.pack(len(raw_index)) + raw_index
+    data = head + dev.identity.sign(signed_message(SIG_DOMAIN, head)) + raw2 + clip2
+    reader = read_bundle(data, dev.recipient, owner=dev.owner.public)  # type: ignore[attr-defined]
+    with pytest.raises(ReleaseError, match="names another clip"):
+        next(iter(reader.clips()))
