@@ -52,13 +52,13 @@ class SoftwareButton:
 
     def press(self) -> Event | None:
         """Register one press; returns the event sent, or ``None`` when within the hold-off."""
-        t = self._clock()
+        t, mono = self._clock(), time.monotonic()  # the vault's post-roll runs from the press, not from delivery
         with self._lock:
             if self._last is not None and 0 <= t - self._last < self.holdoff_s:
                 return None
             self._last = t
             self.presses += 1
-        ev = Event(event_id=self._new_id(), kind="doorbell", phase="press", t=t, t_start=t)
+        ev = Event(event_id=self._new_id(), kind="doorbell", phase="press", t=t, t_start=t, mono_end=mono)
         for sink in self.sinks:
             try:
                 sink.on_event(ev)

@@ -229,3 +229,24 @@ def test_a_boot_at_1970_then_a_spoofed_jump_still_counts_from_the_saved_time(tmp
     (_, jump) = audits[-1]
     assert jump["trusted"] == pytest.approx(now + 600) and jump["jump_s"] == pytest.approx(365 * DAY - 600)
     assert w.age(now - 10 * DAY, clocks.w) == pytest.approx(10 * DAY + 600)
+
+
+def test_a_press_carries_its_own_monotonic_time_for_the_post_roll() -> None:
+    """A slow sink ahead of the vault (signing, an outbox fsync on a busy card) must not move the press's
+    post-roll: the event carries the moment of the press."""
+    from doorkeep.device.button import SoftwareButton
+
+    seen: list[tuple[Event, float]] = []
+
+    class Slow:
+        def on_event(self, ev: Event) -> None:
+            time.sleep(0.3)
+
+    class Keep:
+        def on_event(self, ev: Event) -> None:
+            seen.append((ev, time.monotonic()))
+
+    before = time.monotonic()
+    SoftwareButton(sinks=[Slow(), Keep()]).press()
+    ((ev, delivered),) = seen
+    assert ev.mono_end is not None and before <= ev.mono_end <= delivered - 0.25

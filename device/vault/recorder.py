@@ -203,8 +203,9 @@ class ClipRecorder(PacketSink):
                     s.deadline = self._post_roll_end(event)
 
     def _post_roll_end(self, event: Event) -> float:
-        """When the post-roll after ``event`` ends, on the monotonic clock (from the event's ``mono_end``, else from
-        now: a press or an end arrives within milliseconds of happening)."""
+        """When the post-roll after ``event`` ends, on the monotonic clock (from the event's ``mono_end`` — person
+        ends and presses carry it, so a slow sink before the vault does not stretch the post-roll —, else from
+        now)."""
         return (event.mono_end if event.mono_end is not None else self._clock()) + self._postroll
 
     def _resume_locked(self) -> bool:
